@@ -1,0 +1,41 @@
+// tools/cli.h — subcommand registry for the one `inspire-classifier` executable.
+//
+// Each subcommand lives in its own tools/cmd_<name>.cpp and registers itself:
+//
+//   static int run_tokenize(int argc, char** argv);   // argv[0] is the subcommand name
+//   INSPIRE_COMMAND(tokenize, "Tokenize JSON Lines the way fastai does", run_tokenize);
+//
+// A command returns the process exit code: 0 ok, 1 runtime failure, 2 usage error.
+// Library code throws; only tools/ turns errors into messages and exit codes.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace cli {
+
+using RunFn = int (*)(int argc, char** argv);
+
+struct Command {
+  std::string name;
+  std::string summary;
+  RunFn run;
+  int order;  // position in --help (lower first)
+};
+
+std::vector<Command>& registry();
+
+struct Registrar {
+  Registrar(const char* name, const char* summary, RunFn fn, int order = 100) {
+    registry().push_back(Command{name, summary, fn, order});
+  }
+};
+
+// Prints "inspire-classifier: error: <msg>" to stderr.
+void error(const std::string& msg);
+
+}  // namespace cli
+
+#define INSPIRE_COMMAND_ORDERED(name, summary, fn, order) \
+  static ::cli::Registrar inspire_cmd_registrar_##name(#name, summary, fn, order)
+#define INSPIRE_COMMAND(name, summary, fn) INSPIRE_COMMAND_ORDERED(name, summary, fn, 100)

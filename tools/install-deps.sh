@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything the build and the test suite need on a fresh Debian 12 (bookworm) machine.
+# Python is NOT needed: tools/reference/ scripts are only used to regenerate golden fixtures.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+PKGS=(
+  build-essential cmake pkg-config file
+  libeigen3-dev            # dense linear algebra (nn/)
+  libomp-dev               # OpenMP runtime
+  googletest libgtest-dev libgmock-dev  # tests
+  libbenchmark-dev         # bench/
+  libutf8proc-dev          # Unicode tables for the tokenizer
+  nlohmann-json3-dev       # JSON (CLI, bundle metadata, server)
+  libcli11-dev             # command-line parsing
+  zlib1g-dev               # gzip'd datasets
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+echo "install-deps: all build dependencies present"
