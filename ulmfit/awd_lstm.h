@@ -1,0 +1,233 @@
+// ulmfit/awd_lstm.h — fastai 2.7's AWD-LSTM encoder and its language-model head (tied decoder).
+//
+// Encoder (AWD_LSTM.forward, spec §2.4), per forward call on ids [bs, sl]:
+//   1. embedding with EmbeddingDropout (mask [V], whole rows; pad row gets no gradient)
+//   2. input RNNDropout (mask [bs, E], shared over time)
+//   3. for each LSTM layer l: WeightDropout on W_hh (element mask [4h, h], resampled every
+//      forward call), LSTM from the stored state, hidden RNNDropout (mask [bs, h_l]) if not last
+//   4. the new state is stored detached (truncated BPTT at every call boundary)
+// LM head (LinearDecoder, §2.5): output RNNDropout (mask [bs, E]) -> logits = dp·Wᵀ + b with W
+// the embedding (tied); loss = mean softmax cross-entropy over all bs·sl positions, computed in
+// row chunks so that the [bs·sl, V] logits never exist at once.
+//
+// Templates over T: float for training/serving, double for finite-difference gradient checks.
+// Parameter values and gradients live in two arenas owned by the model; gradients ACCUMULATE
+// (the tied embedding/decoder weight gets both contributions); zero them once per step.
+// Caches are caller-owned (one per in-flight window, e.g. one per classifier chunk).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nn/lstm.h"
+#include "nn/param.h"
+#include "nn/rng.h"
+#include "nn/tensor.h"
+
+namespace ulmfit {
+
+using TokenId = std::int32_t;
+using nn::Index;
+
+struct AwdLstmConfig {
+  Index vocab = 0;
+  Index emb = 400;      // emb_sz (also the last layer's hidden size)
+  Index hidden = 1152;  // n_hid
+  int n_layers = 3;
+  TokenId pad_token = 1;
+  // Dropout probabilities (already multiplied by drop_mult).
+  double embed_p = 0.02, input_p = 0.25, weight_p = 0.2, hidden_p = 0.15, output_p = 0.1;
+
+  // fastai's awd_lstm_lm_config / awd_lstm_clas_config with every *_p times drop_mult
+  // (INSPIRE: LM 0.7, classifier 0.5; for the classifier output_p is the head's first dropout
+  // and is not used by this encoder).
+  static AwdLstmConfig lm(Index vocab, double drop_mult = 0.7);
+  static AwdLstmConfig classifier(Index vocab, double drop_mult = 0.5);
+  // All dropout probabilities set to 0.
+  AwdLstmConfig& no_dropout();
+
+  Index layer_in(int l) const { return l == 0 ? emb : hidden; }
+  Index layer_hidden(int l) const { return l == n_layers - 1 ? emb : hidden; }
+  // Throws std::invalid_argument naming the bad field.
+  void check() const;
+};
+
+// How a forward call behaves.
+struct ForwardOptions {
+  bool training = true;       // false: every dropout is the identity
+  nn::Rng* rng = nullptr;     // where masks come from when training (required unless reuse_masks)
+  bool reuse_masks = false;   // training with the masks already in the cache (deterministic
+                              // tests, gradient checks): nothing is sampled
+};
+
+// Inverted-dropout masks of one forward call: entries are 0 or 1/(1-p). An empty tensor means
+// "no dropout" (eval mode or p == 0). Tests may fill them directly and use reuse_masks.
+template <typename T>
+struct AwdLstmMasks {
+  nn::Tensor<T> embed;                // [V]
+  nn::Tensor<T> input;                // [bs, E]
+  std::vector<nn::Tensor<T>> weight;  // per layer [4h_l, h_l] (WeightDropout on W_hh)
+  std::vector<nn::Tensor<T>> hidden;  // per layer l < n_layers-1: [bs, h_l]
+  nn::Tensor<T> output;               // [bs, E] (LM head only)
+};
+
+// Everything one training window keeps for its backward pass.
+template <typename T>
+struct AwdLstmCache {
+  Index bs = 0, sl = 0;
+  bool training = false;
+  nn::Tensor<TokenId> ids;                     // [bs, sl]
+  AwdLstmMasks<T> masks;
+  nn::Tensor<T> x0;                            // [bs, sl, E] input of layer 0 (after dropouts)
+  std::vector<nn::Tensor<T>> inputs;           // inputs[l] of layer l >= 1 (after hidden dropout)
+  std::vector<nn::Tensor<T>> outputs;          // raw LSTM outputs [bs, sl, h_l]
+  std::vector<nn::Tensor<T>> w_hh;             // weight-dropped W_hh per layer (empty: raw used)
+  std::vector<nn::LstmCache<T>> lstm;
+  // LM head
+  nn::Tensor<T> dp;                            // [bs, sl, E] output-dropped encoder output
+  nn::Tensor<T> scratch_a, scratch_b;          // backward scratch
+};
+
+// A named tensor of the model (fastai state_dict key without prefix).
+template <typename T>
+struct NamedTensor {
+  std::string key;    // e.g. "encoder.weight", "rnns.0.weight_hh_l0_raw", "decoder.bias"
+  nn::View<T> value;
+  nn::View<T> grad;
+  int layer;          // -1: embedding (and decoder bias), 0..n_layers-1: that LSTM
+  bool do_wd;         // fastai: false only for the decoder (nn.Linear) bias
+};
+
+template <typename T>
+class AwdLstmEncoderT {
+ public:
+  // Allocates zeroed parameters (call init() or load values). `extra` reserves room in the
+  // arenas for a head's parameters (see take_extra()).
+  explicit AwdLstmEncoderT(const AwdLstmConfig& cfg, Index extra = 0);
+  AwdLstmEncoderT(AwdLstmEncoderT&&) noexcept = default;
+  AwdLstmEncoderT& operator=(AwdLstmEncoderT&&) noexcept = default;
+  AwdLstmEncoderT(const AwdLstmEncoderT&) = delete;
+  AwdLstmEncoderT& operator=(const AwdLstmEncoderT&) = delete;
+
+  const AwdLstmConfig& config() const { return cfg_; }
+
+  // fastai initialisation (§2.2): embedding U(-0.1, 0.1) (pad row included); every LSTM tensor
+  // U(-1/sqrt(h_l), 1/sqrt(h_l)). Resets the state.
+  void init(nn::Rng& rng);
+
+  // Tensors in state_dict order, keys without prefix: "encoder.weight",
+  // "rnns.{l}.weight_hh_l0_raw", "rnns.{l}.module.weight_ih_l0", "rnns.{l}.module.bias_ih_l0",
+  // "rnns.{l}.module.bias_hh_l0". ("encoder_dp.emb.weight" is the same tensor as
+  // "encoder.weight" and is not listed; checkpoint writers add it.)
+  std::vector<NamedTensor<T>> tensors();
+
+  // Views of single tensors.
+  nn::View<T> embedding() { return emb_; }
+  nn::View<T> embedding_grad() { return demb_; }
+  nn::LstmParams<T> lstm_params(int l) const;  // with the RAW W_hh
+  nn::LstmGrads<T> lstm_grads(int l) const;
+
+  // Whole arenas (zero_grad = grads().zero(); checkpoints; optimizers).
+  nn::View<T> values() { return values_.all(); }
+  nn::View<T> grads() { return grads_.all(); }
+  // Carve a (value, grad) pair for a head parameter from the `extra` reserve.
+  std::pair<nn::View<T>, nn::View<T>> take_extra(nn::Shape s);
+
+  // ---- which parts get gradients (freezing; §3.5, §5) ----
+  // A frozen LSTM gets no dW/db GEMMs; backward stops below the lowest part that is trainable.
+  void set_trainable(bool embedding, const std::vector<bool>& rnn);
+  bool embedding_trainable() const { return train_emb_; }
+  bool rnn_trainable(int l) const { return train_rnn_[l]; }
+
+  // ---- hidden state (§2.6) ----
+  void reset();                           // zero state (batch size forgotten)
+  Index state_batch() const { return state_bs_; }
+  // Batch size change: keep the first rows, new rows are zero.
+  void resize_state(Index bs);
+  nn::View<T> state_h(int l) { return h_[l].view(); }  // [state_batch, h_l]
+  nn::View<T> state_c(int l) { return c_[l].view(); }
+
+  // ---- compute ----
+  // Training-style forward (dropout if opt.training): ids [bs, sl] -> out [bs, sl, E] (raw last
+  // layer output). Fills `cache` for backward. Updates the stored state (detached).
+  void forward(nn::CView<TokenId> ids, nn::View<T> out, AwdLstmCache<T>& cache,
+               const ForwardOptions& opt);
+  // Backward of the window in `cache` (consumes it): dout [bs, sl, E]. Gradients accumulate
+  // into grads(), skipping frozen parts.
+  void backward(AwdLstmCache<T>& cache, nn::CView<T> dout);
+  // Serving path: eval mode, no cache, state carried. out [bs, sl, E].
+  void infer(nn::CView<TokenId> ids, nn::View<T> out);
+
+  // Throws std::invalid_argument naming the position of the first id outside [0, vocab).
+  void check_ids(nn::CView<TokenId> ids) const;
+
+ private:
+  void sample_masks(AwdLstmCache<T>& cache, const ForwardOptions& opt);
+  void embed_lookup(nn::CView<TokenId> ids, const nn::Tensor<T>& mask, nn::View<T> out) const;
+
+  AwdLstmConfig cfg_;
+  nn::Arena<T> values_, grads_;
+  nn::View<T> emb_, demb_;
+  std::vector<nn::View<T>> w_ih_, w_hh_, b_ih_, b_hh_;
+  std::vector<nn::View<T>> dw_ih_, dw_hh_, db_ih_, db_hh_;
+  bool train_emb_ = true;
+  std::vector<bool> train_rnn_;
+  Index state_bs_ = 0;
+  std::vector<nn::Tensor<T>> h_, c_;
+  nn::Tensor<T> infer_scratch_, infer_a_, infer_b_;
+  std::vector<nn::Tensor<T>> dw_scratch_;  // dW_hh of the dropped matrix, before the mask
+};
+
+// The language model: encoder + LinearDecoder (tied weight, bias), fused softmax-CE loss.
+template <typename T>
+class AwdLstmLMT {
+ public:
+  explicit AwdLstmLMT(const AwdLstmConfig& cfg);
+
+  AwdLstmEncoderT<T>& encoder() { return enc_; }
+  const AwdLstmConfig& config() const { return enc_.config(); }
+  void init(nn::Rng& rng);  // encoder init + decoder bias 0
+  void reset() { enc_.reset(); }
+  nn::View<T> decoder_bias() { return bias_; }
+  nn::View<T> decoder_bias_grad() { return dbias_; }
+  nn::View<T> values() { return enc_.values(); }  // includes the decoder bias
+  nn::View<T> grads() { return enc_.grads(); }
+
+  // Encoder tensors with "0." plus "1.decoder.bias" (keys as fastai's LM state_dict).
+  std::vector<NamedTensor<T>> tensors();
+
+  // Training step: forward + backward. ids, targets [bs, sl]. Returns the mean cross-entropy.
+  // Gradients accumulate. Row chunks of `chunk_rows` positions bound the logits memory.
+  double train_step(nn::CView<TokenId> ids, nn::CView<TokenId> targets, AwdLstmCache<T>& cache,
+                    const ForwardOptions& opt);
+  // Eval: mean cross-entropy, no dropout, no gradients, state carried.
+  double eval_loss(nn::CView<TokenId> ids, nn::CView<TokenId> targets);
+  // Logits [bs, sl, V] (small vocabularies: tests, goldens). Training-mode forward if
+  // opt.training (fills cache, no backward), else eval.
+  void logits(nn::CView<TokenId> ids, nn::View<T> out, AwdLstmCache<T>& cache,
+              const ForwardOptions& opt);
+
+  Index chunk_rows = 512;
+
+ private:
+  double loss_chunks(nn::CView<T> dp, nn::CView<TokenId> targets, nn::View<T> ddp,
+                     bool want_grad);
+  AwdLstmEncoderT<T> enc_;
+  nn::View<T> bias_, dbias_;
+  nn::Tensor<T> logits_;  // [chunk_rows, V]
+  nn::Tensor<T> out_;     // encoder output
+};
+
+using AwdLstmEncoder = AwdLstmEncoderT<float>;
+using AwdLstmLM = AwdLstmLMT<float>;
+
+// The fastai Param list (float models): keys prefixed (LM: "0." for the encoder; classifier:
+// "0.module."), groups as fastai's splitters, do_wd as fastai's rule.
+//   LM (awd_lstm_lm_split, §3.5):    rnn l -> group l, embedding + decoder bias -> group n_layers
+//   classifier (awd_lstm_clas_split): embedding -> group 0, rnn l -> group l + 1
+std::vector<nn::Param> lm_params(AwdLstmLM& lm);
+std::vector<nn::Param> encoder_params(AwdLstmEncoder& enc, const std::string& prefix,
+                                      int embedding_group, int first_rnn_group);
+
+}  // namespace ulmfit
