@@ -158,8 +158,7 @@ bool is_dangerous_callable(std::string_view module, std::string_view name) {
     static const char* const kNames[] = {
         "eval", "exec", "execfile", "compile", "__import__", "open", "input", "raw_input",
         "setattr", "delattr", "globals", "locals", "vars", "breakpoint", "exit", "quit", "help",
-        "file", "reload", "memoryview", "type", "super", "classmethod", "staticmethod",
-        "property", "dir", "id", "print", "__loader__", "__build_class__", "apply",
+        "file", "reload", "apply", "__build_class__", "__loader__",
     };
     for (const char* d : kNames)
       if (name == d) return true;
@@ -168,7 +167,7 @@ bool is_dangerous_callable(std::string_view module, std::string_view name) {
                           name == "call"))
     return true;
   if (m == "functools" && name == "reduce") return true;
-  if (m == "types" || m == "inspect" || m == "gc" || m == "ctypes") return true;
+  if (m == "types" || m == "gc" || m == "ctypes") return true;
   if (m == "numpy" && (name == "load" || name == "loadtxt" || name == "fromfile")) return true;
   if (m == "torch" && (name == "load" || name == "save")) return true;
   return false;
@@ -375,13 +374,24 @@ class Reader {
         fail("refusing to call " + mod + "." + nm + " from pickle (this file tries to run code; "
              "it is not a plain checkpoint — do not load it with Python either)");
       if (mod == "builtins" && nm == "getattr") {
-        // Bound methods pickle as getattr(instance, "name"): keep as an opaque value, but never
-        // on a class/function/module reference or a private/dunder attribute.
-        bool ok = args->kind == Kind::Tuple && args->items.size() == 2 &&
-                  args->items[0]->kind != Kind::Global && args->items[1]->kind == Kind::Str &&
-                  !args->items[1]->s.empty() && args->items[1]->s[0] != '_';
+        // Bound methods and enum members pickle as getattr(obj, "name"); keep that as an opaque
+        // value, but never for private/dunder attributes, code-running names, or objects from
+        // dangerous modules.
+        static const char* const kBadAttr[] = {"system", "popen", "eval", "exec", "execv", "execve",
+                                               "spawn", "spawnv", "call", "check_call", "check_output",
+                                               "run", "Popen", "load", "loads", "open", "compile"};
+        bool ok = args->kind == Kind::Tuple && args->items.size() >= 2 && args->items.size() <= 3 &&
+                  args->items[1]->kind == Kind::Str && !args->items[1]->s.empty() &&
+                  args->items[1]->s[0] != '_';
+        if (ok) {
+          for (const char* b : kBadAttr) ok = ok && args->items[1]->s != b;
+          const Value* obj = args->items[0];
+          const Value* g = obj->kind == Kind::Global ? obj : (obj->kind == Kind::Object ? obj->cls : nullptr);
+          if (g && g->kind == Kind::Global && is_dangerous_callable(g->s, g->name)) ok = false;
+          if (g && g->kind == Kind::Global && is_dangerous_callable(g->s, "")) ok = false;
+        }
         if (!ok) fail("refusing to call builtins.getattr" + std::string(" with ") + describe(args, 1) +
-                      " from pickle");
+                      " from pickle (this file tries to run code)");
       }
       if (opt_.reduce_hook) {
         Value* r;
