@@ -1,0 +1,319 @@
+// nn/lstm.cpp — LSTM layer forward / backward / infer (see nn/lstm.h for the design).
+#include "nn/lstm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "nn/backend.h"
+
+namespace nn {
+namespace {
+
+template <typename T>
+using ArrMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <typename T>
+using CArrMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+// The rows [b0, b1) of this thread when `n` rows are split across the current team.
+inline void my_rows(Index n, Index& b0, Index& b1) {
+  int nt = omp_get_num_threads(), id = omp_get_thread_num();
+  Index per = n / nt, rem = n % nt;
+  b0 = id * per + std::min<Index>(id, rem);
+  b1 = b0 + per + (id < rem ? 1 : 0);
+}
+
+// Threads worth using for `rows` independent rows of `work` multiply-adds each.
+inline int team_size(Index rows, double work) {
+  int nt = omp_get_max_threads();
+  if (omp_in_parallel()) return 1;
+  if (work < 2e5) return 1;
+  return (int)std::max<Index>(1, std::min<Index>(nt, rows));
+}
+
+// C[M,N] (+)= op(A) op(B), split over the M rows across threads (one parallel region).
+template <typename T>
+void gemm_rows(bool ta, bool tb, Index M, Index N, Index K, T alpha, const T* A, Index lda,
+               const T* B, Index ldb, T beta, T* C, Index ldc) {
+  int nt = team_size(M / 16, (double)M * N * K);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    Index m0, m1;
+    my_rows(M, m0, m1);
+    if (m1 > m0) {
+      const T* a = ta ? A + m0 : A + m0 * lda;
+      gemm(ta, tb, m1 - m0, N, K, alpha, a, lda, B, ldb, beta, C + m0 * ldc, ldc);
+    }
+  }
+}
+
+// In place: sigmoid on [0, 2h) and [3h, 4h), tanh on [2h, 3h) of one gate row.
+template <typename T>
+inline void gate_activations(T* z, Index h) {
+  ArrMap<T> if_(z, 2 * h), g(z + 2 * h, h), o(z + 3 * h, h);
+  if_ = (T(1) + (-if_).exp()).inverse();
+  g = g.tanh();
+  o = (T(1) + (-o).exp()).inverse();
+}
+
+// One row of the cell update: c = f c_prev + i g; h = o tanh(c).
+template <typename T>
+inline void cell_update(const T* z, const T* c_prev, T* c, T* hout, Index h) {
+  CArrMap<T> i(z, h), f(z + h, h), g(z + 2 * h, h), o(z + 3 * h, h), cp(c_prev, h);
+  ArrMap<T> cm(c, h), hm(hout, h);
+  cm = f * cp + i * g;
+  hm = o * cm.tanh();
+}
+
+}  // namespace
+
+template <typename T>
+void LstmParams<T>::check() const {
+  if (w_hh.ndim() != 2 || w_hh.dim(0) != 4 * w_hh.dim(1) || w_hh.dim(1) == 0)
+    throw std::invalid_argument("LSTM: weight_hh must be [4h, h], got " + w_hh.shape.str());
+  Index h = w_hh.dim(1);
+  if (w_ih.ndim() != 2 || w_ih.dim(0) != 4 * h)
+    throw std::invalid_argument("LSTM: weight_ih must be [4h=" + std::to_string(4 * h) +
+                                ", in], got " + w_ih.shape.str());
+  check_shape(b_ih.shape, Shape{4 * h}, "LSTM bias_ih");
+  check_shape(b_hh.shape, Shape{4 * h}, "LSTM bias_hh");
+}
+
+template <typename T>
+void LstmCache<T>::ensure(Index bs_, Index sl_, Index in_, Index hid_) {
+  if (bs_ == bs && sl_ == sl && in_ == in && hid_ == hid) return;
+  bs = bs_, sl = sl_, in = in_, hid = hid_;
+  x.resize({sl, bs, in});
+  gates.resize({sl, bs, 4 * hid});
+  h.resize({sl + 1, bs, hid});
+  c.resize({sl + 1, bs, hid});
+  dh.resize({2, bs, hid});
+  dc.resize({bs, hid});
+}
+
+template <typename T>
+void lstm_forward(const LstmParams<T>& p, CView<T> x, CView<T> h0, CView<T> c0, View<T> y,
+                  View<T> hn, View<T> cn, LstmCache<T>& cache) {
+  p.check();
+  if (x.ndim() != 3) throw std::invalid_argument("LSTM forward: x must be [bs, sl, in], got " + x.shape.str());
+  const Index bs = x.dim(0), sl = x.dim(1), in = x.dim(2), H = p.hidden(), G = 4 * H;
+  if (in != p.input())
+    throw std::invalid_argument("LSTM forward: x has " + std::to_string(in) +
+                                " features, weight_ih expects " + std::to_string(p.input()));
+  check_shape(y.shape, Shape{bs, sl, H}, "LSTM forward y");
+  if (!h0.empty()) check_shape(h0.shape, Shape{bs, H}, "LSTM forward h0");
+  if (!c0.empty()) check_shape(c0.shape, Shape{bs, H}, "LSTM forward c0");
+  if (!hn.empty()) check_shape(hn.shape, Shape{bs, H}, "LSTM forward hn");
+  if (!cn.empty()) check_shape(cn.shape, Shape{bs, H}, "LSTM forward cn");
+  cache.ensure(bs, sl, in, H);
+  T* xs = cache.x.data();
+  T* gs = cache.gates.data();
+  T* hs = cache.h.data();
+  T* cs = cache.c.data();
+  // time-major copy of x; initial state
+  for (Index t = 0; t < sl; ++t)
+    for (Index b = 0; b < bs; ++b)
+      std::copy_n(x.data + (b * sl + t) * in, in, xs + (t * bs + b) * in);
+  if (h0.empty()) std::fill_n(hs, bs * H, T(0)); else std::copy_n(h0.data, bs * H, hs);
+  if (c0.empty()) std::fill_n(cs, bs * H, T(0)); else std::copy_n(c0.data, bs * H, cs);
+  if (sl == 0 || bs == 0) {
+    if (!hn.empty()) std::copy_n(hs, bs * H, hn.data);
+    if (!cn.empty()) std::copy_n(cs, bs * H, cn.data);
+    return;
+  }
+  // z = x W_ihᵀ + b_ih + b_hh for the whole window: bias rows, then ONE GEMM.
+  {
+    Eigen::Array<T, Eigen::Dynamic, 1> bias(G);
+    for (Index k = 0; k < G; ++k) bias[k] = p.b_ih[k] + p.b_hh[k];
+    for (Index r = 0; r < sl * bs; ++r) std::copy_n(bias.data(), G, gs + r * G);
+  }
+  gemm_rows<T>(false, true, sl * bs, G, in, T(1), xs, in, p.w_ih.data, in, T(1), gs, G);
+  // Time loop: batch rows split over threads, one parallel region for the whole loop.
+  int nt = team_size(bs, (double)bs * G * H);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    Index b0, b1;
+    my_rows(bs, b0, b1);
+    const Index nb = b1 - b0;
+    if (nb > 0) {
+      for (Index t = 0; t < sl; ++t) {
+        T* z = gs + (t * bs + b0) * G;
+        const T* hp = hs + (t * bs + b0) * H;
+        gemm(false, true, nb, G, H, T(1), hp, H, p.w_hh.data, H, T(1), z, G);
+        for (Index b = 0; b < nb; ++b) {
+          T* zb = z + b * G;
+          gate_activations(zb, H);
+          cell_update(zb, cs + (t * bs + b0 + b) * H, cs + ((t + 1) * bs + b0 + b) * H,
+                      hs + ((t + 1) * bs + b0 + b) * H, H);
+        }
+      }
+      for (Index b = b0; b < b1; ++b)
+        for (Index t = 0; t < sl; ++t)
+          std::copy_n(hs + ((t + 1) * bs + b) * H, H, y.data + (b * sl + t) * H);
+    }
+  }
+  if (!hn.empty()) std::copy_n(hs + sl * bs * H, bs * H, hn.data);
+  if (!cn.empty()) std::copy_n(cs + sl * bs * H, bs * H, cn.data);
+}
+
+template <typename T>
+void lstm_backward(const LstmParams<T>& p, LstmCache<T>& cache, CView<T> dy, CView<T> dhn,
+                   CView<T> dcn, View<T> dx, View<T> dh0, View<T> dc0, const LstmGrads<T>& g) {
+  const Index bs = cache.bs, sl = cache.sl, in = cache.in, H = cache.hid, G = 4 * H;
+  if (p.hidden() != H || p.input() != in)
+    throw std::invalid_argument("LSTM backward: parameters do not match the cached window");
+  check_shape(dy.shape, Shape{bs, sl, H}, "LSTM backward dy");
+  if (!dhn.empty()) check_shape(dhn.shape, Shape{bs, H}, "LSTM backward dhn");
+  if (!dcn.empty()) check_shape(dcn.shape, Shape{bs, H}, "LSTM backward dcn");
+  if (!dx.empty()) check_shape(dx.shape, Shape{bs, sl, in}, "LSTM backward dx");
+  if (!dh0.empty()) check_shape(dh0.shape, Shape{bs, H}, "LSTM backward dh0");
+  if (!dc0.empty()) check_shape(dc0.shape, Shape{bs, H}, "LSTM backward dc0");
+  if (!g.w_ih.empty()) check_shape(g.w_ih.shape, p.w_ih.shape, "LSTM grad weight_ih");
+  if (!g.w_hh.empty()) check_shape(g.w_hh.shape, p.w_hh.shape, "LSTM grad weight_hh");
+  if (!g.b_ih.empty()) check_shape(g.b_ih.shape, p.b_ih.shape, "LSTM grad bias_ih");
+  if (!g.b_hh.empty()) check_shape(g.b_hh.shape, p.b_hh.shape, "LSTM grad bias_hh");
+  T* gs = cache.gates.data();
+  const T* hs = cache.h.data();
+  const T* cs = cache.c.data();
+  T* dhbuf = cache.dh.data();  // [2, bs, H]: slot (t & 1) holds dh flowing into step t
+  T* dcs = cache.dc.data();
+  if (dhn.empty()) std::fill_n(dhbuf, 2 * bs * H, T(0));
+  else for (int s = 0; s < 2; ++s) std::copy_n(dhn.data, bs * H, dhbuf + s * bs * H);
+  if (dcn.empty()) std::fill_n(dcs, bs * H, T(0)); else std::copy_n(dcn.data, bs * H, dcs);
+  int nt = team_size(bs, (double)bs * G * H);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    Index b0, b1;
+    my_rows(bs, b0, b1);
+    const Index nb = b1 - b0;
+    if (nb > 0) {
+      Eigen::Array<T, Eigen::Dynamic, 1> tmp(H);
+      for (Index t = sl - 1; t >= 0; --t) {
+        T* dh_in = dhbuf + ((t & 1) * bs + b0) * H;       // dL/dh_t from the future
+        T* dh_out = dhbuf + ((1 - (t & 1)) * bs + b0) * H;  // dL/dh_{t-1} (written by GEMM)
+        for (Index b = 0; b < nb; ++b) {
+          const Index row = t * bs + b0 + b;
+          T* z = gs + row * G;
+          ArrMap<T> i(z, H), f(z + H, H), gg(z + 2 * H, H), o(z + 3 * H, H);
+          CArrMap<T> c(cs + ((t + 1) * bs + b0 + b) * H, H), cp(cs + row * H, H);
+          ArrMap<T> dh(dh_in + b * H, H), dc(dcs + (b0 + b) * H, H);
+          dh += CArrMap<T>(dy.data + ((b0 + b) * sl + t) * H, H);
+          // The activations are overwritten in place by dZ (order matters).
+          tmp = c.tanh();
+          dc += dh * o * (T(1) - tmp.square());        // dL/dc_t
+          o = dh * tmp * o * (T(1) - o);               // dz_o
+          tmp = i;                                     // i (old)
+          i = dc * gg * i * (T(1) - i);                // dz_i
+          gg = dc * tmp * (T(1) - gg.square());        // dz_g
+          tmp = dc * f;                                // dL/dc_{t-1}
+          f = dc * cp * f * (T(1) - f);                // dz_f
+          dc = tmp;
+        }
+        // dh_{t-1} = dZ_t W_hh  (+ nothing else: dy_{t-1} is added at the next iteration)
+        gemm(false, false, nb, H, G, T(1), gs + (t * bs + b0) * G, G, p.w_hh.data, H, T(0),
+             dh_out, H);
+      }
+    }
+  }
+  // After the loop, slot (1 - (0 & 1)) = 1 holds dL/dh_{-1} = dh0.
+  if (!dh0.empty()) std::copy_n(dhbuf + bs * H, bs * H, dh0.data);
+  if (!dc0.empty()) std::copy_n(dcs, bs * H, dc0.data);
+  const Index R = sl * bs;
+  if (R == 0) {
+    if (!dx.empty()) dx.zero();
+    return;
+  }
+  // Whole-window GEMMs: dW_hh += dZᵀ H_prev, dW_ih += dZᵀ X, db += colsum(dZ), dX = dZ W_ih.
+  if (!g.w_hh.empty()) gemm_rows<T>(true, false, G, H, R, T(1), gs, G, hs, H, T(1), g.w_hh.data, H);
+  if (!g.w_ih.empty())
+    gemm_rows<T>(true, false, G, in, R, T(1), gs, G, cache.x.data(), in, T(1), g.w_ih.data, in);
+  if (!g.b_ih.empty() || !g.b_hh.empty()) {
+    Eigen::Matrix<T, 1, Eigen::Dynamic> db = mat(CView<T>(cache.gates.view())).colwise().sum();
+    if (!g.b_ih.empty()) vec(g.b_ih) += db.transpose();
+    if (!g.b_hh.empty()) vec(g.b_hh) += db.transpose();
+  }
+  if (!dx.empty()) {
+    T* dxs = cache.x.data();  // x no longer needed: reuse for time-major dX
+    gemm_rows<T>(false, false, R, in, G, T(1), gs, G, p.w_ih.data, in, T(0), dxs, in);
+    for (Index t = 0; t < sl; ++t)
+      for (Index b = 0; b < bs; ++b)
+        std::copy_n(dxs + (t * bs + b) * in, in, dx.data + (b * sl + t) * in);
+  }
+}
+
+template <typename T>
+void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T> y,
+                Tensor<T>& scratch) {
+  p.check();
+  if (x.ndim() != 3) throw std::invalid_argument("LSTM infer: x must be [bs, sl, in], got " + x.shape.str());
+  const Index bs = x.dim(0), sl = x.dim(1), in = x.dim(2), H = p.hidden(), G = 4 * H;
+  if (in != p.input())
+    throw std::invalid_argument("LSTM infer: x has " + std::to_string(in) +
+                                " features, weight_ih expects " + std::to_string(p.input()));
+  check_shape(y.shape, Shape{bs, sl, H}, "LSTM infer y");
+  check_shape(h.shape, Shape{bs, H}, "LSTM infer h");
+  check_shape(c.shape, Shape{bs, H}, "LSTM infer c");
+  if (sl == 0 || bs == 0) return;
+  // scratch: [bs, sl, G] input projections (batch-first: rows of x as they are), + [bs, G]
+  if (scratch.numel() < bs * sl * G + bs * G) scratch.resize({bs * sl * G + bs * G});
+  T* zx = scratch.data();
+  {
+    Eigen::Array<T, Eigen::Dynamic, 1> bias(G);
+    for (Index k = 0; k < G; ++k) bias[k] = p.b_ih[k] + p.b_hh[k];
+    for (Index r = 0; r < bs * sl; ++r) std::copy_n(bias.data(), G, zx + r * G);
+  }
+  gemm_rows<T>(false, true, bs * sl, G, in, T(1), x.data, in, p.w_ih.data, in, T(1), zx, G);
+  if (bs == 1) {
+    // GEMV per step; x-projection row t is contiguous. h is the previous output row.
+    auto W = mat(p.w_hh);
+    using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+    Eigen::Map<Vec> hv(h.data, H);
+    for (Index t = 0; t < sl; ++t) {
+      T* z = zx + t * G;
+      Eigen::Map<Vec> zv(z, G);
+      zv.noalias() += W * hv;
+      gate_activations(z, H);
+      cell_update(z, c.data, c.data, h.data, H);
+      std::copy_n(h.data, H, y.data + t * H);
+    }
+    return;
+  }
+  int nt = team_size(bs, (double)bs * G * H);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    Index b0, b1;
+    my_rows(bs, b0, b1);
+    const Index nb = b1 - b0;
+    if (nb > 0) {
+      // rows of zx for step t are b*sl + t: stride sl*G. Recurrent GEMM on h rows [b0, b1).
+      for (Index t = 0; t < sl; ++t) {
+        T* z = zx + (b0 * sl + t) * G;
+        gemm(false, true, nb, G, H, T(1), h.data + b0 * H, H, p.w_hh.data, H, T(1), z, sl * G);
+        for (Index b = 0; b < nb; ++b) {
+          T* zb = z + b * sl * G;
+          T* hb = h.data + (b0 + b) * H;
+          T* cb = c.data + (b0 + b) * H;
+          gate_activations(zb, H);
+          cell_update(zb, cb, cb, hb, H);
+          std::copy_n(hb, H, y.data + ((b0 + b) * sl + t) * H);
+        }
+      }
+    }
+  }
+}
+
+#define INSPIRE_LSTM_INSTANTIATE(T)                                                          \
+  template struct LstmParams<T>;                                                             \
+  template struct LstmCache<T>;                                                              \
+  template void lstm_forward<T>(const LstmParams<T>&, CView<T>, CView<T>, CView<T>, View<T>, \
+                                View<T>, View<T>, LstmCache<T>&);                            \
+  template void lstm_backward<T>(const LstmParams<T>&, LstmCache<T>&, CView<T>, CView<T>,    \
+                                 CView<T>, View<T>, View<T>, View<T>, const LstmGrads<T>&);  \
+  template void lstm_infer<T>(const LstmParams<T>&, CView<T>, View<T>, View<T>, View<T>,     \
+                              Tensor<T>&);
+INSPIRE_LSTM_INSTANTIATE(float)
+INSPIRE_LSTM_INSTANTIATE(double)
+
+}  // namespace nn

@@ -1,0 +1,225 @@
+// tests/test_lstm.cpp — nn/lstm: finite-difference gradients (double), PyTorch goldens (two
+// consecutive windows with carried state), infer == forward, threading invariance, bad input.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "nn/lstm.h"
+#include "nn/rng.h"
+#include "nn/tensor.h"
+#include "tests/gradcheck.h"
+
+using namespace nn;
+using testing_util::GradVar;
+
+namespace {
+
+template <typename T>
+struct Layer {
+  Tensor<T> w_ih, w_hh, b_ih, b_hh, dw_ih, dw_hh, db_ih, db_hh;
+  Layer(Index in, Index h)
+      : w_ih{4 * h, in}, w_hh{4 * h, h}, b_ih{4 * h}, b_hh{4 * h},
+        dw_ih{4 * h, in}, dw_hh{4 * h, h}, db_ih{4 * h}, db_hh{4 * h} {}
+  LstmParams<T> params() const { return {w_ih.view(), w_hh.view(), b_ih.view(), b_hh.view()}; }
+  LstmGrads<T> grads() { return {dw_ih.view(), dw_hh.view(), db_ih.view(), db_hh.view()}; }
+  void randomize(Rng& rng, double s) {
+    for (auto* t : {&w_ih, &w_hh, &b_ih, &b_hh})
+      for (Index i = 0; i < t->numel(); ++i) (*t)[i] = (T)rng.uniform(-s, s);
+  }
+};
+
+template <typename T>
+void fill(Tensor<T>& t, Rng& rng, double s = 1) {
+  for (Index i = 0; i < t.numel(); ++i) t[i] = (T)rng.uniform(-s, s);
+}
+
+template <typename T>
+Tensor<T> from_json(const nlohmann::json& j) {
+  Shape s;
+  for (auto& d : j.at("shape")) s.d[s.ndim++] = d.get<Index>();
+  Tensor<T> t(s);
+  auto& data = j.at("data");
+  EXPECT_EQ((Index)data.size(), t.numel());
+  for (Index i = 0; i < t.numel(); ++i) t[i] = (T)data[i].get<double>();
+  return t;
+}
+
+// max |a-b| / (max|b| + tiny): relative to the tensor's scale
+template <typename T>
+double rel_err(CView<T> a, CView<double> b) {
+  double m = 0, scale = 1e-30;
+  for (Index i = 0; i < b.numel(); ++i) scale = std::max(scale, std::fabs(b[i]));
+  for (Index i = 0; i < b.numel(); ++i) m = std::max(m, std::fabs((double)a[i] - b[i]));
+  return m / scale;
+}
+
+}  // namespace
+
+// Gradient check of every input and parameter, including the initial state (dh0, dc0) and a
+// gradient arriving at the final state (dhn, dcn).
+TEST(Lstm, GradcheckDouble) {
+  const Index in = 3, H = 4, bs = 2, sl = 5;
+  Rng rng(11);
+  Layer<double> L(in, H);
+  L.randomize(rng, 0.6);
+  Tensor<double> x{bs, sl, in}, h0{bs, H}, c0{bs, H}, dy{bs, sl, H}, dhn{bs, H}, dcn{bs, H};
+  fill(x, rng), fill(h0, rng, 0.5), fill(c0, rng, 0.5), fill(dy, rng), fill(dhn, rng), fill(dcn, rng);
+  Tensor<double> y{bs, sl, H}, hn{bs, H}, cn{bs, H}, dx{bs, sl, in}, dh0{bs, H}, dc0{bs, H};
+  LstmCache<double> cache;
+  lstm_forward<double>(L.params(), x, h0, c0, y, hn, cn, cache);
+  // pre-fill grads to check that they accumulate (+=)
+  for (Index i = 0; i < L.dw_hh.numel(); ++i) L.dw_hh[i] = 1.0;
+  lstm_backward<double>(L.params(), cache, dy, dhn, dcn, dx, dh0, dc0, L.grads());
+  for (Index i = 0; i < L.dw_hh.numel(); ++i) L.dw_hh[i] -= 1.0;
+
+  auto loss = [&]() {
+    LstmCache<double> c2;
+    Tensor<double> y2{bs, sl, H}, hn2{bs, H}, cn2{bs, H};
+    lstm_forward<double>(L.params(), x, h0, c0, y2, hn2, cn2, c2);
+    return testing_util::dot<double>(y2, dy) + testing_util::dot<double>(hn2, dhn) +
+           testing_util::dot<double>(cn2, dcn);
+  };
+  auto r = testing_util::gradcheck(
+      loss, {GradVar{"x", x, dx}, GradVar{"h0", h0, dh0}, GradVar{"c0", c0, dc0},
+             GradVar{"w_ih", L.w_ih, L.dw_ih}, GradVar{"w_hh", L.w_hh, L.dw_hh},
+             GradVar{"b_ih", L.b_ih, L.db_ih}, GradVar{"b_hh", L.b_hh, L.db_hh}},
+      200);
+  EXPECT_GRADCHECK(r, 1e-6);
+}
+
+// Frozen weights (empty grad views) skip their GEMMs but dx is still right; no dx requested.
+TEST(Lstm, PartialGradients) {
+  const Index in = 3, H = 4, bs = 2, sl = 3;
+  Rng rng(5);
+  Layer<double> L(in, H);
+  L.randomize(rng, 0.5);
+  Tensor<double> x{bs, sl, in}, dy{bs, sl, H}, y{bs, sl, H};
+  fill(x, rng), fill(dy, rng);
+  LstmCache<double> c;
+  Tensor<double> dx_full{bs, sl, in}, dx_frozen{bs, sl, in};
+  lstm_forward<double>(L.params(), x, {}, {}, y, {}, {}, c);
+  lstm_backward<double>(L.params(), c, dy, {}, {}, dx_full, {}, {}, L.grads());
+  Tensor<double> dwhh_full = L.dw_hh;
+  L.dw_hh.view().zero();
+  lstm_forward<double>(L.params(), x, {}, {}, y, {}, {}, c);
+  lstm_backward<double>(L.params(), c, dy, {}, {}, dx_frozen, {}, {}, LstmGrads<double>{});
+  for (Index i = 0; i < dx_full.numel(); ++i) EXPECT_DOUBLE_EQ(dx_full[i], dx_frozen[i]);
+  for (Index i = 0; i < L.dw_hh.numel(); ++i) EXPECT_EQ(L.dw_hh[i], 0.0);
+  double s = 0;
+  for (Index i = 0; i < dwhh_full.numel(); ++i) s += std::fabs(dwhh_full[i]);
+  EXPECT_GT(s, 0);
+  // only weights, no dx
+  lstm_forward<double>(L.params(), x, {}, {}, y, {}, {}, c);
+  lstm_backward<double>(L.params(), c, dy, {}, {}, {}, {}, {}, L.grads());
+  for (Index i = 0; i < L.dw_hh.numel(); ++i) EXPECT_NEAR(L.dw_hh[i], dwhh_full[i], 1e-12);
+}
+
+template <typename T>
+void golden_check(double tol) {
+  std::ifstream f(INSPIRE_SOURCE_DIR "/tests/fixtures/lstm/lstm_golden.json");
+  ASSERT_TRUE(f) << "missing fixture tests/fixtures/lstm/lstm_golden.json";
+  auto j = nlohmann::json::parse(f);
+  auto g = [&](const char* k) { return from_json<T>(j.at(k)); };
+  auto ref = [&](const char* k) { return from_json<double>(j.at(k)); };
+  const Index in = j["config"]["in"], H = j["config"]["hidden"], bs = j["config"]["bs"],
+              sl = j["config"]["sl"];
+  Layer<T> L(in, H);
+  L.w_ih = g("weight_ih"), L.w_hh = g("weight_hh"), L.b_ih = g("bias_ih"), L.b_hh = g("bias_hh");
+  auto x1 = g("x1"), x2 = g("x2"), h0 = g("h0"), c0 = g("c0");
+  auto dy1 = g("dy1"), dy2 = g("dy2"), dh2 = g("dh2"), dc2 = g("dc2");
+  Tensor<T> y1{bs, sl, H}, y2{bs, sl, H}, h{bs, H}, c{bs, H};
+  LstmCache<T> k1, k2;
+  // the state is carried: window 2 starts from window 1's final state (in place)
+  lstm_forward<T>(L.params(), x1, h0, c0, y1, h, c, k1);
+  EXPECT_LT(rel_err<T>(y1, ref("y1")), tol);
+  EXPECT_LT(rel_err<T>(h, ref("h1")), tol);
+  EXPECT_LT(rel_err<T>(c, ref("c1")), tol);
+  lstm_forward<T>(L.params(), x2, h, c, y2, h, c, k2);
+  EXPECT_LT(rel_err<T>(y2, ref("y2")), tol);
+  EXPECT_LT(rel_err<T>(h, ref("h2")), tol);
+  EXPECT_LT(rel_err<T>(c, ref("c2")), tol);
+  Tensor<T> dx1{bs, sl, in}, dx2{bs, sl, in}, dh0{bs, H}, dc0{bs, H}, dh1{bs, H}, dc1{bs, H};
+  lstm_backward<T>(L.params(), k2, dy2, dh2, dc2, dx2, dh1, dc1, L.grads());
+  lstm_backward<T>(L.params(), k1, dy1, {}, {}, dx1, dh0, dc0, L.grads());
+  EXPECT_LT(rel_err<T>(dx1, ref("dx1")), tol);
+  EXPECT_LT(rel_err<T>(dx2, ref("dx2")), tol);
+  EXPECT_LT(rel_err<T>(dh0, ref("dh0")), tol);
+  EXPECT_LT(rel_err<T>(dc0, ref("dc0")), tol);
+  EXPECT_LT(rel_err<T>(dh1, ref("dh1")), tol);
+  EXPECT_LT(rel_err<T>(dc1, ref("dc1")), tol);
+  EXPECT_LT(rel_err<T>(L.dw_ih, ref("dweight_ih")), tol);
+  EXPECT_LT(rel_err<T>(L.dw_hh, ref("dweight_hh")), tol);
+  EXPECT_LT(rel_err<T>(L.db_ih, ref("dbias_ih")), tol);
+  EXPECT_LT(rel_err<T>(L.db_hh, ref("dbias_hh")), tol);
+}
+
+TEST(Lstm, PyTorchGoldenDouble) { golden_check<double>(1e-10); }
+TEST(Lstm, PyTorchGoldenFloat) { golden_check<float>(1e-5); }
+
+// The serving path gives the training forward's outputs and final state (batch 1 and batch > 1).
+TEST(Lstm, InferMatchesForward) {
+  for (Index bs : {1, 5}) {
+    const Index in = 6, H = 9, sl = 7;
+    Rng rng(3);
+    Layer<float> L(in, H);
+    L.randomize(rng, 0.4);
+    Tensor<float> x{bs, sl, in}, h0{bs, H}, c0{bs, H};
+    fill(x, rng), fill(h0, rng, 0.5), fill(c0, rng, 0.5);
+    Tensor<float> y{bs, sl, H}, hn{bs, H}, cn{bs, H};
+    LstmCache<float> k;
+    lstm_forward<float>(L.params(), x, h0, c0, y, hn, cn, k);
+    Tensor<float> yi{bs, sl, H}, h = h0, c = c0, scratch;
+    lstm_infer<float>(L.params(), x, h, c, yi, scratch);
+    for (Index i = 0; i < y.numel(); ++i) EXPECT_NEAR(y[i], yi[i], 1e-6) << "bs=" << bs;
+    for (Index i = 0; i < hn.numel(); ++i) EXPECT_NEAR(hn[i], h[i], 1e-6);
+    for (Index i = 0; i < cn.numel(); ++i) EXPECT_NEAR(cn[i], c[i], 1e-6);
+  }
+}
+
+// Splitting the batch rows over threads gives the same numbers as one thread.
+TEST(Lstm, ThreadCountInvariant) {
+  const Index in = 32, H = 48, bs = 7, sl = 6;
+  Rng rng(9);
+  Layer<float> L(in, H);
+  L.randomize(rng, 0.2);
+  Tensor<float> x{bs, sl, in}, dy{bs, sl, H};
+  fill(x, rng), fill(dy, rng);
+  auto run = [&](int threads, Tensor<float>& y, Tensor<float>& dx, Tensor<float>& dw) {
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    Layer<float> L2 = L;
+    LstmCache<float> k;
+    lstm_forward<float>(L2.params(), x, {}, {}, y, {}, {}, k);
+    lstm_backward<float>(L2.params(), k, dy, {}, {}, dx, {}, {}, L2.grads());
+    dw = L2.dw_hh;
+    omp_set_num_threads(saved);
+  };
+  Tensor<float> y1{bs, sl, H}, y3{bs, sl, H}, dx1{bs, sl, in}, dx3{bs, sl, in}, dw1, dw3;
+  run(1, y1, dx1, dw1);
+  run(3, y3, dx3, dw3);
+  for (Index i = 0; i < y1.numel(); ++i) EXPECT_NEAR(y1[i], y3[i], 1e-6);
+  for (Index i = 0; i < dx1.numel(); ++i) EXPECT_NEAR(dx1[i], dx3[i], 1e-5);
+  for (Index i = 0; i < dw1.numel(); ++i) EXPECT_NEAR(dw1[i], dw3[i], 1e-4);
+}
+
+TEST(Lstm, BadShapesAreNamed) {
+  Layer<float> L(3, 4);
+  Tensor<float> x{2, 5, 2}, y{2, 5, 4};
+  LstmCache<float> k;
+  try {
+    lstm_forward<float>(L.params(), x, {}, {}, y, {}, {}, k);
+    FAIL() << "expected an exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("weight_ih expects 3"), std::string::npos) << e.what();
+  }
+  Tensor<float> x3{2, 5, 3}, ybad{2, 4, 4};
+  EXPECT_THROW(lstm_forward<float>(L.params(), x3, {}, {}, ybad, {}, {}, k), std::invalid_argument);
+  Tensor<float> wbad{16, 5};
+  LstmParams<float> p = L.params();
+  p.w_hh = wbad.view();
+  EXPECT_THROW(lstm_forward<float>(p, x3, {}, {}, y, {}, {}, k), std::invalid_argument);
+}
