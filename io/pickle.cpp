@@ -468,7 +468,8 @@ class Reader {
         rest->items.assign(args->items.begin() + 1, args->items.end());
         return newobj(args->items[0], rest);
       }
-      if (mod == "torch._tensor" && nm == "_rebuild_from_type_v2") {
+      if ((mod == "torch._tensor" && nm == "_rebuild_from_type_v2") ||
+          (mod == "fastai.torch_core" && nm == "_rebuild_from_type")) {
         // (func, subclass, args, state): the tensor subclass is dropped; state ignored.
         tuple_args(3, 4);
         Value* inner = args->items[2];

@@ -4,7 +4,8 @@
 // a Global(module, name) value. REDUCE/NEWOBJ/INST/OBJ on a Global resolve a small whitelist of
 // known reconstructors (collections.OrderedDict → Dict, builtins.set/frozenset → Set,
 // _codecs.encode(str, 'latin1') → Bytes, copyreg._reconstructor / __newobj__ → Object,
-// torch._tensor._rebuild_from_type_v2 → the inner call), ask an optional caller hook (the torch
+// torch._tensor._rebuild_from_type_v2 and fastai.torch_core._rebuild_from_type → the inner
+// call), ask an optional caller hook (the torch
 // loader turns torch._utils._rebuild_tensor_v2 into tensors that way), and otherwise produce an
 // opaque Object(cls, args) whose BUILD state is kept. Obviously dangerous callables
 // (os.system, subprocess.*, builtins.eval/exec/__import__, ...) are refused with
@@ -87,7 +88,7 @@ struct Options {
   std::function<Value*(Document& doc, const Value& pid)> persistent_load;
   // Called on REDUCE/NEWOBJ with a Global callable before the built-in rules; return nullptr to
   // fall through. May throw std::runtime_error with a short message (file and offset are added).
-  std::function<Value*(Document& doc, const Value& callable, const Value& args)> reduce_hook;
+  std::function<Value*(Document& doc, const Value& callable, Value& args)> reduce_hook;
   std::size_t max_alloc_bytes = std::size_t(1) << 31;  // total estimate of values+strings+containers
   std::size_t max_stack = std::size_t(1) << 24;        // VM stack + mark stack entries
   std::size_t max_memo = std::size_t(1) << 24;         // memo entries
