@@ -1,0 +1,246 @@
+// tools/cmd_predict.cpp — `predict-coreness` (one paper) and `predict` (JSON Lines, streamed).
+#include <omp.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "io/atomic_file.h"
+#include "tools/cli.h"
+#include "ulmfit/classifier.h"
+
+namespace {
+
+// CLI11 parse → exit code (0 for --help, 2 for usage errors), or -1 to go on.
+int parse_args(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    cli::error(e.what());
+    std::cerr << "Run with --help for usage.\n";
+    return 2;
+  }
+  return -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// predict-coreness TITLE ABSTRACT [--model M]
+// ---------------------------------------------------------------------------------------------
+int run_predict_coreness(int argc, char** argv) {
+  CLI::App app(
+      "Classify one paper as core / non_core / rejected, exactly as INSPIRE's classifier does.\n"
+      "Prints one JSON line: {\"prediction\": ..., \"scores\": {\"rejected\": ..., "
+      "\"non_core\": ..., \"core\": ...}}",
+      "inspire-classifier predict-coreness");
+  std::string title, abstract, model;
+  app.add_option("title", title, "the paper's title")->required();
+  app.add_option("abstract", abstract, "the paper's abstract")->required();
+  app.add_option("-m,--model", model,
+                 "model bundle (.safetensors); default: the model embedded in this build");
+  if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
+
+  auto clf = ulmfit::Classifier::load_or_default(model);
+  try {
+    auto p = clf.predict_coreness(title, abstract);
+    std::cout << clf.to_json(p) << std::endl;
+  } catch (const std::invalid_argument& e) {
+    cli::error(e.what());
+    return 2;
+  }
+  return std::cout ? 0 : 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// predict --input records.jsonl [--output out.jsonl] [--model M] [--threads N]
+// ---------------------------------------------------------------------------------------------
+struct Item {
+  long line = 0;
+  std::optional<nlohmann::json> id;
+  bool joined = false;  // "text" given instead of title/abstract
+  ulmfit::Paper paper;
+  std::string error;  // non-empty: a bad line
+  std::string output;
+};
+
+// Parses one input line into `it` (sets it.error on a bad line).
+void parse_line(const std::string& line, Item& it) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::parse_error& e) {
+    std::string m = e.what();
+    auto p = m.find("parse error");
+    it.error = "malformed JSON: " + (p == std::string::npos ? m : m.substr(p));
+    return;
+  }
+  if (!j.is_object()) {
+    it.error = std::string("expected a JSON object with \"title\" and \"abstract\", got ") +
+               j.type_name();
+    return;
+  }
+  if (auto f = j.find("id"); f != j.end()) it.id = *f;
+  auto field = [&](const char* name, std::string& out) -> bool {
+    auto f = j.find(name);
+    if (f == j.end()) {
+      it.error = std::string("missing field \"") + name + "\"";
+      return false;
+    }
+    if (!f->is_string()) {
+      it.error = std::string("field \"") + name + "\" must be a string, got " + f->type_name();
+      return false;
+    }
+    out = f->get<std::string>();
+    return true;
+  };
+  if (!j.contains("title") && !j.contains("abstract") && j.contains("text")) {
+    it.joined = true;  // a dataset row that only has the joined text
+    field("text", it.paper.title);
+    return;
+  }
+  if (field("title", it.paper.title)) field("abstract", it.paper.abstract);
+}
+
+std::string output_line(const ulmfit::Classifier& clf, const Item& it,
+                        const ulmfit::Prediction& p) {
+  std::string s = "{";
+  if (it.id)
+    s += "\"id\": " + it.id->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + ", ";
+  else
+    s += "\"line\": " + std::to_string(it.line) + ", ";
+  return s + clf.to_json(p).substr(1);
+}
+
+int run_predict(int argc, char** argv) {
+  CLI::App app(
+      "Classify every record of a JSON Lines file ({\"id\", \"title\", \"abstract\"} per line; "
+      "a record with only \"text\" is taken as the joined text). Writes one JSON line per good "
+      "record, in input order: {\"id\": ..., \"prediction\": ..., \"scores\": {...}} (\"line\" "
+      "instead of \"id\" when a record has none). Bad lines are reported on stderr with their "
+      "line number and skipped; the exit code is then 1. Memory stays constant whatever the "
+      "input size.",
+      "inspire-classifier predict");
+  std::string input = "-", output = "-", model;
+  int threads = 0, chunk = 256;
+  bool quiet = false;
+  app.add_option("-i,--input", input, "JSON Lines input ('-' = stdin)")->capture_default_str();
+  app.add_option("-o,--output", output,
+                 "JSON Lines output ('-' = stdout; a file is written atomically)")
+      ->capture_default_str();
+  app.add_option("-m,--model", model,
+                 "model bundle (.safetensors); default: the model embedded in this build");
+  app.add_option("-t,--threads", threads, "worker threads (0 = all cores)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--chunk", chunk, "records read and classified together")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_flag("-q,--quiet", quiet, "no progress or summary on stderr");
+  if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
+
+  std::ifstream file;
+  std::istream* in = &std::cin;
+  std::string in_name = input == "-" ? "<stdin>" : input;
+  if (input != "-") {
+    file.open(input, std::ios::binary);
+    if (!file) {
+      cli::error("cannot open input '" + input + "'");
+      return 1;
+    }
+    in = &file;
+  }
+  auto clf = ulmfit::Classifier::load_or_default(model);
+
+  long line_no = 0, good = 0, bad = 0;
+  const bool tty = !quiet && ::isatty(STDERR_FILENO);
+  auto t0 = std::chrono::steady_clock::now(), last = t0;
+  auto progress = [&](bool final_line) {
+    auto now = std::chrono::steady_clock::now();
+    double el = std::chrono::duration<double>(now - t0).count();
+    if (quiet) return;
+    if (!final_line && std::chrono::duration<double>(now - last).count() < (tty ? 0.5 : 10.0))
+      return;
+    last = now;
+    std::fprintf(stderr, "%spredict: %ld records, %ld bad, %.1f s, %.1f records/s%s",
+                 tty ? "\r" : "", good, bad, el, el > 0 ? good / el : 0.0,
+                 final_line || !tty ? "\n" : "");
+    std::fflush(stderr);
+  };
+
+  auto process = [&](std::ostream& out) {
+    std::vector<Item> items;
+    items.reserve(static_cast<std::size_t>(chunk));
+    std::string line;
+    bool eof = false;
+    while (!eof) {
+      items.clear();
+      while (items.size() < static_cast<std::size_t>(chunk)) {
+        if (!std::getline(*in, line)) {
+          eof = true;
+          break;
+        }
+        ++line_no;
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank
+        items.emplace_back();
+        items.back().line = line_no;
+        parse_line(line, items.back());
+      }
+      const long n = static_cast<long>(items.size());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads > 0 ? threads : omp_get_max_threads())
+      for (long i = 0; i < n; ++i) {
+        Item& it = items[i];
+        if (!it.error.empty()) continue;
+        try {
+          auto p = it.joined ? clf.predict_text(it.paper.title)
+                             : clf.predict_coreness(it.paper.title, it.paper.abstract);
+          it.output = output_line(clf, it, p);
+        } catch (const std::exception& e) {
+          it.error = e.what();
+        }
+      }
+      for (auto& it : items) {
+        if (!it.error.empty()) {
+          ++bad;
+          if (tty) std::fputc('\n', stderr);
+          std::cerr << "inspire-classifier: warning: " << in_name << ":" << it.line << ": "
+                    << it.error << " (skipped)\n";
+          continue;
+        }
+        out << it.output << '\n';
+        ++good;
+      }
+      out.flush();
+      if (!out) throw std::runtime_error("cannot write the output (disk full or closed pipe?)");
+      progress(false);
+    }
+    if (in->bad()) throw std::runtime_error("read error on " + in_name);
+  };
+
+  if (output == "-") {
+    std::ios::sync_with_stdio(false);
+    process(std::cout);
+  } else {
+    io::write_file_atomically(output, process);
+  }
+  progress(true);
+  return bad ? 1 : 0;
+}
+
+}  // namespace
+
+// (A hyphenated name cannot go through the INSPIRE_COMMAND macro's token pasting.)
+static ::cli::Registrar inspire_cmd_registrar_predict_coreness(
+    "predict-coreness", "Classify one paper (title, abstract): prints the prediction and scores",
+    run_predict_coreness, 30);
+INSPIRE_COMMAND_ORDERED(predict, "Classify a JSON Lines file of papers (streamed, multi-threaded)",
+                        run_predict, 31);

@@ -1,0 +1,126 @@
+// tools/cmd_serve.cpp — `serve`: INSPIRE's REST API for the classifier (io/http_api.h).
+#include <omp.h>
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include "io/http_api.h"
+#include "io/http_server.h"
+#include "tools/cli.h"
+#include "ulmfit/classifier.h"
+
+#ifndef INSPIRE_VERSION
+#define INSPIRE_VERSION "0.0.0"
+#endif
+
+namespace {
+
+int run_serve(int argc, char** argv) {
+  CLI::App app(
+      "Serve the classifier over HTTP (INSPIRE's REST API):\n"
+      "  POST /api/predict/coreness        {\"title\": ..., \"abstract\": ...} -> "
+      "{\"prediction\": ..., \"scores\": {...}}\n"
+      "  POST /api/predict/coreness/batch  [{\"title\", \"abstract\"}, ...] -> [..., ...]\n"
+      "  GET  /api/health\n"
+      "Errors are JSON with status 400 (bad JSON / UTF-8), 422 (missing or wrongly typed field), "
+      "413 (body too large), 404, 405, 503 (queue full). Stops gracefully on SIGINT/SIGTERM.",
+      "inspire-classifier serve");
+  io::HttpServerOptions o;
+  std::string model;
+  int threads = static_cast<int>(std::thread::hardware_concurrency());
+  if (threads < 1) threads = 1;
+  std::size_t max_batch = 10000;
+  o.max_body_bytes = 8u << 20;
+  app.add_option("--host", o.host, "address to listen on (an IP; 0.0.0.0 = all interfaces)")
+      ->capture_default_str();
+  app.add_option("-p,--port", o.port, "TCP port (0 = any free port)")->capture_default_str();
+  app.add_option("-m,--model", model,
+                 "model bundle (.safetensors); default: the model embedded in this build");
+  app.add_option("-t,--threads", threads, "prediction worker threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--io-threads", o.io_threads, "threads handling connections")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  app.add_option("--max-body", o.max_body_bytes, "largest request body in bytes (larger: 413)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t(16), std::size_t(1) << 32));
+  app.add_option("--max-batch", max_batch, "most papers in one batch request (more: 422)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t(1), std::size_t(1) << 24));
+  app.add_option("--max-queue", o.max_queue,
+                 "most predictions waiting for a worker (more: 503)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t(1), std::size_t(1) << 24));
+  app.add_option("--timeout", o.read_timeout_s,
+                 "seconds a client has to send a whole request; idle keep-alive connections "
+                 "close after it too")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    cli::error(e.what());
+    std::cerr << "Run with --help for usage.\n";
+    return 2;
+  }
+  o.worker_threads = threads;
+
+  auto clf = ulmfit::Classifier::load_or_default(model);
+
+  // Handle SIGINT/SIGTERM on this thread only: block them before any other thread starts (the
+  // server's threads inherit the mask), then wait for one with sigwait.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  // A client that disconnects early must not kill the process.
+  signal(SIGPIPE, SIG_IGN);
+
+  io::HttpServer server(o);
+  io::CorenessApi api;
+  api.predict = [clf](const std::string& title, const std::string& abstract) {
+    omp_set_num_threads(1);  // parallelism comes from the worker pool, one paper per worker
+    return clf.to_json(clf.predict_coreness(title, abstract));
+  };
+  api.max_batch_items = max_batch;
+  api.health_extra = {{"model", clf.source()},
+                      {"labels", clf.labels()},
+                      {"temperature", clf.temperature()},
+                      {"vocab_size", clf.vocab_size()},
+                      {"workers", threads},
+                      {"version", INSPIRE_VERSION}};
+  io::add_coreness_routes(server, api);
+  server.start();
+  std::printf("inspire-classifier: serving %s on http://%s:%u with %d worker thread%s "
+              "(Ctrl-C to stop)\n",
+              clf.source().c_str(), o.host.find(':') != std::string::npos
+                                        ? ("[" + o.host + "]").c_str()
+                                        : o.host.c_str(),
+              static_cast<unsigned>(server.port()), threads, threads == 1 ? "" : "s");
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  std::fprintf(stderr, "inspire-classifier: %s received, finishing requests in flight...\n",
+               sig == SIGINT ? "SIGINT" : "SIGTERM");
+  server.stop();
+  server.wait();
+  std::fprintf(stderr, "inspire-classifier: stopped after %llu requests\n",
+               static_cast<unsigned long long>(server.requests_served()));
+  return 0;
+}
+
+}  // namespace
+
+INSPIRE_COMMAND_ORDERED(serve, "Serve the REST API (POST /api/predict/coreness, batch, health)",
+                        run_serve, 32);

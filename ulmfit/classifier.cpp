@@ -1,0 +1,175 @@
+// ulmfit/classifier.cpp — a thin composition: bundle (io/bundle.h) + tokenizer + vocab +
+// the classifier model's eval forward + INSPIRE's post-processing (labels.h).
+#include "ulmfit/classifier.h"
+
+#include <nlohmann/json.hpp>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+
+#include "io/bundle.h"
+#include "ulmfit/default_model.h"
+#include "ulmfit/labels.h"
+#include "ulmfit/tokenizer.h"
+#include "ulmfit/vocab.h"
+
+#if __has_include("ulmfit/classifier_model.h")
+#include "ulmfit/classifier_model.h"
+#define INSPIRE_CLASSIFIER_MODEL 1
+#endif
+
+namespace ulmfit {
+
+struct Classifier::Impl {
+  std::optional<io::Bundle> bundle;  // owns (or maps) the weights the model views point into
+  Vocab vocab;
+  std::vector<std::string> labels;
+  float temperature = kTemperature;
+  std::string source;
+  // Eval-mode forward of one document: ids → 3 logits. Thread-safe (own workspace per call).
+  std::function<std::array<float, 3>(const std::vector<std::int32_t>&)> logits;
+#ifdef INSPIRE_CLASSIFIER_MODEL
+  std::shared_ptr<const ClassifierModel> model;
+#endif
+};
+
+namespace {
+
+std::shared_ptr<const Classifier::Impl> build(io::Bundle bundle, std::string source) {
+  auto impl = std::make_shared<Classifier::Impl>();
+  impl->source = std::move(source);
+  const auto& cfg = bundle.config();
+  if (cfg.kind != "classifier")
+    throw std::runtime_error(impl->source + ": this bundle holds a \"" + cfg.kind +
+                             "\" model, not a classifier (hint: pass the bundle written by "
+                             "train-classifier or import)");
+  if (bundle.labels().size() != 3 || cfg.n_classes != 3)
+    throw std::runtime_error(impl->source + ": the classifier must have 3 labels (rejected, "
+                             "non_core, core), this one has " +
+                             std::to_string(bundle.labels().size()));
+  impl->labels = bundle.labels();
+  if (bundle.temperature()) impl->temperature = static_cast<float>(*bundle.temperature());
+  if (!(impl->temperature > 0) || !std::isfinite(impl->temperature))
+    throw std::runtime_error(impl->source + ": temperature must be a positive number, got " +
+                             std::to_string(impl->temperature));
+  impl->vocab = Vocab::from_itos(bundle.vocab());
+  impl->bundle.emplace(std::move(bundle));
+#ifdef INSPIRE_CLASSIFIER_MODEL
+  impl->model = std::make_shared<const ClassifierModel>(ClassifierModel::from_bundle(*impl->bundle));
+  impl->logits = [m = impl->model.get()](const std::vector<std::int32_t>& ids) {
+    return m->infer(ids);
+  };
+#else
+  impl->logits = [](const std::vector<std::int32_t>&) -> std::array<float, 3> {
+    throw std::runtime_error("this build has no classifier model (ulmfit/classifier_model.h)");
+  };
+#endif
+  return impl;
+}
+
+std::array<float, 3> softmax3(const std::array<float, 3>& z) {
+  float m = std::max({z[0], z[1], z[2]});
+  std::array<float, 3> p{};
+  float s = 0;
+  for (int i = 0; i < 3; ++i) s += (p[i] = std::exp(z[i] - m));
+  for (auto& x : p) x /= s;
+  return p;
+}
+
+}  // namespace
+
+std::string prediction_json(const Prediction& p, const std::vector<std::string>& labels) {
+  using nlohmann::json;
+  auto str = [](const std::string& s) { return json(s).dump(-1, ' ', false, json::error_handler_t::replace); };
+  std::string out = "{\"prediction\": " + str(p.label) + ", \"scores\": {";
+  for (std::size_t i = 0; i < labels.size() && i < 3; ++i) {
+    if (i) out += ", ";
+    out += str(labels[i]) + ": " + json(static_cast<double>(p.scores[i])).dump();
+  }
+  return out + "}}";
+}
+
+Classifier Classifier::load(const std::string& path) {
+  return Classifier(build(io::Bundle::load(path), path));
+}
+
+Classifier Classifier::from_memory(std::string_view bytes, const std::string& name) {
+  std::string source = "embedded:" + name;
+  return Classifier(build(io::Bundle::from_memory(bytes.data(), bytes.size(), source), source));
+}
+
+Classifier Classifier::load_or_default(const std::string& path) {
+  if (!path.empty()) return load(path);
+  auto bytes = default_model_bytes();
+  if (bytes.empty())
+    throw std::runtime_error("no default model embedded in this build; pass --model");
+  std::string name = default_model_origin();
+  return from_memory(bytes, name.empty() ? "default" : name);
+}
+
+std::vector<std::int32_t> Classifier::encode(std::string_view text) const {
+  return impl_->vocab.numericalize(tokenize(text, TokenizeMode::Predict));
+}
+
+std::array<float, 3> Classifier::probabilities(const std::vector<std::int32_t>& ids) const {
+  return softmax3(impl_->logits(ids));
+}
+
+Prediction Classifier::finish(const std::array<float, 3>& p) const {
+  Prediction r;
+  r.probabilities = p;
+  r.scores = temperature_scores(p, impl_->temperature);
+  r.index = static_cast<std::size_t>(std::max_element(p.begin(), p.end()) - p.begin());
+  r.label = impl_->labels[r.index];
+  return r;
+}
+
+Prediction Classifier::predict_text(std::string_view text) const {
+  return finish(probabilities(encode(text)));
+}
+
+Prediction Classifier::predict_coreness(std::string_view title, std::string_view abstract) const {
+  std::string text = join_title_abstract(std::string(title), std::string(abstract));
+  std::vector<std::int32_t> ids;
+  try {
+    ids = encode(text);
+  } catch (const TextError& e) {
+    // Say which field holds the bad byte, and where in it.
+    std::size_t off = e.byte_offset();
+    const std::size_t abs_start = title.size() + 12;  // " <ENDTITLE> "
+    std::string where = off < title.size()
+                            ? "title (byte offset " + std::to_string(off) + ")"
+                            : "abstract (byte offset " + std::to_string(off - std::min(off, abs_start)) + ")";
+    throw std::invalid_argument("invalid UTF-8 in the " + where);
+  }
+  return finish(probabilities(ids));
+}
+
+std::vector<Prediction> Classifier::predict_batch(const std::vector<Paper>& papers,
+                                                  int threads) const {
+  std::vector<Prediction> out(papers.size());
+  const long n = static_cast<long>(papers.size());
+  std::exception_ptr first_error;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads > 0 ? threads : omp_get_max_threads()) if (threads != 1)
+  for (long i = 0; i < n; ++i) {
+    try {
+      out[i] = predict_coreness(papers[i].title, papers[i].abstract);
+    } catch (...) {
+#pragma omp critical(inspire_classifier_batch_error)
+      if (!first_error) first_error = std::current_exception();
+    }
+  }
+  if (first_error) std::rethrow_exception(first_error);
+  return out;
+}
+
+const std::vector<std::string>& Classifier::labels() const { return impl_->labels; }
+float Classifier::temperature() const { return impl_->temperature; }
+std::size_t Classifier::vocab_size() const { return impl_->vocab.size(); }
+const std::string& Classifier::source() const { return impl_->source; }
+
+}  // namespace ulmfit

@@ -1,0 +1,89 @@
+// ulmfit/classifier.h — the library API: load a model bundle once, classify papers.
+//
+//   auto clf = ulmfit::Classifier::load("model.safetensors");
+//   ulmfit::Prediction p = clf.predict_coreness(title, abstract);
+//   std::cout << clf.to_json(p) << "\n";
+//   // {"prediction": "core", "scores": {"rejected": 0.0177, "non_core": 0.0177, "core": 0.9647}}
+//
+// predict_coreness does exactly what INSPIRE's classifier does (spec §6):
+//   text = title + " <ENDTITLE> " + abstract            (join_title_abstract, no stripping)
+//   ids  = numericalize(tokenize(text, Predict))         (OOV → 0 = xxunk; no replace_space)
+//   p    = softmax(classifier_eval_forward(ids))          (72-token chunks, last ≤1440 pooled)
+//   s    = temperature_scores(p, T)                       (T from the bundle, default 0.25)
+//   prediction = labels[argmax p]
+//
+// Thread safety: a Classifier is immutable after loading; every call uses its own workspace,
+// so any number of threads may call the predict functions concurrently on one Classifier
+// (copies share the same loaded model). Nothing is cached between calls: memory does not grow
+// call to call.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ulmfit {
+
+struct Prediction {
+  std::size_t index = 0;                  // argmax class (== argmax of scores)
+  std::string label;                      // labels()[index], e.g. "core"
+  std::array<float, 3> probabilities{};   // softmax of the logits (fastai's learn.predict)
+  std::array<float, 3> scores{};          // INSPIRE's temperature scores (what the API reports)
+};
+
+struct Paper {
+  std::string title;
+  std::string abstract;
+};
+
+// {"prediction": "<label>", "scores": {"<label0>": s0, "<label1>": s1, "<label2>": s2}} on one
+// line, keys in class-index order, separators as Python's json.dumps (", " and ": "). Scores
+// are float32 values printed as the shortest decimal of their double value (as Python prints
+// float(np.float32)).
+std::string prediction_json(const Prediction& p, const std::vector<std::string>& labels);
+
+class Classifier {
+ public:
+  // Loads and validates a classifier bundle (io/bundle.h, kind "classifier" with 3 labels).
+  // Throws io::FormatError / std::runtime_error naming the file and the problem.
+  static Classifier load(const std::string& path);
+  // A bundle in memory (e.g. the model embedded in the binary); the bytes must outlive the
+  // Classifier (the embedded model does). `name` is used in messages and source().
+  static Classifier from_memory(std::string_view bytes, const std::string& name);
+  // `path` when not empty, else the model embedded in this build (ulmfit/default_model.h).
+  // Throws std::runtime_error "no default model embedded in this build; pass --model" when
+  // there is none.
+  static Classifier load_or_default(const std::string& path);
+
+  // One paper. Throws std::invalid_argument when title or abstract is not valid UTF-8 (naming
+  // which, and the byte offset).
+  Prediction predict_coreness(std::string_view title, std::string_view abstract) const;
+  // Already-joined text (e.g. a dataset's "text" column).
+  Prediction predict_text(std::string_view text) const;
+  // Many papers, results in input order. threads <= 0: OpenMP's default. Each paper is
+  // independent (batch of one, as the original predicts), so results equal predict_coreness.
+  std::vector<Prediction> predict_batch(const std::vector<Paper>& papers, int threads = 0) const;
+
+  // The steps, for tools and tests.
+  std::vector<std::int32_t> encode(std::string_view text) const;  // tokenize + numericalize
+  std::array<float, 3> probabilities(const std::vector<std::int32_t>& ids) const;
+  Prediction finish(const std::array<float, 3>& probabilities) const;  // scores + argmax
+
+  const std::vector<std::string>& labels() const;
+  float temperature() const;
+  std::size_t vocab_size() const;
+  const std::string& source() const;  // the path, or "embedded:<name>"
+  std::string to_json(const Prediction& p) const { return prediction_json(p, labels()); }
+
+  struct Impl;
+
+ private:
+  explicit Classifier(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<const Impl> impl_;
+};
+
+}  // namespace ulmfit
