@@ -1,0 +1,503 @@
+// io/bundle.cpp — see io/bundle.h.
+#include "io/bundle.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include "io/errors.h"
+
+namespace io {
+
+using nlohmann::json;
+
+// ---- ModelConfig ---------------------------------------------------------------------------------
+
+ModelConfig ModelConfig::lm_defaults(std::int64_t vocab_size) {
+  ModelConfig c;
+  c.kind = "lm";
+  c.vocab_size = vocab_size;
+  return c;
+}
+
+ModelConfig ModelConfig::classifier_defaults(std::int64_t vocab_size) {
+  ModelConfig c;
+  c.kind = "classifier";
+  c.vocab_size = vocab_size;
+  // awd_lstm_clas_config x drop_mult 0.5
+  c.embed_p = 0.025;
+  c.input_p = 0.2;
+  c.weight_p = 0.25;
+  c.hidden_p = 0.15;
+  c.output_p = 0.2;
+  return c;
+}
+
+std::string ModelConfig::encoder_prefix() const {
+  if (kind == "lm") return "0.";
+  if (kind == "classifier") return "0.module.";
+  return "";
+}
+
+json ModelConfig::to_json() const {
+  json j = {{"kind", kind},         {"vocab_size", vocab_size}, {"emb_sz", emb_sz},
+            {"n_hid", n_hid},       {"n_layers", n_layers},     {"pad_idx", pad_idx},
+            {"embed_p", embed_p},   {"input_p", input_p},       {"weight_p", weight_p},
+            {"hidden_p", hidden_p}, {"output_p", output_p},     {"bptt", bptt},
+            {"max_len", max_len}};
+  if (kind == "lm") {
+    j["tie_weights"] = tie_weights;
+    j["out_bias"] = out_bias;
+  }
+  if (kind == "classifier") {
+    j["lin_ftrs"] = lin_ftrs;
+    j["head_ps"] = head_ps;
+    j["n_classes"] = n_classes;
+  }
+  return j;
+}
+
+namespace {
+
+std::int64_t get_int(const json& j, const char* key, std::int64_t def, bool required) {
+  auto it = j.find(key);
+  if (it == j.end()) {
+    if (required) throw std::invalid_argument(std::string("config: missing '") + key + "'");
+    return def;
+  }
+  if (!it->is_number_integer())
+    throw std::invalid_argument(std::string("config: '") + key + "' must be an integer, got " +
+                                it->dump());
+  return it->get<std::int64_t>();
+}
+double get_num(const json& j, const char* key, double def) {
+  auto it = j.find(key);
+  if (it == j.end()) return def;
+  if (!it->is_number())
+    throw std::invalid_argument(std::string("config: '") + key + "' must be a number, got " +
+                                it->dump());
+  return it->get<double>();
+}
+bool get_bool(const json& j, const char* key, bool def) {
+  auto it = j.find(key);
+  if (it == j.end()) return def;
+  if (!it->is_boolean())
+    throw std::invalid_argument(std::string("config: '") + key + "' must be true/false, got " +
+                                it->dump());
+  return it->get<bool>();
+}
+
+}  // namespace
+
+ModelConfig ModelConfig::from_json(const json& j) {
+  if (!j.is_object()) throw std::invalid_argument("config: not a JSON object");
+  auto k = j.find("kind");
+  if (k == j.end() || !k->is_string()) throw std::invalid_argument("config: missing 'kind'");
+  std::string kind = k->get<std::string>();
+  ModelConfig c = kind == "classifier" ? classifier_defaults(0) : lm_defaults(0);
+  c.kind = kind;
+  c.vocab_size = get_int(j, "vocab_size", 0, true);
+  c.emb_sz = get_int(j, "emb_sz", 400, true);
+  c.n_hid = get_int(j, "n_hid", 1152, true);
+  c.n_layers = get_int(j, "n_layers", 3, true);
+  c.pad_idx = get_int(j, "pad_idx", c.pad_idx, false);
+  c.embed_p = get_num(j, "embed_p", c.embed_p);
+  c.input_p = get_num(j, "input_p", c.input_p);
+  c.weight_p = get_num(j, "weight_p", c.weight_p);
+  c.hidden_p = get_num(j, "hidden_p", c.hidden_p);
+  c.output_p = get_num(j, "output_p", c.output_p);
+  c.tie_weights = get_bool(j, "tie_weights", c.tie_weights);
+  c.out_bias = get_bool(j, "out_bias", c.out_bias);
+  c.bptt = get_int(j, "bptt", c.bptt, false);
+  c.max_len = get_int(j, "max_len", c.max_len, false);
+  c.n_classes = get_int(j, "n_classes", c.n_classes, false);
+  if (auto it = j.find("lin_ftrs"); it != j.end()) {
+    if (!it->is_array()) throw std::invalid_argument("config: 'lin_ftrs' must be an array");
+    c.lin_ftrs.clear();
+    for (auto& v : *it) {
+      if (!v.is_number_integer())
+        throw std::invalid_argument("config: 'lin_ftrs' must hold integers, got " + v.dump());
+      c.lin_ftrs.push_back(v.get<std::int64_t>());
+    }
+  }
+  if (auto it = j.find("head_ps"); it != j.end()) {
+    if (!it->is_array()) throw std::invalid_argument("config: 'head_ps' must be an array");
+    c.head_ps.clear();
+    for (auto& v : *it) {
+      if (!v.is_number())
+        throw std::invalid_argument("config: 'head_ps' must hold numbers, got " + v.dump());
+      c.head_ps.push_back(v.get<double>());
+    }
+  }
+  c.validate();
+  return c;
+}
+
+void ModelConfig::validate() const {
+  auto bad = [](const std::string& m) { throw std::invalid_argument("config: " + m); };
+  if (kind != "lm" && kind != "classifier" && kind != "encoder")
+    bad("kind must be \"lm\", \"classifier\" or \"encoder\", got \"" + kind + "\"");
+  auto pos = [&](const char* n, std::int64_t v, std::int64_t hi) {
+    if (v <= 0 || v > hi)
+      bad(std::string(n) + " = " + std::to_string(v) + " is out of range (1.." +
+          std::to_string(hi) + ")");
+  };
+  pos("vocab_size", vocab_size, 100'000'000);
+  pos("emb_sz", emb_sz, 1'000'000);
+  pos("n_hid", n_hid, 1'000'000);
+  pos("n_layers", n_layers, 64);
+  pos("bptt", bptt, 1'000'000);
+  pos("max_len", max_len, 1'000'000'000);
+  if (pad_idx < 0 || pad_idx >= vocab_size)
+    bad("pad_idx = " + std::to_string(pad_idx) + " is not a token id (vocab_size " +
+        std::to_string(vocab_size) + ")");
+  auto prob = [&](const char* n, double p) {
+    if (!(p >= 0.0 && p < 1.0)) bad(std::string(n) + " = " + std::to_string(p) + " not in [0, 1)");
+  };
+  prob("embed_p", embed_p);
+  prob("input_p", input_p);
+  prob("weight_p", weight_p);
+  prob("hidden_p", hidden_p);
+  prob("output_p", output_p);
+  if (kind == "classifier") {
+    pos("n_classes", n_classes, 1'000'000);
+    for (auto f : lin_ftrs) pos("lin_ftrs[i]", f, 1'000'000);
+    if (head_ps.size() != lin_ftrs.size() + 1)
+      bad("head_ps has " + std::to_string(head_ps.size()) + " entries, expected len(lin_ftrs)+1 = " +
+          std::to_string(lin_ftrs.size() + 1));
+    for (double p : head_ps) prob("head_ps[i]", p);
+  }
+}
+
+std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
+  std::vector<ExpectedTensor> out;
+  const std::string p = c.encoder_prefix();
+  const std::int64_t V = c.vocab_size, E = c.emb_sz;
+  out.push_back({p + "encoder.weight", nn::Shape{V, E}});
+  out.push_back({p + "encoder_dp.emb.weight", nn::Shape{V, E}, true, false, p + "encoder.weight"});
+  for (std::int64_t l = 0; l < c.n_layers; ++l) {
+    const std::int64_t h = c.layer_hidden(l), in = c.layer_input(l);
+    const std::string r = p + "rnns." + std::to_string(l) + ".";
+    out.push_back({r + "weight_hh_l0_raw", nn::Shape{4 * h, h}});
+    out.push_back({r + "module.weight_ih_l0", nn::Shape{4 * h, in}});
+    out.push_back({r + "module.bias_ih_l0", nn::Shape{4 * h}});
+    out.push_back({r + "module.bias_hh_l0", nn::Shape{4 * h}});
+  }
+  if (c.kind == "lm") {
+    out.push_back({"1.decoder.weight", nn::Shape{V, E}, true, false,
+                   c.tie_weights ? p + "encoder.weight" : ""});
+    if (c.out_bias) out.push_back({"1.decoder.bias", nn::Shape{V}});
+  } else if (c.kind == "classifier") {
+    std::vector<std::int64_t> dims = {3 * E};
+    for (auto f : c.lin_ftrs) dims.push_back(f);
+    dims.push_back(c.n_classes);
+    for (std::size_t i = 0; i + 1 < dims.size(); ++i) {
+      const std::string b = "1.layers." + std::to_string(i) + ".";
+      const std::int64_t n = dims[i];
+      for (const char* s : {"weight", "bias", "running_mean", "running_var"})
+        out.push_back({b + "0." + s, nn::Shape{n}});
+      ExpectedTensor nbt{b + "0.num_batches_tracked", nn::Shape{}, false, true, ""};
+      out.push_back(nbt);
+      // LinBnDrop: BatchNorm, Dropout (only if p > 0), Linear(bias=False).
+      const int lin = c.head_ps[i] > 0 ? 2 : 1;
+      out.push_back({b + std::to_string(lin) + ".weight", nn::Shape{dims[i + 1], n}});
+    }
+  }
+  return out;
+}
+
+std::int64_t parameter_count(const ModelConfig& c) {
+  std::int64_t n = 0;
+  for (auto& t : expected_tensors(c)) {
+    if (!t.alias_of.empty() || t.is_i64) continue;
+    if (t.name.find("running_") != std::string::npos) continue;
+    n += t.shape.numel();
+  }
+  return n;
+}
+
+// ---- writing -------------------------------------------------------------------------------------
+
+namespace {
+
+std::string format_double(double v) {
+  std::ostringstream s;
+  s.precision(17);
+  s << v;
+  // Prefer the shortest representation that round-trips.
+  for (int prec = 1; prec <= 17; ++prec) {
+    std::ostringstream t;
+    t.precision(prec);
+    t << v;
+    if (std::strtod(t.str().c_str(), nullptr) == v) return t.str();
+  }
+  return s.str();
+}
+
+std::int64_t numel_of(const std::vector<std::int64_t>& shape) {
+  std::int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+bool same_shape(const std::vector<std::int64_t>& a, const nn::Shape& b) {
+  if ((int)a.size() != b.ndim) return false;
+  for (int i = 0; i < b.ndim; ++i)
+    if (a[i] != b.d[i]) return false;
+  return true;
+}
+
+struct Prepared {
+  std::vector<TensorOut> tensors;
+  std::map<std::string, std::string> meta;
+};
+
+Prepared prepare(const BundleContents& b) {
+  auto bad = [](const std::string& m) { throw std::invalid_argument("bundle: " + m); };
+  b.config.validate();
+  const ModelConfig& c = b.config;
+  if ((std::int64_t)b.vocab.size() != c.vocab_size)
+    bad("vocab has " + std::to_string(b.vocab.size()) + " tokens but config.vocab_size is " +
+        std::to_string(c.vocab_size));
+  if (c.kind == "classifier" && (std::int64_t)b.labels.size() != c.n_classes)
+    bad("a classifier needs " + std::to_string(c.n_classes) + " labels, got " +
+        std::to_string(b.labels.size()));
+
+  std::map<std::string, const TensorOut*> given;
+  for (auto& t : b.tensors)
+    if (!given.emplace(t.name, &t).second) bad("tensor '" + t.name + "' given twice");
+
+  Prepared p;
+  json aliases = json::object();
+  std::set<std::string> used;
+  for (auto& e : expected_tensors(c)) {
+    auto it = given.find(e.name);
+    if (!e.alias_of.empty()) {
+      aliases[e.name] = e.alias_of;
+      if (it != given.end()) {
+        // Must equal the stored tensor exactly.
+        auto src = given.find(e.alias_of);
+        const TensorOut& a = *it->second;
+        if (src == given.end()) bad("'" + e.alias_of + "' missing (needed for alias " + e.name + ")");
+        const TensorOut& s = *src->second;
+        if (a.dtype != DType::F32 || a.shape != s.shape ||
+            (a.data != s.data &&
+             std::memcmp(a.data, s.data, sizeof(float) * numel_of(a.shape)) != 0))
+          bad("'" + e.name + "' is a tied alias of '" + e.alias_of +
+              "' but holds different values" +
+              (c.kind == "lm" && e.name == "1.decoder.weight"
+                   ? " (set config.tie_weights = false for an untied decoder)"
+                   : ""));
+        used.insert(e.name);
+      }
+      continue;
+    }
+    if (it == given.end()) {
+      if (e.required) bad("missing tensor '" + e.name + "' (shape " + e.shape.str() + ")");
+      continue;
+    }
+    const TensorOut& t = *it->second;
+    if (!same_shape(t.shape, e.shape)) {
+      std::string got = "[";
+      for (std::size_t i = 0; i < t.shape.size(); ++i)
+        got += (i ? ", " : "") + std::to_string(t.shape[i]);
+      bad("tensor '" + e.name + "' has shape " + got + "], expected " + e.shape.str());
+    }
+    DType want = e.is_i64 ? DType::I64 : DType::F32;
+    if (t.dtype != want)
+      bad("tensor '" + e.name + "' has dtype " + dtype_name(t.dtype) + ", expected " +
+          dtype_name(want));
+    p.tensors.push_back(t);
+    used.insert(e.name);
+  }
+  for (auto& t : b.tensors)
+    if (!used.count(t.name))
+      bad("unexpected tensor '" + t.name + "' for a " + c.kind + " with this config");
+
+  p.meta = b.extra_metadata;
+  p.meta["format"] = std::string(kBundleFormatName) + "/" + std::to_string(kBundleFormatVersion);
+  p.meta["config"] = c.to_json().dump();
+  p.meta["vocab"] = json(b.vocab).dump();
+  if (!b.labels.empty()) p.meta["labels"] = json(b.labels).dump();
+  if (b.temperature) p.meta["temperature"] = format_double(*b.temperature);
+  if (!b.provenance.empty()) p.meta["provenance"] = b.provenance;
+  if (!aliases.empty()) p.meta["aliases"] = aliases.dump();
+  return p;
+}
+
+}  // namespace
+
+void write_bundle(const std::string& path, const BundleContents& b) {
+  Prepared p = prepare(b);
+  write_safetensors(path, p.tensors, p.meta);
+}
+
+std::string serialize_bundle(const BundleContents& b) {
+  Prepared p = prepare(b);
+  return serialize_safetensors(p.tensors, p.meta);
+}
+
+// ---- loading -------------------------------------------------------------------------------------
+
+Bundle Bundle::load(const std::string& path) {
+  Bundle b(SafetensorsFile::open(path));
+  b.validate();
+  return b;
+}
+
+Bundle Bundle::from_memory(const void* data, std::size_t size, const std::string& label,
+                           bool copy) {
+  Bundle b(SafetensorsFile::from_memory(data, size, label, copy));
+  b.validate();
+  return b;
+}
+
+void Bundle::validate() {
+  const std::string& P = file_.path();
+  const auto& m = file_.metadata();
+  auto get = [&](const char* key) -> const std::string* {
+    auto it = m.find(key);
+    return it == m.end() ? nullptr : &it->second;
+  };
+  const std::string* fmt = get("format");
+  if (!fmt)
+    throw FormatError(P, "not an inspire-classifier model bundle (no 'format' metadata)", "",
+                      "convert fastai files with `inspire-classifier import-fastai`");
+  const std::string prefix = std::string(kBundleFormatName) + "/";
+  if (fmt->rfind(prefix, 0) != 0)
+    throw FormatError(P, "unknown model format '" + *fmt + "'", "metadata 'format'",
+                      "expected " + prefix + std::to_string(kBundleFormatVersion));
+  {
+    const std::string v = fmt->substr(prefix.size());
+    char* end = nullptr;
+    long ver = v.empty() ? -1 : std::strtol(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0' || ver <= 0)
+      throw FormatError(P, "bad format version '" + v + "'", "metadata 'format'");
+    if (ver > kBundleFormatVersion)
+      throw FormatError(P, "bundle format version " + v + " is newer than this build reads (" +
+                               std::to_string(kBundleFormatVersion) + ")",
+                        "metadata 'format'", "upgrade inspire-classifier");
+    version_ = static_cast<int>(ver);
+  }
+  auto parse_json = [&](const char* key) -> json {
+    const std::string* s = get(key);
+    if (!s) throw FormatError(P, std::string("missing metadata '") + key + "'");
+    try {
+      return json::parse(*s);
+    } catch (const json::exception& e) {
+      throw FormatError(P, std::string("metadata '") + key + "' is not valid JSON: " + e.what());
+    }
+  };
+  try {
+    config_ = ModelConfig::from_json(parse_json("config"));
+  } catch (const std::invalid_argument& e) {
+    throw FormatError(P, e.what(), "metadata 'config'");
+  }
+  auto string_list = [&](const char* key) {
+    json j = parse_json(key);
+    if (!j.is_array()) throw FormatError(P, std::string("metadata '") + key + "' is not a JSON array");
+    std::vector<std::string> out;
+    out.reserve(j.size());
+    for (std::size_t i = 0; i < j.size(); ++i) {
+      if (!j[i].is_string())
+        throw FormatError(P, "entry " + std::to_string(i) + " is not a string",
+                          std::string("metadata '") + key + "'");
+      out.push_back(j[i].get<std::string>());
+    }
+    return out;
+  };
+  vocab_ = string_list("vocab");
+  if ((std::int64_t)vocab_.size() != config_.vocab_size)
+    throw FormatError(P, "vocab has " + std::to_string(vocab_.size()) +
+                             " tokens but config.vocab_size is " +
+                             std::to_string(config_.vocab_size));
+  if (get("labels")) labels_ = string_list("labels");
+  if (config_.kind == "classifier" && (std::int64_t)labels_.size() != config_.n_classes)
+    throw FormatError(P, "a classifier bundle needs " + std::to_string(config_.n_classes) +
+                             " labels, has " + std::to_string(labels_.size()),
+                      "metadata 'labels'");
+  if (const std::string* t = get("temperature")) {
+    char* end = nullptr;
+    double v = std::strtod(t->c_str(), &end);
+    if (t->empty() || *end != '\0' || !std::isfinite(v) || v <= 0)
+      throw FormatError(P, "temperature '" + *t + "' is not a positive number",
+                        "metadata 'temperature'");
+    temperature_ = v;
+  }
+  if (const std::string* pv = get("provenance")) provenance_ = *pv;
+
+  // Tensors: exactly the expected set, right shapes and dtypes; aliases as declared.
+  std::map<std::string, std::string> declared;
+  if (get("aliases")) {
+    json a = parse_json("aliases");
+    if (!a.is_object()) throw FormatError(P, "metadata 'aliases' is not a JSON object");
+    for (auto it = a.begin(); it != a.end(); ++it) {
+      if (!it.value().is_string())
+        throw FormatError(P, "alias '" + it.key() + "' does not name a tensor", "metadata 'aliases'");
+      declared[it.key()] = it.value().get<std::string>();
+    }
+  }
+  std::set<std::string> known;
+  for (auto& e : expected_tensors(config_)) {
+    known.insert(e.name);
+    if (!e.alias_of.empty()) {
+      if (file_.contains(e.name))
+        throw FormatError(P, "tied weight stored twice", "tensor '" + e.name + "'",
+                          "it must be an alias of '" + e.alias_of + "'");
+      auto d = declared.find(e.name);
+      if (d == declared.end() || d->second != e.alias_of)
+        throw FormatError(P, "alias '" + e.name + "' -> '" + e.alias_of + "' not declared",
+                          "metadata 'aliases'");
+      aliases_[e.name] = e.alias_of;
+      continue;
+    }
+    const TensorInfo* t = file_.find(e.name);
+    if (!t) {
+      if (e.required)
+        throw FormatError(P, "missing tensor '" + e.name + "' (" + config_.kind + " needs shape " +
+                                 e.shape.str() + ")");
+      continue;
+    }
+    DType want = e.is_i64 ? DType::I64 : DType::F32;
+    if (t->dtype != want)
+      throw FormatError(P, std::string("dtype ") + dtype_name(t->dtype) + ", expected " +
+                               dtype_name(want),
+                        "tensor '" + e.name + "'");
+    if (!same_shape(t->shape, e.shape))
+      throw FormatError(P, "shape " + t->shape_str() + ", expected " + e.shape.str() +
+                               " for this config",
+                        "tensor '" + e.name + "'");
+  }
+  for (auto& [a, target] : declared)
+    if (!aliases_.count(a))
+      throw FormatError(P, "unexpected alias '" + a + "' -> '" + target + "'", "metadata 'aliases'");
+  for (auto& t : file_.tensors())
+    if (!known.count(t.name))
+      throw FormatError(P, "unexpected tensor for a " + config_.kind + " model",
+                        "tensor '" + t.name + "'");
+}
+
+nn::CView<float> Bundle::tensor(const std::string& name) const {
+  auto a = aliases_.find(name);
+  const std::string& real = a == aliases_.end() ? name : a->second;
+  if (!file_.contains(real))
+    throw FormatError(file_.path(), "no tensor named '" + name + "' in this " + config_.kind +
+                                        " bundle");
+  return file_.f32(real);
+}
+
+bool Bundle::has(const std::string& name) const {
+  return aliases_.count(name) || file_.contains(name);
+}
+
+std::vector<std::string> Bundle::names() const {
+  std::vector<std::string> out;
+  for (auto& e : expected_tensors(config_))
+    if (has(e.name)) out.push_back(e.name);
+  return out;
+}
+
+}  // namespace io

@@ -1,0 +1,153 @@
+// io/bundle.h — the model bundle: ONE safetensors file holding a whole model.
+//
+// Metadata (all values are strings, as safetensors requires):
+//   format       "inspire-classifier-bundle/1"  (name/version; a newer version is refused with a
+//                clear message)
+//   config       JSON object, see ModelConfig (kind "lm" | "classifier" | "encoder", sizes,
+//                dropouts, bptt, max_len, pad_idx, head)
+//   vocab        JSON array of token strings in id order (len == config.vocab_size)
+//   labels       JSON array of class names in class-index order (classifier; optional otherwise)
+//   temperature  decimal string, e.g. "0.25" (optional)
+//   provenance   free text or JSON: what it was made from, when, by which command (optional)
+//   aliases      JSON object {alias name: stored name} for tied weights (written by the writer)
+//   any other key is kept and ignored.
+//
+// Tensors are named by fastai's state_dict keys (see expected_tensors()). Tied weights are
+// stored ONCE: fastai registers the embedding twice (`encoder.weight` and
+// `encoder_dp.emb.weight`) and ties the LM decoder (`1.decoder.weight`) to it. The bundle stores
+// only `<prefix>encoder.weight`; the other names are listed in the `aliases` metadata and
+// Bundle::tensor() resolves them to the same memory. BatchNorm `num_batches_tracked` counters
+// are optional I64 scalars; every other tensor is F32.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "io/safetensors.h"
+#include "nn/tensor.h"
+
+namespace io {
+
+constexpr const char* kBundleFormatName = "inspire-classifier-bundle";
+constexpr int kBundleFormatVersion = 1;
+
+// Architecture + hyper-parameters. Dropout probabilities are the EFFECTIVE ones (fastai's config
+// value times drop_mult): the defaults are fastai's awd_lstm_lm_config x 0.7 (INSPIRE's LM
+// drop_mult) for "lm"/"encoder" and awd_lstm_clas_config x 0.5 for "classifier".
+struct ModelConfig {
+  std::string kind = "lm";  // "lm" | "classifier" | "encoder"
+  std::int64_t vocab_size = 0;
+  std::int64_t emb_sz = 400;
+  std::int64_t n_hid = 1152;
+  std::int64_t n_layers = 3;
+  std::int64_t pad_idx = 1;
+  double embed_p = 0.014, input_p = 0.175, weight_p = 0.14, hidden_p = 0.105, output_p = 0.07;
+  bool tie_weights = true;  // lm: decoder weight == encoder weight
+  bool out_bias = true;     // lm: decoder has a bias
+  std::int64_t bptt = 72;
+  std::int64_t max_len = 1440;  // classifier: 20 * bptt
+  // classifier head: dims = [3*emb_sz] + lin_ftrs + [n_classes]; ps one per block.
+  std::vector<std::int64_t> lin_ftrs = {50};
+  std::vector<double> head_ps = {0.2, 0.1};
+  std::int64_t n_classes = 3;
+
+  static ModelConfig lm_defaults(std::int64_t vocab_size);
+  static ModelConfig classifier_defaults(std::int64_t vocab_size);
+
+  // Prefix of the AWD-LSTM keys: "0." (lm), "0.module." (classifier), "" (encoder).
+  std::string encoder_prefix() const;
+  // Hidden size of LSTM layer l (the last one has emb_sz).
+  std::int64_t layer_hidden(std::int64_t l) const { return l == n_layers - 1 ? emb_sz : n_hid; }
+  std::int64_t layer_input(std::int64_t l) const { return l == 0 ? emb_sz : n_hid; }
+
+  nlohmann::json to_json() const;
+  // Throws std::invalid_argument naming the field on a missing/ill-typed/out-of-range value.
+  static ModelConfig from_json(const nlohmann::json& j);
+  // Sanity checks (positive sizes, known kind, ps in [0,1), head sizes); throws invalid_argument.
+  void validate() const;
+};
+
+struct ExpectedTensor {
+  std::string name;
+  nn::Shape shape;
+  bool required = true;          // false: may be absent (num_batches_tracked)
+  bool is_i64 = false;           // num_batches_tracked
+  std::string alias_of;          // non-empty: a tied alias of that (stored) tensor
+};
+
+// Every state_dict key fastai's model has for this config, in fastai's state_dict order,
+// aliases included (e.g. lm: 0.encoder.weight, 0.encoder_dp.emb.weight (alias),
+// 0.rnns.0.weight_hh_l0_raw, 0.rnns.0.module.weight_ih_l0, ..., 1.decoder.weight (alias if
+// tie_weights), 1.decoder.bias).
+std::vector<ExpectedTensor> expected_tensors(const ModelConfig& cfg);
+
+// Total number of unique trainable floats (tied weights counted once; BN running stats and
+// counters excluded), as spec §8.1 counts them.
+std::int64_t parameter_count(const ModelConfig& cfg);
+
+// What to write.
+struct BundleContents {
+  ModelConfig config;
+  std::vector<std::string> vocab;
+  std::vector<std::string> labels;     // classifier: required (size n_classes)
+  std::optional<double> temperature;
+  std::string provenance;
+  std::map<std::string, std::string> extra_metadata;
+  // Named tensors (fastai keys). Alias names may be given too: they must then hold exactly the
+  // same values as the stored tensor (checked) and are not written twice.
+  std::vector<TensorOut> tensors;
+};
+
+// Validates (config, vocab size, labels, every expected tensor present with the right shape and
+// dtype, no unexpected names) and writes atomically. Throws std::invalid_argument naming the
+// problem.
+void write_bundle(const std::string& path, const BundleContents& b);
+std::string serialize_bundle(const BundleContents& b);
+
+// A loaded, validated bundle. Tensor views point into the mapping (zero-copy).
+class Bundle {
+ public:
+  static Bundle load(const std::string& path);
+  // A bundle in memory (e.g. embedded in the binary); the buffer must outlive the Bundle unless
+  // copy is true.
+  static Bundle from_memory(const void* data, std::size_t size, const std::string& label,
+                            bool copy = false);
+
+  const ModelConfig& config() const { return config_; }
+  const std::vector<std::string>& vocab() const { return vocab_; }
+  const std::vector<std::string>& labels() const { return labels_; }
+  std::optional<double> temperature() const { return temperature_; }
+  const std::string& provenance() const { return provenance_; }
+  const std::map<std::string, std::string>& metadata() const { return file_.metadata(); }
+  const std::map<std::string, std::string>& aliases() const { return aliases_; }
+  const SafetensorsFile& file() const { return file_; }
+  int format_version() const { return version_; }
+
+  // Float tensor by fastai key (aliases resolved). Throws io::FormatError naming the bundle and
+  // the key if absent.
+  nn::CView<float> tensor(const std::string& name) const;
+  bool has(const std::string& name) const;
+  // Keys in fastai state_dict order (aliases included; optional absent ones skipped).
+  std::vector<std::string> names() const;
+
+ private:
+  explicit Bundle(SafetensorsFile f) : file_(std::move(f)) {}
+  void validate();
+
+  SafetensorsFile file_;
+  ModelConfig config_;
+  std::vector<std::string> vocab_;
+  std::vector<std::string> labels_;
+  std::optional<double> temperature_;
+  std::string provenance_;
+  std::map<std::string, std::string> aliases_;
+  int version_ = 0;
+};
+
+}  // namespace io
