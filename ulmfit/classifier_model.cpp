@@ -1,0 +1,508 @@
+// ulmfit/classifier_model.cpp — fastai's text classifier; see ulmfit/classifier_model.h.
+#include "ulmfit/classifier_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "io/bundle.h"
+#include "io/errors.h"
+#include "nn/activation.h"
+#include "nn/dropout.h"
+#include "nn/embedding.h"
+#include "nn/linear.h"
+#include "nn/loss.h"
+#include "nn/lstm.h"
+#include "nn/pooling.h"
+
+namespace ulmfit {
+
+using nn::CView;
+using nn::Shape;
+using nn::Tensor;
+using nn::View;
+
+// ---- config ---------------------------------------------------------------------------------
+
+ClassifierConfig ClassifierConfig::inspire(Index vocab, double drop_mult) {
+  ClassifierConfig c;
+  c.enc = AwdLstmConfig::classifier(vocab, drop_mult);
+  c.head_ps = {c.enc.output_p, 0.1};
+  return c;
+}
+
+ClassifierConfig ClassifierConfig::from_model_config(const io::ModelConfig& mc) {
+  ClassifierConfig c;
+  c.enc.vocab = mc.vocab_size;
+  c.enc.emb = mc.emb_sz;
+  c.enc.hidden = mc.n_hid;
+  c.enc.n_layers = (int)mc.n_layers;
+  c.enc.pad_token = (TokenId)mc.pad_idx;
+  c.enc.embed_p = mc.embed_p;
+  c.enc.input_p = mc.input_p;
+  c.enc.weight_p = mc.weight_p;
+  c.enc.hidden_p = mc.hidden_p;
+  c.enc.output_p = mc.output_p;
+  c.bptt = mc.bptt;
+  c.max_len = mc.max_len;
+  c.lin_ftrs.assign(mc.lin_ftrs.begin(), mc.lin_ftrs.end());
+  c.head_ps = mc.head_ps;
+  c.n_classes = mc.n_classes;
+  c.check();
+  return c;
+}
+
+ClassifierConfig& ClassifierConfig::no_dropout() {
+  enc.no_dropout();
+  for (auto& p : head_ps) p = 0;
+  return *this;
+}
+
+std::vector<Index> ClassifierConfig::head_dims() const {
+  std::vector<Index> d = {3 * enc.emb};
+  d.insert(d.end(), lin_ftrs.begin(), lin_ftrs.end());
+  d.push_back(n_classes);
+  return d;
+}
+
+void ClassifierConfig::check() const {
+  enc.check();
+  auto bad = [](const std::string& what) { throw std::invalid_argument("classifier config: " + what); };
+  if (bptt < 1) bad("bptt must be >= 1, got " + std::to_string(bptt));
+  if (max_len < 1) bad("max_len must be >= 1, got " + std::to_string(max_len));
+  if (n_classes < 1) bad("n_classes must be >= 1, got " + std::to_string(n_classes));
+  for (Index f : lin_ftrs)
+    if (f < 1) bad("lin_ftrs entries must be >= 1, got " + std::to_string(f));
+  if (head_ps.size() != lin_ftrs.size() + 1)
+    bad("head_ps needs " + std::to_string(lin_ftrs.size() + 1) + " values (one per head block), got " +
+        std::to_string(head_ps.size()));
+  for (double p : head_ps)
+    if (!(p >= 0 && p < 1)) bad("head_ps entries must be in [0, 1), got " + std::to_string(p));
+}
+
+// ---- helpers ----------------------------------------------------------------------------------
+namespace {
+template <typename T>
+void ensure(Tensor<T>& t, Shape s) {
+  if (t.shape() != s) t.resize(s);
+}
+// A view of the first s.numel() elements of a grow-only scratch tensor.
+template <typename T>
+View<T> scratch(Tensor<T>& t, Shape s) {
+  if (t.numel() < s.numel()) t.resize(Shape{s.numel()});
+  return View<T>(t.data(), s);
+}
+template <typename T>
+Index head_extra(const ClassifierConfig& cfg) {
+  const Index pad = nn::kAlign / sizeof(T);
+  auto sz = [&](Index n) { return (n + pad - 1) / pad * pad; };
+  auto d = cfg.head_dims();
+  Index total = 0;
+  for (std::size_t i = 0; i + 1 < d.size(); ++i) total += 2 * sz(d[i]) + sz(d[i] * d[i + 1]);
+  return total;
+}
+}  // namespace
+
+// ---- model ------------------------------------------------------------------------------------
+
+template <typename T>
+ClassifierModelT<T>::ClassifierModelT(const ClassifierConfig& cfg)
+    : cfg_((cfg.check(), cfg)), enc_(cfg.enc, head_extra<T>(cfg)) {
+  auto d = cfg_.head_dims();
+  blocks_.resize(d.size() - 1);
+  for (std::size_t i = 0; i < blocks_.size(); ++i) {
+    Block& b = blocks_[i];
+    b.n_in = d[i], b.n_out = d[i + 1], b.p = cfg_.head_ps[i];
+    std::tie(b.bn_w, b.dbn_w) = enc_.take_extra({b.n_in});
+    std::tie(b.bn_b, b.dbn_b) = enc_.take_extra({b.n_in});
+    std::tie(b.lin_w, b.dlin_w) = enc_.take_extra({b.n_out, b.n_in});
+    b.running_mean.resize({b.n_in});
+    b.running_var.resize({b.n_in});
+    b.num_batches_tracked.resize({1});
+    nn::batchnorm_init<T>(b.bn_w, b.bn_b, b.running_mean.view(), b.running_var.view());
+  }
+  emb_ = enc_.embedding();
+  freeze_to(0);
+}
+
+template <typename T>
+void ClassifierModelT<T>::init(nn::Rng& rng) {
+  enc_.init(rng);
+  for (auto& b : blocks_) {
+    nn::batchnorm_init<T>(b.bn_w, b.bn_b, b.running_mean.view(), b.running_var.view());
+    b.num_batches_tracked[0] = 0;
+    const double s = 1.0 / std::sqrt((double)b.n_in);
+    for (auto& v : b.lin_w) v = (T)rng.uniform(-s, s);
+  }
+}
+
+template <typename T>
+std::vector<NamedTensor<T>> ClassifierModelT<T>::tensors() {
+  std::vector<NamedTensor<T>> out;
+  for (auto& t : enc_.tensors()) {
+    t.key = "0.module." + t.key;
+    out.push_back(t);
+  }
+  for (std::size_t i = 0; i < blocks_.size(); ++i) {
+    Block& b = blocks_[i];
+    const std::string k = "1.layers." + std::to_string(i) + ".";
+    const int head = cfg_.enc.n_layers;  // layer index used for the head
+    out.push_back({k + "0.weight", b.bn_w, b.dbn_w, head, false});
+    out.push_back({k + "0.bias", b.bn_b, b.dbn_b, head, false});
+    out.push_back({k + "0.running_mean", b.running_mean.view(), View<T>(), -2, false});
+    out.push_back({k + "0.running_var", b.running_var.view(), View<T>(), -2, false});
+    // LinBnDrop: [BatchNorm, Dropout (only if p > 0), Linear, (ReLU)]
+    out.push_back({k + (b.p > 0 ? "2" : "1") + ".weight", b.lin_w, b.dlin_w, head, true});
+  }
+  return out;
+}
+
+template <typename T>
+void ClassifierModelT<T>::freeze_to(int n) {
+  const int G = cfg_.n_groups();
+  int idx = n >= 0 ? n : G + n;
+  idx = std::clamp(idx, 0, G - 1);  // the head always trains
+  frozen_idx_ = idx;
+  std::vector<bool> rnn(cfg_.enc.n_layers);
+  for (int l = 0; l < cfg_.enc.n_layers; ++l) rnn[l] = group_trainable(l + 1);
+  enc_.set_trainable(group_trainable(0), rnn);
+}
+
+template <typename T>
+bool ClassifierModelT<T>::group_trainable(int g) const {
+  return g >= frozen_idx_;
+}
+
+// ---- training / eval forward ------------------------------------------------------------------
+
+template <typename T>
+void ClassifierModelT<T>::forward(CView<TokenId> ids, View<T> logits, ClassifierCache<T>& cache,
+                                  const ForwardOptions& opt) {
+  enc_.check_ids(ids);
+  const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg_.enc.emb;
+  const TokenId pad = cfg_.enc.pad_token;
+  nn::check_shape(logits.shape, Shape{bs, cfg_.n_classes}, "classifier forward logits");
+  if (bs < 1 || sl < 1) throw std::invalid_argument("classifier forward: empty batch " + ids.shape.str());
+  cache.bs = bs, cache.sl = sl, cache.training = opt.training;
+
+  // 1. chunk plan (SentenceEncoder)
+  cache.chunks.clear();
+  Index T_kept = 0;
+  for (Index i = 0; i < sl; i += cfg_.bptt) {
+    typename ClassifierCache<T>::Chunk c;
+    c.start = i;
+    c.len = std::min(cfg_.bptt, sl - i);
+    for (Index b = 0; b < bs; ++b) c.real_bs += ids[b * sl + i] != pad;
+    for (Index b = 0; b < bs; ++b)
+      if ((ids[b * sl + i] != pad) != (b < c.real_bs))
+        throw std::invalid_argument(
+            "classifier batch: at column " + std::to_string(i) + " the rows with a token (not "
+            "pad) must come first, row " + std::to_string(b) + " breaks that (hint: sort the "
+            "batch by length, longest first, and pad each document in front in chunks of bptt=" +
+            std::to_string(cfg_.bptt) + ")");
+    if (c.real_bs == 0)
+      throw std::invalid_argument("classifier batch: column " + std::to_string(i) +
+                                  " (a chunk start) is padding in every row");
+    c.kept = sl - i <= cfg_.max_len;
+    c.col = T_kept;
+    if (c.kept) T_kept += c.len;
+    cache.chunks.push_back(c);
+  }
+  cache.T_kept = T_kept;
+
+  // 2. run the encoder chunk by chunk (state carried, resized, detached)
+  bool enc_trains = false;
+  for (int g = 0; g <= cfg_.enc.n_layers; ++g) enc_trains |= group_trainable(g);
+  const bool keep_caches = opt.training && enc_trains;
+  std::size_t n_kept = 0;
+  for (auto& c : cache.chunks) n_kept += c.kept;
+  if (cache.enc.size() < std::max<std::size_t>(1, keep_caches ? n_kept : 1))
+    cache.enc.resize(std::max<std::size_t>(1, keep_caches ? n_kept : 1));
+  ensure(cache.out, Shape{bs, T_kept, E});
+  cache.out.view().zero();
+  enc_.reset();
+  std::size_t k = 0;
+  for (auto& c : cache.chunks) {
+    View<TokenId> cid = scratch(cache.chunk_ids, Shape{c.real_bs, c.len});
+    for (Index b = 0; b < c.real_bs; ++b)
+      std::copy_n(ids.data + b * sl + c.start, c.len, cid.data + b * c.len);
+    View<T> co = scratch(cache.chunk_out, Shape{c.real_bs, c.len, E});
+    if (opt.training) {
+      AwdLstmCache<T>& ec = keep_caches && c.kept ? cache.enc[k] : cache.enc[0];
+      enc_.forward(cid, co, ec, opt);
+    } else {
+      enc_.infer(cid, co);
+    }
+    if (c.kept) {
+      for (Index b = 0; b < c.real_bs; ++b)
+        std::copy_n(co.data + b * c.len * E, c.len * E,
+                    cache.out.data() + (b * T_kept + c.col) * E);
+      ++k;
+    }
+  }
+  // 3. pad mask of the kept columns, pooling
+  ensure(cache.pad, Shape{bs, T_kept});
+  for (auto& c : cache.chunks) {
+    if (!c.kept) continue;
+    for (Index b = 0; b < bs; ++b)
+      for (Index t = 0; t < c.len; ++t)
+        cache.pad[b * T_kept + c.col + t] = ids[b * sl + c.start + t] == pad;
+  }
+  ensure(cache.pooled, Shape{bs, 3 * E});
+  ensure(cache.argmax, Shape{bs, E});
+  nn::masked_concat_pool_forward<T>(cache.out.view(), cache.pad.view(), cache.pooled.view(),
+                                    cache.argmax.view(), cfg_.bptt);
+  // 4. head
+  head_forward(cache, opt);
+  logits.copy_from(cache.logits.view());
+}
+
+template <typename T>
+void ClassifierModelT<T>::head_forward(ClassifierCache<T>& cache, const ForwardOptions& opt) {
+  const Index bs = cache.bs;
+  cache.head.resize(blocks_.size());
+  CView<T> x = cache.pooled.view();
+  for (std::size_t i = 0; i < blocks_.size(); ++i) {
+    Block& b = blocks_[i];
+    HeadBlockCache<T>& hc = cache.head[i];
+    ensure(hc.x, Shape{bs, b.n_in});
+    hc.x.view().copy_from(x);
+    ensure(hc.bn_out, Shape{bs, b.n_in});
+    if (opt.training) {
+      if (bs < 2)
+        throw std::invalid_argument(
+            "classifier training: BatchNorm needs at least 2 documents per batch, got 1");
+      ensure(hc.xhat, Shape{bs, b.n_in});
+      ensure(hc.rstd, Shape{b.n_in});
+      nn::batchnorm_forward_train<T>(hc.x.view(), b.bn_w, b.bn_b, b.running_mean.view(),
+                                     b.running_var.view(), hc.bn_out.view(),
+                                     nn::BatchNormCache<T>{hc.xhat.view(), hc.rstd.view()});
+      b.num_batches_tracked[0] += 1;
+      // dropout
+      if (opt.reuse_masks) {
+        if (hc.mask.numel() && hc.mask.shape() != Shape{bs, b.n_in})
+          throw std::invalid_argument("classifier reuse_masks: head mask " + std::to_string(i) +
+                                      " is " + hc.mask.shape().str());
+      } else if (b.p > 0) {
+        if (!opt.rng) throw std::invalid_argument("classifier forward: training needs an Rng");
+        ensure(hc.mask, Shape{bs, b.n_in});
+        nn::dropout_mask<T>(*opt.rng, b.p, hc.mask.view());
+      } else {
+        hc.mask = Tensor<T>();
+      }
+      if (hc.mask.numel()) nn::dropout_forward<T>(hc.bn_out.view(), hc.mask.view(), hc.bn_out.view());
+    } else {
+      nn::batchnorm_forward_eval<T>(hc.x.view(), b.bn_w, b.bn_b, b.running_mean.view(),
+                                    b.running_var.view(), hc.bn_out.view());
+    }
+    ensure(hc.y, Shape{bs, b.n_out});
+    nn::linear_forward<T>(hc.bn_out.view(), b.lin_w, CView<T>(), hc.y.view());
+    if (i + 1 < blocks_.size()) nn::relu_forward<T>(hc.y.view(), hc.y.view());
+    x = hc.y.view();
+  }
+  ensure(cache.logits, Shape{bs, cfg_.n_classes});
+  cache.logits.view().copy_from(x);
+}
+
+template <typename T>
+void ClassifierModelT<T>::backward(ClassifierCache<T>& cache, CView<T> dlogits) {
+  if (!cache.training) throw std::invalid_argument("classifier backward: the forward was in eval mode");
+  const Index bs = cache.bs, E = cfg_.enc.emb;
+  nn::check_shape(dlogits.shape, Shape{bs, cfg_.n_classes}, "classifier backward dlogits");
+  bool enc_trains = false;
+  for (int g = 0; g <= cfg_.enc.n_layers; ++g) enc_trains |= group_trainable(g);
+  // head, last block first; dy lives in da / db (ping-pong)
+  Tensor<T>* bufs[2] = {&cache.da, &cache.db};
+  int cur = 0;
+  View<T> dy = scratch(*bufs[cur], Shape{bs, cfg_.n_classes});
+  dy.copy_from(dlogits);
+  for (int i = (int)blocks_.size() - 1; i >= 0; --i) {
+    Block& b = blocks_[i];
+    HeadBlockCache<T>& hc = cache.head[i];
+    if (i + 1 < (int)blocks_.size()) nn::relu_backward<T>(hc.y.view(), dy, dy);
+    View<T> dbn = scratch(*bufs[1 - cur], Shape{bs, b.n_in});
+    nn::linear_backward<T>(hc.bn_out.view(), b.lin_w, dy, dbn, b.dlin_w, View<T>());
+    if (hc.mask.numel()) nn::dropout_backward<T>(dbn, hc.mask.view(), dbn);
+    const bool need_dx = i > 0 || enc_trains;
+    View<T> dx = need_dx ? scratch(*bufs[cur], Shape{bs, b.n_in}) : View<T>();
+    nn::batchnorm_backward<T>(dbn, b.bn_w, nn::BatchNormCache<T>{hc.xhat.view(), hc.rstd.view()},
+                              dx, b.dbn_w, b.dbn_b);
+    dy = dx;
+  }
+  if (!enc_trains) return;
+  // pooling → dout [bs, T_kept, E]
+  const Index T_kept = cache.T_kept;
+  ensure(cache.dout, Shape{bs, T_kept, E});
+  nn::masked_concat_pool_backward<T>(dy, cache.pad.view(), cache.argmax.view(), cache.dout.view(),
+                                     cfg_.bptt);
+  // each kept chunk: its own truncated-BPTT window
+  std::size_t k = 0;
+  for (auto& c : cache.chunks) {
+    if (!c.kept) continue;
+    View<T> dco = scratch(cache.chunk_out, Shape{c.real_bs, c.len, E});
+    for (Index b = 0; b < c.real_bs; ++b)
+      std::copy_n(cache.dout.data() + (b * T_kept + c.col) * E, c.len * E, dco.data + b * c.len * E);
+    enc_.backward(cache.enc[k], dco);
+    ++k;
+  }
+}
+
+template <typename T>
+double ClassifierModelT<T>::train_step(CView<TokenId> ids, CView<std::int32_t> targets,
+                                       ClassifierCache<T>& cache, const ForwardOptions& opt,
+                                       Index* correct) {
+  const Index bs = ids.ndim() == 2 ? ids.dim(0) : 0;
+  nn::check_shape(targets.shape, Shape{bs}, "classifier train_step targets");
+  ensure(cache.dlogits, Shape{bs, cfg_.n_classes});
+  // forward writes the logits into cache.logits; reuse dlogits as the output buffer first
+  forward(ids, cache.dlogits.view(), cache, opt);
+  auto r = nn::softmax_ce_forward_backward<T>(cache.logits.view(), targets, cache.dlogits.view());
+  if (correct) *correct = r.correct;
+  backward(cache, cache.dlogits.view());
+  return r.loss;
+}
+
+// ---- serving ----------------------------------------------------------------------------------
+
+template <typename T>
+void ClassifierModelT<T>::infer(CView<TokenId> ids, View<T> logits, ClassifierWorkspace<T>& ws) const {
+  const Index n = ids.numel(), E = cfg_.enc.emb;
+  const int L = cfg_.enc.n_layers;
+  if (n == 0) throw std::invalid_argument("classifier: empty document (no tokens)");
+  nn::check_shape(logits.shape, Shape{cfg_.n_classes}, "classifier infer logits");
+  enc_.check_ids(CView<TokenId>(ids.data, Shape{1, n}));
+  ws.h.resize(L);
+  ws.c.resize(L);
+  for (int l = 0; l < L; ++l) {
+    ensure(ws.h[l], Shape{1, cfg_.enc.layer_hidden(l)});
+    ensure(ws.c[l], Shape{1, cfg_.enc.layer_hidden(l)});
+    ws.h[l].view().zero();
+    ws.c[l].view().zero();
+  }
+  ensure(ws.sum, Shape{E});
+  ensure(ws.mx, Shape{E});
+  ensure(ws.last, Shape{E});
+  ws.sum.view().zero();
+  ws.mx.view().fill(-std::numeric_limits<T>::infinity());
+  Index count = 0;
+  Index maxw = E;
+  for (int l = 0; l < L; ++l) maxw = std::max(maxw, cfg_.enc.layer_hidden(l));
+  for (Index i = 0; i < n; i += cfg_.bptt) {
+    const Index len = std::min(cfg_.bptt, n - i);
+    CView<TokenId> cid(ids.data + i, Shape{1, len});
+    View<T> x = scratch(ws.x, Shape{1, len, E});
+    nn::embedding_forward<T>(cid, emb_, CView<T>(), x);
+    Tensor<T>* bufs[2] = {&ws.y0, &ws.y1};
+    int cur = 0;
+    CView<T> in = x;
+    View<T> y;
+    for (int l = 0; l < L; ++l) {
+      const Index H = cfg_.enc.layer_hidden(l);
+      y = scratch(*bufs[cur], Shape{1, len, H});
+      nn::lstm_infer<T>(enc_.lstm_params(l), in, ws.h[l].view(), ws.c[l].view(), y, ws.scratch);
+      in = y;
+      cur = 1 - cur;
+    }
+    if (n - i <= cfg_.max_len) {
+      for (Index t = 0; t < len; ++t) {
+        const T* yt = y.data + t * E;
+        for (Index e = 0; e < E; ++e) {
+          ws.sum[e] += yt[e];
+          ws.mx[e] = std::max(ws.mx[e], yt[e]);
+        }
+      }
+      std::copy_n(y.data + (len - 1) * E, E, ws.last.data());
+      count += len;
+    }
+  }
+  // [last, max, avg]
+  View<T> f = scratch(ws.feat, Shape{1, 3 * E});
+  for (Index e = 0; e < E; ++e) {
+    f[e] = ws.last[e];
+    f[E + e] = ws.mx[e];
+    f[2 * E + e] = ws.sum[e] / (T)count;
+  }
+  CView<T> xin = f;
+  Tensor<T>* hb[2] = {&ws.a, &ws.b};
+  int cur = 0;
+  for (std::size_t i = 0; i < blocks_.size(); ++i) {
+    const Block& b = blocks_[i];
+    View<T> bn = scratch(*hb[cur], Shape{1, b.n_in});
+    nn::batchnorm_forward_eval<T>(xin, b.bn_w, b.bn_b, b.running_mean.view(), b.running_var.view(), bn);
+    View<T> y = i + 1 < blocks_.size() ? scratch(*hb[1 - cur], Shape{1, b.n_out})
+                                       : View<T>(logits.data, Shape{1, b.n_out});
+    nn::linear_forward<T>(bn, b.lin_w, CView<T>(), y);
+    if (i + 1 < blocks_.size()) nn::relu_forward<T>(y, y);
+    xin = y;
+    cur = 1 - cur;
+  }
+}
+
+template <typename T>
+std::array<float, 3> ClassifierModelT<T>::infer(const std::vector<TokenId>& ids) const {
+  if (cfg_.n_classes != 3)
+    throw std::invalid_argument("classifier infer: this model has " +
+                                std::to_string(cfg_.n_classes) + " classes, expected 3");
+  thread_local ClassifierWorkspace<T> ws;
+  T out[3];
+  infer(CView<TokenId>(ids.data(), Shape{(Index)ids.size()}), View<T>(out, Shape{3}), ws);
+  return {(float)out[0], (float)out[1], (float)out[2]};
+}
+
+template <typename T>
+void ClassifierModelT<T>::infer_batch(const std::vector<std::vector<TokenId>>& docs,
+                                      View<T> logits) const {
+  const Index n = (Index)docs.size(), C = cfg_.n_classes;
+  nn::check_shape(logits.shape, Shape{n, C}, "classifier infer_batch logits");
+  std::string err;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (Index i = 0; i < n; ++i) {
+    thread_local ClassifierWorkspace<T> ws;
+    try {
+      infer(CView<TokenId>(docs[i].data(), Shape{(Index)docs[i].size()}), logits.row(i), ws);
+    } catch (const std::exception& e) {
+#pragma omp critical(classifier_infer_batch)
+      if (err.empty()) err = "document " + std::to_string(i) + ": " + e.what();
+    }
+  }
+  if (!err.empty()) throw std::invalid_argument("classifier infer_batch: " + err);
+}
+
+// ---- loading ----------------------------------------------------------------------------------
+
+template <typename T>
+ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle) {
+  const auto& mc = bundle.config();
+  if (mc.kind != "classifier")
+    throw std::invalid_argument("classifier model: the bundle holds a \"" + mc.kind +
+                                "\" model, not a classifier");
+  ClassifierModelT<T> m(ClassifierConfig::from_model_config(mc));
+  for (auto& t : m.tensors()) {
+    CView<float> src = bundle.tensor(t.key);
+    if (src.numel() != t.value.numel())
+      throw std::invalid_argument("classifier model: tensor '" + t.key + "' has shape " +
+                                  src.shape.str() + " in the bundle, the model needs " +
+                                  t.value.shape.str());
+    for (Index i = 0; i < src.numel(); ++i) t.value[i] = (T)src[i];
+  }
+  m.enc_.reset();
+  return m;
+}
+
+std::vector<nn::Param> classifier_params(ClassifierModel& m) {
+  const int L = m.config().enc.n_layers;
+  std::vector<nn::Param> ps;
+  for (auto& t : m.tensors()) {
+    if (t.layer == -2) continue;  // buffers
+    int group = t.layer < 0 ? 0 : t.layer == L ? L + 1 : t.layer + 1;
+    // encoder tensors: layer -1 embedding, 0..L-1 rnns; head tensors use layer L
+    ps.push_back({t.key, t.value, t.grad, group, t.do_wd});
+  }
+  return ps;
+}
+
+template class ClassifierModelT<float>;
+template class ClassifierModelT<double>;
+
+}  // namespace ulmfit

@@ -1,0 +1,187 @@
+// ulmfit/classifier_model.h — fastai 2.7's text classifier (get_text_classifier(AWD_LSTM, ...)).
+//
+//   SentenceEncoder (spec §4.1): reset the AWD-LSTM, run it over chunks of `bptt` tokens with the
+//     state carried (and resized to the chunk's real batch size: rows whose token at the chunk
+//     start is not pad; they must be the first rows, as fastai's front-chunk padding makes them),
+//     detached between chunks; keep the outputs of the chunks that lie in the last `max_len`
+//     positions, zero-padded back to bs rows.
+//   masked_concat_pool (§4.2): [last, max, avg] over non-pad positions → [bs, 3E].
+//   PoolingLinearClassifier (§4.3): per block i: BatchNorm1d → Dropout(ps[i]) (absent if 0) →
+//     Linear(no bias) → ReLU (not after the last). INSPIRE: [1200 → 50 → 3], ps [0.2, 0.1].
+//   loss: mean softmax cross-entropy over the batch.
+//
+// Training: forward() fills a caller-owned cache, backward() accumulates gradients into the
+// trainable parts only (freeze_to: stage 1 head only → no backward through the LSTMs at all;
+// stage 2 → through rnn2 within each chunk; ...). Eval-mode forward on a padded batch (BN running
+// stats, no dropout) is forward() with ForwardOptions::training = false.
+//
+// Serving: infer() runs ONE document (batch 1, no padding) in eval mode through its own
+// per-thread workspace: const, thread-safe, nothing allocated after the first call of a thread
+// (for documents no longer than those seen before). Pooling is streamed: only the running sum /
+// max / last of the kept positions are held, never the [T, E] output.
+//
+// Templates over T: float for training/serving, double for finite-difference gradient checks.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nn/batchnorm.h"
+#include "nn/param.h"
+#include "nn/rng.h"
+#include "nn/tensor.h"
+#include "ulmfit/awd_lstm.h"
+
+namespace io {
+class Bundle;
+struct ModelConfig;
+}  // namespace io
+
+namespace ulmfit {
+
+struct ClassifierConfig {
+  AwdLstmConfig enc;                // encoder sizes and dropouts (output_p unused here)
+  Index bptt = 72;                  // SentenceEncoder chunk length (= seq_len)
+  Index max_len = 72 * 20;          // positions kept for pooling
+  std::vector<Index> lin_ftrs = {50};
+  std::vector<double> head_ps = {0.2, 0.1};  // one per head block (fastai: [output_p] + ps)
+  Index n_classes = 3;
+
+  // INSPIRE's classifier: awd_lstm_clas_config × drop_mult (default 0.5), head ps [0.2·2·dm, 0.1].
+  static ClassifierConfig inspire(Index vocab, double drop_mult = 0.5);
+  static ClassifierConfig from_model_config(const io::ModelConfig& mc);
+  // All dropouts (encoder and head) set to 0.
+  ClassifierConfig& no_dropout();
+  // Sizes of the head: [3E, lin_ftrs..., n_classes].
+  std::vector<Index> head_dims() const;
+  int n_groups() const { return enc.n_layers + 2; }  // embedding, rnn 0..L-1, head
+  // Throws std::invalid_argument naming the bad field.
+  void check() const;
+};
+
+// One head block's cache.
+template <typename T>
+struct HeadBlockCache {
+  nn::Tensor<T> x;       // [bs, n_in]  block input (BN input)
+  nn::Tensor<T> xhat;    // [bs, n_in]  BN normalised
+  nn::Tensor<T> rstd;    // [n_in]
+  nn::Tensor<T> bn_out;  // [bs, n_in]  BN output after dropout (Linear input)
+  nn::Tensor<T> mask;    // [bs, n_in]  dropout mask (empty: none)
+  nn::Tensor<T> y;       // [bs, n_out] Linear output (after ReLU for inner blocks)
+};
+
+// Everything one training batch keeps for backward. Reused across batches without reallocation
+// while the shapes stay the same.
+template <typename T>
+struct ClassifierCache {
+  Index bs = 0, sl = 0, T_kept = 0;
+  bool training = false;
+  struct Chunk {
+    Index start = 0, len = 0, real_bs = 0, col = 0;  // col: first column in `out`
+    bool kept = false;
+  };
+  std::vector<Chunk> chunks;
+  std::vector<AwdLstmCache<T>> enc;  // one per kept chunk (if the encoder trains), else scratch
+  nn::Tensor<TokenId> chunk_ids;     // [real_bs, len] scratch
+  nn::Tensor<T> chunk_out;           // [real_bs, len, E] scratch
+  nn::Tensor<T> out;                 // [bs, T_kept, E]
+  nn::Tensor<std::uint8_t> pad;      // [bs, T_kept]
+  nn::Tensor<T> pooled;              // [bs, 3E]
+  nn::Tensor<std::int32_t> argmax;   // [bs, E]
+  std::vector<HeadBlockCache<T>> head;
+  nn::Tensor<T> logits;              // [bs, n_classes]
+  nn::Tensor<T> dlogits, da, db;     // backward scratch
+  nn::Tensor<T> dout;                // [bs, T_kept, E]
+};
+
+// Per-thread serving workspace (see infer()).
+template <typename T>
+struct ClassifierWorkspace {
+  std::vector<nn::Tensor<T>> h, c;   // per layer [1, h_l]
+  nn::Tensor<T> x, y0, y1, scratch;  // chunk buffers
+  nn::Tensor<T> sum, mx, last, feat, a, b;
+};
+
+template <typename T>
+class ClassifierModelT {
+ public:
+  explicit ClassifierModelT(const ClassifierConfig& cfg);
+  ClassifierModelT(ClassifierModelT&&) noexcept = default;
+  ClassifierModelT& operator=(ClassifierModelT&&) noexcept = default;
+
+  const ClassifierConfig& config() const { return cfg_; }
+  AwdLstmEncoderT<T>& encoder() { return enc_; }
+
+  // fastai init: encoder (§2.2), BatchNorm weight 1 / bias 1e-3 / running stats (0, 1),
+  // Linear weights U(−1/√fan_in, 1/√fan_in).
+  void init(nn::Rng& rng);
+
+  // Every tensor with its fastai key ("0.module.encoder.weight", "0.module.rnns.0....",
+  // "1.layers.0.0.weight", ".bias", ".running_mean", ".running_var", "1.layers.0.2.weight", ...),
+  // in state_dict order. Buffers (BN running stats) have an empty grad and layer = -2.
+  std::vector<NamedTensor<T>> tensors();
+
+  // Whole arenas of trainable values / gradients (zero_grad = grads().zero()).
+  nn::View<T> values() { return enc_.values(); }
+  nn::View<T> grads() { return enc_.grads(); }
+
+  // fastai freeze_to(n) over the awd_lstm_clas_split groups [embedding, rnn0..rnnL-1, head]:
+  // groups >= n (n < 0 counts from the end) get gradients. The head always trains.
+  void freeze_to(int n);
+  bool group_trainable(int g) const;
+
+  // ---- training / eval on a padded batch ----
+  // ids [bs, sl] (pad-chunked as §1.7). opt.training: dropout + BN batch stats (bs >= 2), else
+  // eval mode. Writes logits [bs, n_classes] (also kept in cache.logits). Resets the encoder.
+  void forward(nn::CView<TokenId> ids, nn::View<T> logits, ClassifierCache<T>& cache,
+               const ForwardOptions& opt);
+  // Backward of the batch in `cache` from dlogits [bs, n_classes]; gradients accumulate into the
+  // trainable parts only.
+  void backward(ClassifierCache<T>& cache, nn::CView<T> dlogits);
+  // forward + mean cross-entropy + backward. targets [bs]. Returns the loss; `correct` (if given)
+  // receives the number of argmax hits.
+  double train_step(nn::CView<TokenId> ids, nn::CView<std::int32_t> targets,
+                    ClassifierCache<T>& cache, const ForwardOptions& opt,
+                    Index* correct = nullptr);
+
+  // ---- serving ----
+  // One document (batch 1, no padding), eval mode → n_classes logits (T = float only: the
+  // array holds the first 3 logits; n_classes must be 3). Thread-safe, per-thread workspace.
+  std::array<float, 3> infer(const std::vector<TokenId>& ids) const;
+  // Any n_classes, explicit workspace: logits [n_classes].
+  void infer(nn::CView<TokenId> ids, nn::View<T> logits, ClassifierWorkspace<T>& ws) const;
+  // Several documents, one by one (OpenMP over documents, one workspace per thread);
+  // logits [n_docs, n_classes].
+  void infer_batch(const std::vector<std::vector<TokenId>>& docs, nn::View<T> logits) const;
+
+  // Loads every tensor of a classifier bundle (kind "classifier"); throws io::FormatError /
+  // std::invalid_argument naming the tensor on a mismatch.
+  static ClassifierModelT from_bundle(const io::Bundle& bundle);
+
+ private:
+  void head_forward(ClassifierCache<T>& cache, const ForwardOptions& opt);
+
+  ClassifierConfig cfg_;
+  AwdLstmEncoderT<T> enc_;
+  struct Block {
+    Index n_in = 0, n_out = 0;
+    double p = 0;
+    nn::View<T> bn_w, bn_b, dbn_w, dbn_b, lin_w, dlin_w;
+    nn::Tensor<T> running_mean, running_var;
+    nn::Tensor<std::int64_t> num_batches_tracked;  // [1]
+  };
+  std::vector<Block> blocks_;
+  nn::View<T> emb_;  // cached view of the embedding (for const serving)
+  int frozen_idx_ = 0;
+};
+
+using ClassifierModel = ClassifierModelT<float>;
+
+// fastai Param list (float model): encoder keys "0.module.*" in groups 0 (embedding) and 1..L
+// (rnn l), head parameters "1.layers.*" in group L+1 (BatchNorm: do_wd = false). BN running
+// stats are buffers and are not listed.
+std::vector<nn::Param> classifier_params(ClassifierModel& m);
+
+}  // namespace ulmfit
