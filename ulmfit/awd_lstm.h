@@ -82,11 +82,11 @@ struct AwdLstmCache {
   nn::Tensor<T> x0;                            // [bs, sl, E] input of layer 0 (after dropouts)
   std::vector<nn::Tensor<T>> inputs;           // inputs[l] of layer l >= 1 (after hidden dropout)
   std::vector<nn::Tensor<T>> outputs;          // raw LSTM outputs [bs, sl, h_l]
-  std::vector<nn::Tensor<T>> w_hh;             // weight-dropped W_hh per layer (empty: raw used)
   std::vector<nn::LstmCache<T>> lstm;
   // LM head
   nn::Tensor<T> dp;                            // [bs, sl, E] output-dropped encoder output
   nn::Tensor<T> scratch_a, scratch_b;          // backward scratch
+  // (the weight-dropped W_hh is not kept: backward recomputes raw ⊙ mask into a model scratch)
 };
 
 // A named tensor of the model (fastai state_dict key without prefix).
@@ -176,7 +176,8 @@ class AwdLstmEncoderT {
   Index state_bs_ = 0;
   std::vector<nn::Tensor<T>> h_, c_;
   nn::Tensor<T> infer_scratch_, infer_a_, infer_b_;
-  std::vector<nn::Tensor<T>> dw_scratch_;  // dW_hh of the dropped matrix, before the mask
+  std::vector<nn::Tensor<T>> weff_;        // weight-dropped W_hh (scratch, per layer)
+  std::vector<nn::Tensor<T>> dweff_;       // dW_hh of the dropped matrix, before the mask
 };
 
 // The language model: encoder + LinearDecoder (tied weight, bias), fused softmax-CE loss.
@@ -211,8 +212,6 @@ class AwdLstmLMT {
   Index chunk_rows = 512;
 
  private:
-  double loss_chunks(nn::CView<T> dp, nn::CView<TokenId> targets, nn::View<T> ddp,
-                     bool want_grad);
   AwdLstmEncoderT<T> enc_;
   nn::View<T> bias_, dbias_;
   nn::Tensor<T> logits_;  // [chunk_rows, V]

@@ -1,0 +1,507 @@
+// ulmfit/awd_lstm.cpp — AWD-LSTM encoder and LM head (see ulmfit/awd_lstm.h).
+#include "ulmfit/awd_lstm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "nn/backend.h"
+#include "nn/dropout.h"
+#include "nn/embedding.h"
+#include "nn/loss.h"
+
+namespace ulmfit {
+
+using nn::CView;
+using nn::Shape;
+using nn::Tensor;
+using nn::View;
+
+namespace {
+// A mask tensor that exists (a default Tensor has shape [] and no data: "no dropout").
+template <typename T>
+bool present(const Tensor<T>& t) {
+  return t.data() != nullptr && t.shape().ndim > 0 && t.numel() > 0;
+}
+template <typename T>
+void ensure(Tensor<T>& t, Shape s) {
+  if (t.shape() != s) t.resize(s);
+}
+// A view of `n` leading elements of a scratch tensor, reshaped (grows the tensor if needed).
+template <typename T>
+View<T> scratch(Tensor<T>& t, Shape s) {
+  if (t.numel() < s.numel()) t.resize({s.numel()});
+  return View<T>(t.data(), s);
+}
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Config
+// ---------------------------------------------------------------------------------------------
+AwdLstmConfig AwdLstmConfig::lm(Index vocab, double dm) {
+  AwdLstmConfig c;
+  c.vocab = vocab;
+  c.output_p = 0.1 * dm, c.hidden_p = 0.15 * dm, c.input_p = 0.25 * dm, c.embed_p = 0.02 * dm,
+  c.weight_p = 0.2 * dm;
+  return c;
+}
+
+AwdLstmConfig AwdLstmConfig::classifier(Index vocab, double dm) {
+  AwdLstmConfig c;
+  c.vocab = vocab;
+  c.output_p = 0.4 * dm, c.hidden_p = 0.3 * dm, c.input_p = 0.4 * dm, c.embed_p = 0.05 * dm,
+  c.weight_p = 0.5 * dm;
+  return c;
+}
+
+AwdLstmConfig& AwdLstmConfig::no_dropout() {
+  embed_p = input_p = weight_p = hidden_p = output_p = 0;
+  return *this;
+}
+
+void AwdLstmConfig::check() const {
+  auto bad = [](const std::string& f, const std::string& why) {
+    throw std::invalid_argument("AWD-LSTM config: " + f + " " + why);
+  };
+  if (vocab < 1) bad("vocab", "must be >= 1, got " + std::to_string(vocab));
+  if (emb < 1) bad("emb", "must be >= 1, got " + std::to_string(emb));
+  if (hidden < 1) bad("hidden", "must be >= 1, got " + std::to_string(hidden));
+  if (n_layers < 1) bad("n_layers", "must be >= 1, got " + std::to_string(n_layers));
+  if (pad_token >= vocab) bad("pad_token", "must be < vocab (" + std::to_string(vocab) + ")");
+  const std::pair<const char*, double> ps[] = {{"embed_p", embed_p}, {"input_p", input_p},
+                                               {"weight_p", weight_p}, {"hidden_p", hidden_p},
+                                               {"output_p", output_p}};
+  for (auto& [name, p] : ps)
+    if (!(p >= 0 && p < 1)) bad(name, "must be in [0, 1), got " + std::to_string(p));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoder
+// ---------------------------------------------------------------------------------------------
+template <typename T>
+AwdLstmEncoderT<T>::AwdLstmEncoderT(const AwdLstmConfig& cfg, Index extra) : cfg_(cfg) {
+  cfg_.check();
+  const int L = cfg_.n_layers;
+  Index pad = nn::kAlign / sizeof(T);
+  auto sz = [&](Index n) { return (n + pad - 1) / pad * pad; };
+  Index total = sz(cfg_.vocab * cfg_.emb) + sz(extra) + 64 * pad;
+  for (int l = 0; l < L; ++l) {
+    Index h = cfg_.layer_hidden(l), in = cfg_.layer_in(l);
+    total += sz(4 * h * h) + sz(4 * h * in) + 2 * sz(4 * h);
+  }
+  values_.reserve(total);
+  grads_.reserve(total);
+  emb_ = values_.take({cfg_.vocab, cfg_.emb});
+  demb_ = grads_.take({cfg_.vocab, cfg_.emb});
+  for (int l = 0; l < L; ++l) {
+    Index h = cfg_.layer_hidden(l), in = cfg_.layer_in(l);
+    w_hh_.push_back(values_.take({4 * h, h}));
+    dw_hh_.push_back(grads_.take({4 * h, h}));
+    w_ih_.push_back(values_.take({4 * h, in}));
+    dw_ih_.push_back(grads_.take({4 * h, in}));
+    b_ih_.push_back(values_.take({4 * h}));
+    db_ih_.push_back(grads_.take({4 * h}));
+    b_hh_.push_back(values_.take({4 * h}));
+    db_hh_.push_back(grads_.take({4 * h}));
+  }
+  train_rnn_.assign(L, true);
+  h_.resize(L);
+  c_.resize(L);
+  weff_.resize(L);
+  dweff_.resize(L);
+  reset();
+}
+
+template <typename T>
+std::pair<View<T>, View<T>> AwdLstmEncoderT<T>::take_extra(Shape s) {
+  return {values_.take(s), grads_.take(s)};
+}
+
+template <typename T>
+void AwdLstmEncoderT<T>::init(nn::Rng& rng) {
+  for (auto& v : emb_) v = (T)rng.uniform(-0.1, 0.1);
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    double s = 1.0 / std::sqrt((double)cfg_.layer_hidden(l));
+    for (auto* t : {&w_ih_[l], &w_hh_[l], &b_ih_[l], &b_hh_[l]})
+      for (auto& v : *t) v = (T)rng.uniform(-s, s);
+  }
+  reset();
+}
+
+template <typename T>
+std::vector<NamedTensor<T>> AwdLstmEncoderT<T>::tensors() {
+  std::vector<NamedTensor<T>> v;
+  v.push_back({"encoder.weight", emb_, demb_, -1, true});
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    std::string r = "rnns." + std::to_string(l) + ".";
+    v.push_back({r + "weight_hh_l0_raw", w_hh_[l], dw_hh_[l], l, true});
+    v.push_back({r + "module.weight_ih_l0", w_ih_[l], dw_ih_[l], l, true});
+    v.push_back({r + "module.bias_ih_l0", b_ih_[l], db_ih_[l], l, true});
+    v.push_back({r + "module.bias_hh_l0", b_hh_[l], db_hh_[l], l, true});
+  }
+  return v;
+}
+
+template <typename T>
+nn::LstmParams<T> AwdLstmEncoderT<T>::lstm_params(int l) const {
+  return {w_ih_[l], w_hh_[l], b_ih_[l], b_hh_[l]};
+}
+template <typename T>
+nn::LstmGrads<T> AwdLstmEncoderT<T>::lstm_grads(int l) const {
+  return {dw_ih_[l], dw_hh_[l], db_ih_[l], db_hh_[l]};
+}
+
+template <typename T>
+void AwdLstmEncoderT<T>::set_trainable(bool embedding, const std::vector<bool>& rnn) {
+  if ((int)rnn.size() != cfg_.n_layers)
+    throw std::invalid_argument("AWD-LSTM set_trainable: " + std::to_string(rnn.size()) +
+                                " flags for " + std::to_string(cfg_.n_layers) + " layers");
+  train_emb_ = embedding;
+  train_rnn_ = rnn;
+}
+
+template <typename T>
+void AwdLstmEncoderT<T>::reset() {
+  state_bs_ = 0;
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    h_[l].resize({0, cfg_.layer_hidden(l)});
+    c_[l].resize({0, cfg_.layer_hidden(l)});
+  }
+}
+
+template <typename T>
+void AwdLstmEncoderT<T>::resize_state(Index bs) {
+  if (bs == state_bs_) return;
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    Index H = cfg_.layer_hidden(l), keep = std::min(bs, state_bs_);
+    for (auto* s : {&h_[l], &c_[l]}) {
+      Tensor<T> n({bs, H});
+      if (keep) std::copy_n(s->data(), keep * H, n.data());
+      *s = std::move(n);
+    }
+  }
+  state_bs_ = bs;
+}
+
+template <typename T>
+void AwdLstmEncoderT<T>::check_ids(CView<TokenId> ids) const {
+  if (ids.ndim() != 2)
+    throw std::invalid_argument("AWD-LSTM: token ids must be [bs, sl], got " + ids.shape.str());
+  const Index sl = ids.dim(1);
+  for (Index i = 0; i < ids.numel(); ++i)
+    if (ids[i] < 0 || ids[i] >= cfg_.vocab)
+      throw std::out_of_range("AWD-LSTM: token id " + std::to_string(ids[i]) + " at [" +
+                              std::to_string(i / sl) + ", " + std::to_string(i % sl) +
+                              "] is outside the vocabulary [0, " + std::to_string(cfg_.vocab) +
+                              ")");
+}
+
+template <typename T>
+void AwdLstmEncoderT<T>::sample_masks(AwdLstmCache<T>& cache, const ForwardOptions& opt) {
+  const Index bs = cache.bs;
+  const int L = cfg_.n_layers;
+  auto& m = cache.masks;
+  m.weight.resize(L);
+  m.hidden.resize(L > 1 ? L - 1 : 0);
+  if (!opt.training) {
+    m.embed = Tensor<T>();
+    m.input = Tensor<T>();
+    for (auto& w : m.weight) w = Tensor<T>();
+    for (auto& h : m.hidden) h = Tensor<T>();
+    return;
+  }
+  auto want = [](Tensor<T>& t, Shape s, double p, const char* what, const ForwardOptions& o) {
+    if (o.reuse_masks) {
+      if (present(t) && t.shape() != s)
+        throw std::invalid_argument(std::string("AWD-LSTM reuse_masks: ") + what + " mask is " +
+                                    t.shape().str() + ", expected " + s.str());
+      return;
+    }
+    if (p <= 0) {
+      t = Tensor<T>();
+      return;
+    }
+    if (!o.rng) throw std::invalid_argument("AWD-LSTM forward: training needs an Rng");
+    if (t.shape() != s) t.resize(s);
+    nn::dropout_mask<T>(*o.rng, p, t.view());
+  };
+  want(m.embed, {cfg_.vocab}, cfg_.embed_p, "embed", opt);
+  want(m.input, {bs, cfg_.emb}, cfg_.input_p, "input", opt);
+  for (int l = 0; l < L; ++l) {
+    Index H = cfg_.layer_hidden(l);
+    want(m.weight[l], {4 * H, H}, cfg_.weight_p, "weight", opt);
+    if (l < L - 1) want(m.hidden[l], {bs, H}, cfg_.hidden_p, "hidden", opt);
+  }
+}
+
+
+template <typename T>
+void AwdLstmEncoderT<T>::forward(CView<TokenId> ids, View<T> out, AwdLstmCache<T>& cache,
+                                 const ForwardOptions& opt) {
+  check_ids(ids);
+  const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg_.emb;
+  const int L = cfg_.n_layers;
+  nn::check_shape(out.shape, Shape{bs, sl, E}, "AWD-LSTM forward output");
+  resize_state(bs);
+  cache.bs = bs, cache.sl = sl, cache.training = opt.training;
+  ensure(cache.ids, Shape{bs, sl});
+  cache.ids.view().copy_from(ids);
+  sample_masks(cache, opt);
+  auto& m = cache.masks;
+  // 1-2. embedding (with whole-row dropout) and input dropout
+  ensure(cache.x0, Shape{bs, sl, E});
+  nn::embedding_forward<T>(ids, emb_, m.embed.view(), cache.x0.view());
+  if (present(m.input)) nn::rnn_dropout_forward<T>(cache.x0.view(), m.input.view(), cache.x0.view());
+  // 3. the LSTM stack
+  cache.inputs.resize(L);
+  cache.outputs.resize(L);
+  cache.lstm.resize(L);
+  for (int l = 0; l < L; ++l) {
+    const Index H = cfg_.layer_hidden(l);
+    nn::LstmParams<T> p = lstm_params(l);
+    if (present(m.weight[l])) {
+      ensure(weff_[l], Shape{4 * H, H});
+      nn::weight_dropout_forward<T>(w_hh_[l], m.weight[l].view(), weff_[l].view());
+      p.w_hh = weff_[l].view();
+    }
+    ensure(cache.outputs[l], Shape{bs, sl, H});
+    CView<T> x = l == 0 ? CView<T>(cache.x0.view()) : CView<T>(cache.inputs[l].view());
+    nn::lstm_forward<T>(p, x, h_[l].view(), c_[l].view(), cache.outputs[l].view(), h_[l].view(),
+                        c_[l].view(), cache.lstm[l]);
+    if (l < L - 1) {
+      ensure(cache.inputs[l + 1], Shape{bs, sl, H});
+      if (present(m.hidden[l]))
+        nn::rnn_dropout_forward<T>(cache.outputs[l].view(), m.hidden[l].view(),
+                                   cache.inputs[l + 1].view());
+      else
+        cache.inputs[l + 1].view().copy_from(cache.outputs[l].view());
+    }
+  }
+  out.copy_from(cache.outputs[L - 1].view());
+}
+
+template <typename T>
+void AwdLstmEncoderT<T>::backward(AwdLstmCache<T>& cache, CView<T> dout) {
+  const Index bs = cache.bs, sl = cache.sl;
+  const int L = cfg_.n_layers;
+  nn::check_shape(dout.shape, Shape{bs, sl, cfg_.emb}, "AWD-LSTM backward dout");
+  if ((int)cache.lstm.size() != L) throw std::invalid_argument("AWD-LSTM backward: empty cache");
+  // The lowest part that needs a gradient; nothing below it is computed.
+  int lowest = L;  // L: nothing trainable
+  for (int l = L - 1; l >= 0; --l)
+    if (train_rnn_[l]) lowest = l;
+  if (train_emb_) lowest = -1;
+  if (lowest == L) return;
+  auto& m = cache.masks;
+  Index maxw = cfg_.emb;
+  for (int l = 0; l < L; ++l) maxw = std::max(maxw, cfg_.layer_hidden(l));
+  // d: gradient w.r.t. the current layer's output (ping-pong between two scratch buffers)
+  Tensor<T>* bufs[2] = {&cache.scratch_a, &cache.scratch_b};
+  for (auto* b : bufs) scratch(*b, Shape{bs * sl * maxw});
+  View<T> d(bufs[0]->data(), Shape{bs, sl, cfg_.emb});
+  d.copy_from(dout);
+  int cur = 0;
+  for (int l = L - 1; l >= 0 && l >= lowest; --l) {
+    const Index H = cfg_.layer_hidden(l), in = cfg_.layer_in(l);
+    nn::LstmParams<T> p = lstm_params(l);
+    nn::LstmGrads<T> g;
+    const bool masked = m.weight.size() == (size_t)L && present(m.weight[l]);
+    if (masked) {
+      ensure(weff_[l], Shape{4 * H, H});
+      nn::weight_dropout_forward<T>(w_hh_[l], m.weight[l].view(), weff_[l].view());
+      p.w_hh = weff_[l].view();
+    }
+    if (train_rnn_[l]) {
+      g = lstm_grads(l);
+      if (masked) {
+        ensure(dweff_[l], Shape{4 * H, H});
+        dweff_[l].view().zero();
+        g.w_hh = dweff_[l].view();
+      }
+    }
+    const bool need_dx = l > lowest;
+    View<T> dx;
+    if (need_dx) dx = View<T>(bufs[1 - cur]->data(), Shape{bs, sl, in});
+    nn::lstm_backward<T>(p, cache.lstm[l], d, {}, {}, dx, {}, {}, g);
+    if (train_rnn_[l] && masked)
+      nn::weight_dropout_backward<T>(dweff_[l].view(), m.weight[l].view(), dw_hh_[l]);
+    if (!need_dx) break;
+    cur = 1 - cur;
+    d = dx;
+    // through the dropout in front of this layer
+    if (l > 0) {
+      if (m.hidden.size() == (size_t)(L - 1) && present(m.hidden[l - 1]))
+        nn::rnn_dropout_backward<T>(d, m.hidden[l - 1].view(), d);
+    } else {
+      if (present(m.input)) nn::rnn_dropout_backward<T>(d, m.input.view(), d);
+      nn::embedding_backward<T>(cache.ids.view(), m.embed.view(), d, cfg_.pad_token, demb_);
+    }
+  }
+}
+
+template <typename T>
+void AwdLstmEncoderT<T>::infer(CView<TokenId> ids, View<T> out) {
+  check_ids(ids);
+  const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg_.emb;
+  const int L = cfg_.n_layers;
+  nn::check_shape(out.shape, Shape{bs, sl, E}, "AWD-LSTM infer output");
+  resize_state(bs);
+  View<T> x = scratch(infer_a_, Shape{bs, sl, E});
+  nn::embedding_forward<T>(ids, emb_, CView<T>(), x);
+  Tensor<T>* bufs[2] = {&infer_a_, &infer_b_};
+  int cur = 0;
+  for (int l = 0; l < L; ++l) {
+    const Index H = cfg_.layer_hidden(l);
+    View<T> y = l == L - 1 ? out : scratch(*bufs[1 - cur], Shape{bs, sl, H});
+    nn::lstm_infer<T>(lstm_params(l), x, h_[l].view(), c_[l].view(), y, infer_scratch_);
+    x = y;
+    cur = 1 - cur;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Language model
+// ---------------------------------------------------------------------------------------------
+template <typename T>
+AwdLstmLMT<T>::AwdLstmLMT(const AwdLstmConfig& cfg) : enc_(cfg, cfg.vocab + 64) {
+  auto [v, g] = enc_.take_extra({cfg.vocab});
+  bias_ = v, dbias_ = g;
+}
+
+template <typename T>
+void AwdLstmLMT<T>::init(nn::Rng& rng) {
+  enc_.init(rng);
+  bias_.zero();
+}
+
+template <typename T>
+std::vector<NamedTensor<T>> AwdLstmLMT<T>::tensors() {
+  auto v = enc_.tensors();
+  for (auto& t : v) t.key = "0." + t.key;
+  v.push_back({"1.decoder.bias", bias_, dbias_, -1, false});
+  return v;
+}
+
+template <typename T>
+double AwdLstmLMT<T>::train_step(CView<TokenId> ids, CView<TokenId> targets,
+                                 AwdLstmCache<T>& cache, const ForwardOptions& opt) {
+  const AwdLstmConfig& cfg = enc_.config();
+  if (ids.ndim() != 2)
+    throw std::invalid_argument("AWD-LSTM LM: ids must be [bs, sl], got " + ids.shape.str());
+  if (targets.shape != ids.shape)
+    throw std::invalid_argument("AWD-LSTM LM: targets " + targets.shape.str() +
+                                " must have the shape of ids " + ids.shape.str());
+  const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg.emb, V = cfg.vocab;
+  ensure(out_, Shape{bs, sl, E});
+  enc_.forward(ids, out_.view(), cache, opt);
+  // output dropout
+  auto& om = cache.masks.output;
+  if (!opt.training) {
+    om = Tensor<T>();
+  } else if (!opt.reuse_masks) {
+    if (cfg.output_p > 0) {
+      if (!opt.rng) throw std::invalid_argument("AWD-LSTM LM: training needs an Rng");
+      ensure(om, Shape{bs, E});
+      nn::dropout_mask<T>(*opt.rng, cfg.output_p, om.view());
+    } else {
+      om = Tensor<T>();
+    }
+  } else if (present(om) && om.shape() != Shape{bs, E}) {
+    throw std::invalid_argument("AWD-LSTM reuse_masks: output mask is " + om.shape().str() +
+                                ", expected " + Shape{bs, E}.str());
+  }
+  ensure(cache.dp, Shape{bs, sl, E});
+  if (present(om))
+    nn::rnn_dropout_forward<T>(out_.view(), om.view(), cache.dp.view());
+  else
+    cache.dp.view().copy_from(out_.view());
+  bool below = false;  // does anything below the decoder train?
+  for (int l = 0; l < cfg.n_layers; ++l) below = below || enc_.rnn_trainable(l);
+  below = below || enc_.embedding_trainable();
+  const bool dec = enc_.embedding_trainable();  // decoder weight (tied) + bias share the group
+  Index chunk = std::max<Index>(1, std::min(chunk_rows, bs * sl));
+  ensure(logits_, Shape{chunk * V});
+  View<T> ddp = below ? View<T>(out_.data(), Shape{bs * sl, E}) : View<T>();  // reuse out_
+  nn::LossResult r = nn::lm_softmax_ce_forward_backward<T>(
+      cache.dp.view().reshape({bs * sl, E}), enc_.embedding(), bias_,
+      targets.reshape({bs * sl}), ddp, dec ? enc_.embedding_grad() : View<T>(),
+      dec ? dbias_ : View<T>(), logits_.view(), chunk);
+  if (below) {
+    View<T> d = ddp.reshape({bs, sl, E});
+    if (present(om)) nn::rnn_dropout_backward<T>(d, om.view(), d);
+    enc_.backward(cache, d);
+  }
+  return r.loss;
+}
+
+template <typename T>
+double AwdLstmLMT<T>::eval_loss(CView<TokenId> ids, CView<TokenId> targets) {
+  const AwdLstmConfig& cfg = enc_.config();
+  if (ids.ndim() != 2 || targets.shape != ids.shape)
+    throw std::invalid_argument("AWD-LSTM LM eval: ids " + ids.shape.str() + " and targets " +
+                                targets.shape.str() + " must both be [bs, sl]");
+  const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg.emb, V = cfg.vocab;
+  ensure(out_, Shape{bs, sl, E});
+  enc_.infer(ids, out_.view());
+  Index chunk = std::max<Index>(1, std::min(chunk_rows, bs * sl));
+  ensure(logits_, Shape{chunk * V});
+  return nn::lm_softmax_ce_forward<T>(out_.view().reshape({bs * sl, E}), enc_.embedding(), bias_,
+                                      targets.reshape({bs * sl}), logits_.view(), chunk)
+      .loss;
+}
+
+template <typename T>
+void AwdLstmLMT<T>::logits(CView<TokenId> ids, View<T> out, AwdLstmCache<T>& cache,
+                           const ForwardOptions& opt) {
+  const AwdLstmConfig& cfg = enc_.config();
+  if (ids.ndim() != 2)
+    throw std::invalid_argument("AWD-LSTM LM: ids must be [bs, sl], got " + ids.shape.str());
+  const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg.emb, V = cfg.vocab;
+  nn::check_shape(out.shape, Shape{bs, sl, V}, "AWD-LSTM LM logits");
+  ensure(out_, Shape{bs, sl, E});
+  if (opt.training) {
+    enc_.forward(ids, out_.view(), cache, opt);
+    auto& om = cache.masks.output;
+    if (!opt.reuse_masks) {
+      if (cfg.output_p > 0 && opt.rng) {
+        ensure(om, Shape{bs, E});
+        nn::dropout_mask<T>(*opt.rng, cfg.output_p, om.view());
+      } else {
+        om = Tensor<T>();
+      }
+    }
+    if (present(om)) nn::rnn_dropout_forward<T>(out_.view(), om.view(), out_.view());
+  } else {
+    enc_.infer(ids, out_.view());
+  }
+  for (Index r = 0; r < bs * sl; ++r) std::copy_n(bias_.data, V, out.data + r * V);
+  nn::gemm(false, true, bs * sl, V, E, T(1), out_.data(), E, enc_.embedding().data, E, T(1),
+           out.data, V);
+}
+
+template class AwdLstmEncoderT<float>;
+template class AwdLstmEncoderT<double>;
+template class AwdLstmLMT<float>;
+template class AwdLstmLMT<double>;
+
+// ---------------------------------------------------------------------------------------------
+// Param lists
+// ---------------------------------------------------------------------------------------------
+std::vector<nn::Param> encoder_params(AwdLstmEncoder& enc, const std::string& prefix,
+                                      int embedding_group, int first_rnn_group) {
+  std::vector<nn::Param> ps;
+  for (auto& t : enc.tensors())
+    ps.push_back({prefix + t.key, t.value, t.grad,
+                  t.layer < 0 ? embedding_group : first_rnn_group + t.layer, t.do_wd});
+  return ps;
+}
+
+std::vector<nn::Param> lm_params(AwdLstmLM& lm) {
+  const int L = lm.config().n_layers;
+  std::vector<nn::Param> ps;
+  for (auto& t : lm.tensors()) ps.push_back({t.key, t.value, t.grad, t.layer < 0 ? L : t.layer, t.do_wd});
+  return ps;
+}
+
+}  // namespace ulmfit
