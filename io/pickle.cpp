@@ -375,14 +375,14 @@ class Reader {
              "it is not a plain checkpoint — do not load it with Python either)");
       if (mod == "builtins" && nm == "getattr") {
         // Bound methods and enum members pickle as getattr(obj, "name"); keep that as an opaque
-        // value, but never for private/dunder attributes, code-running names, or objects from
+        // value, but never for dunder attributes, code-running names, or objects from
         // dangerous modules.
         static const char* const kBadAttr[] = {"system", "popen", "eval", "exec", "execv", "execve",
                                                "spawn", "spawnv", "call", "check_call", "check_output",
                                                "run", "Popen", "load", "loads", "open", "compile"};
         bool ok = args->kind == Kind::Tuple && args->items.size() >= 2 && args->items.size() <= 3 &&
                   args->items[1]->kind == Kind::Str && !args->items[1]->s.empty() &&
-                  args->items[1]->s[0] != '_';
+                  args->items[1]->s.rfind("__", 0) != 0;
         if (ok) {
           for (const char* b : kBadAttr) ok = ok && args->items[1]->s != b;
           const Value* obj = args->items[0];

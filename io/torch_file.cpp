@@ -679,16 +679,53 @@ const Value* find_object(const Value* root, std::string_view module, std::string
   return nullptr;
 }
 
+// numpy scalar: REDUCE(numpy[._core|.core].multiarray.scalar, (dtype('i8', ...), raw bytes)).
+bool numpy_scalar_string(const Value* s, std::string& out) {
+  if (!s || s->kind != Kind::Object || !s->cls || s->cls->kind != Kind::Global || s->cls->name != "scalar" ||
+      (s->cls->s != "numpy._core.multiarray" && s->cls->s != "numpy.core.multiarray"))
+    return false;
+  const Value* a = s->args;
+  if (!a || a->kind != Kind::Tuple || a->items.size() != 2 || a->items[1]->kind != Kind::Bytes) return false;
+  const Value* dt = a->items[0];
+  if (!dt || dt->kind != Kind::Object || !dt->args || dt->args->items.empty() || !dt->args->items[0]->is_str())
+    return false;
+  const std::string& code = dt->args->items[0]->s;  // "i8", "u1", "f8", ...
+  const std::string& b = a->items[1]->s;
+  if (code.size() != 2 || b.size() != static_cast<std::size_t>(code[1] - '0')) return false;
+  std::uint64_t u = 0;
+  for (std::size_t j = 0; j < b.size(); ++j) u |= std::uint64_t(std::uint8_t(b[j])) << (8 * j);
+  int bits = static_cast<int>(b.size()) * 8;
+  if (code[0] == 'u' && bits <= 64) { out = std::to_string(u); return true; }
+  if (code[0] == 'i' && bits <= 64) {
+    if (bits < 64 && (u >> (bits - 1)) & 1) u |= ~std::uint64_t(0) << bits;
+    out = std::to_string(static_cast<std::int64_t>(u));
+    return true;
+  }
+  if (code == "f8" || code == "f4") {
+    double d;
+    if (bits == 64) std::memcpy(&d, &u, 8);
+    else { std::uint32_t w = static_cast<std::uint32_t>(u); float f; std::memcpy(&f, &w, 4); d = f; }
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.17g", d);
+    out = buf;
+    return true;
+  }
+  return false;
+}
+
 std::vector<std::string> str_list(const Value* v) {
-  if (v && v->kind == Kind::Object) {  // fastcore L / CategoryMap: state {'items': [...], ...}
-    if (const Value* it = v->get("items")) v = it;
+  // fastcore L / CategoryMap (an L whose 'items' is itself an L): state {'items': [...], ...}
+  for (int hop = 0; hop < 4 && v && v->kind == Kind::Object; ++hop) {
+    const Value* it = v->get("items");
+    if (!it) break;
+    v = it;
   }
   std::vector<std::string> out;
   if (!v || !v->is_seq()) return out;
   for (const Value* s : v->items) {
     if (s->is_str()) out.push_back(s->s);
     else if (s->is_int()) out.push_back(std::to_string(s->i));
-    else if (s->kind == Kind::Object && s->cls && s->cls->is_global("numpy._core.multiarray", "scalar")) return {};
+    else if (std::string t; numpy_scalar_string(s, t)) out.push_back(t);
     else return {};
   }
   return out;
