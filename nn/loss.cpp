@@ -12,6 +12,8 @@
 
 #include "nn/backend.h"
 
+#include <omp.h>
+
 namespace nn {
 namespace {
 
@@ -121,31 +123,58 @@ LossResult lm_ce_impl(CView<T> hidden, CView<T> W, CView<T> b, CView<std::int32_
   const T gscale = grad_scale / T(N);
   double loss = 0;
   Index correct = 0;
-  for (Index r0 = 0; r0 < N; r0 += chunk) {
-    const Index n = std::min(chunk, N - r0);
-    const T* h = hidden.data + r0 * E;
-    gemm(false, true, n, V, E, T(1), h, E, W.data, E, T(0), L, V);
-    if (grad) {
-      // db accumulation is not thread-safe: keep the row pass serial when db is wanted.
+  const int nt = num_threads();
+  if (nt <= 1 || V < 64 * nt) {
+    // Serial path: the row pass also accumulates db (one pass over each logits row).
+    for (Index r0 = 0; r0 < N; r0 += chunk) {
+      const Index n = std::min(chunk, N - r0);
+      const T* h = hidden.data + r0 * E;
+      gemm(false, true, n, V, E, T(1), h, E, W.data, E, T(0), L, V);
       for (Index i = 0; i < n; ++i) {
         bool ok;
-        loss += lm_row<T>(L + i * V, V, b.data, targets[r0 + i], true, gscale, db.data, &ok);
+        loss += lm_row<T>(L + i * V, V, b.data, targets[r0 + i], grad, gscale,
+                          grad ? db.data : nullptr, &ok);
         correct += ok;
       }
-      if (dhidden.data)
+      if (grad && dhidden.data)
         gemm(false, false, n, E, V, T(1), L, V, W.data, E, T(0), dhidden.data + r0 * E, E);
-      if (dW.data) gemm(true, false, V, E, n, T(1), L, V, h, E, T(1), dW.data, E);
-    } else {
-      double l = 0;
-      Index c = 0;
-#pragma omp parallel for schedule(static) reduction(+ : l, c) if (n * V > (1 << 18))
-      for (Index i = 0; i < n; ++i) {
-        bool ok;
-        l += lm_row<T>(L + i * V, V, b.data, targets[r0 + i], false, T(0), nullptr, &ok);
-        c += ok;
+      if (grad && dW.data) gemm(true, false, V, E, n, T(1), L, V, h, E, T(1), dW.data, E);
+    }
+  } else {
+    // Threaded path: every GEMM is split into independent slices (vocabulary rows for the
+    // logits and dW, hidden columns for dhidden), the row pass is split by rows, and db is
+    // summed per vocabulary slice. No thread writes what another one writes.
+#pragma omp parallel reduction(+ : loss, correct)
+    {
+      const int nth = omp_get_num_threads(), tid = omp_get_thread_num();
+      const Index v0 = V * tid / nth, v1 = V * (tid + 1) / nth;
+      const Index e0 = E * tid / nth, e1 = E * (tid + 1) / nth;
+      for (Index r0 = 0; r0 < N; r0 += chunk) {
+        const Index n = std::min(chunk, N - r0);
+        const T* h = hidden.data + r0 * E;
+        if (v1 > v0)
+          gemm(false, true, n, v1 - v0, E, T(1), h, E, W.data + v0 * E, E, T(0), L + v0, V);
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (Index i = 0; i < n; ++i) {
+          bool ok;
+          loss += lm_row<T>(L + i * V, V, b.data, targets[r0 + i], grad, gscale, nullptr, &ok);
+          correct += ok;
+        }  // implicit barrier
+        if (grad) {
+          if (db.data)
+            for (Index i = 0; i < n; ++i) {
+              const T* row = L + i * V;
+              for (Index j = v0; j < v1; ++j) db.data[j] += row[j];
+            }
+          if (dhidden.data && e1 > e0)
+            gemm(false, false, n, e1 - e0, V, T(1), L, V, W.data + e0, E, T(0),
+                 dhidden.data + r0 * E + e0, E);
+          if (dW.data && v1 > v0)
+            gemm(true, false, v1 - v0, E, n, T(1), L + v0, V, h, E, T(1), dW.data + v0 * E, E);
+        }
+#pragma omp barrier
       }
-      loss += l;
-      correct += c;
     }
   }
   res.loss = loss / (double)N;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nn/activation.h"
+#include "nn/backend.h"
 #include "nn/batchnorm.h"
 #include "nn/dropout.h"
 #include "nn/embedding.h"
@@ -426,6 +427,30 @@ TEST(Loss, LmFusedFloatMatchesDoubleAtLargerSize) {
   EXPECT_LT(maxdiff(dhf, dh), 1e-5);
   EXPECT_LT(maxdiff(dWf, dW), 1e-5);
   EXPECT_LT(maxdiff(dbf, db), 1e-5);
+}
+
+TEST(Loss, LmFusedThreadedMatchesSerial) {
+  Rng rng(16);
+  const Index N = 37, E = 24, V = 2000;
+  auto h = rand_t({N, E}, rng, -2, 2), W = rand_t({V, E}, rng), b = rand_t({V}, rng);
+  Tensor<std::int32_t> tg({N});
+  for (Index i = 0; i < N; ++i) tg[i] = (std::int32_t)rng.below(V);
+  const int saved = num_threads();
+  Tensor<double> dh1({N, E}), dW1({V, E}), db1({V}), dh3({N, E}), dW3({V, E}), db3({V});
+  set_num_threads(1);
+  auto r1 = lm_softmax_ce_forward_backward<double>(h, W, b, tg, dh1, dW1, db1, {}, 8);
+  auto f1 = lm_softmax_ce_forward<double>(h, W, b, tg, {}, 8);
+  set_num_threads(3);
+  auto r3 = lm_softmax_ce_forward_backward<double>(h, W, b, tg, dh3, dW3, db3, {}, 8);
+  auto f3 = lm_softmax_ce_forward<double>(h, W, b, tg, {}, 8);
+  set_num_threads(saved);
+  EXPECT_NEAR(r1.loss, r3.loss, 1e-12);
+  EXPECT_NEAR(f1.loss, f3.loss, 1e-12);
+  EXPECT_EQ(r1.correct, r3.correct);
+  EXPECT_EQ(f1.correct, f3.correct);
+  for (Index i = 0; i < dh1.numel(); ++i) ASSERT_NEAR(dh1[i], dh3[i], 1e-14);
+  for (Index i = 0; i < dW1.numel(); ++i) ASSERT_NEAR(dW1[i], dW3[i], 1e-14);
+  for (Index i = 0; i < db1.numel(); ++i) ASSERT_NEAR(db1[i], db3[i], 1e-14);
 }
 
 TEST(Loss, LmFusedBadInput) {
