@@ -3,7 +3,11 @@
 // tests/test_layers_golden.cpp.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -490,4 +494,36 @@ TEST(Loss, SoftmaxCeGradcheckAndExtremes) {
   EXPECT_NEAR(p[0] + p[1] + p[2], 1.0, 1e-6);
   Tensor<double> bad({N, C + 1});
   expect_invalid([&] { softmax_ce_forward_backward<double>(x, tg, bad); }, {"softmax_ce_forward_backward", "[6, 4]"});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timing of the fused LM loss at the INSPIRE shape (V=60000, E=400). Disabled by default (it takes
+// seconds); run with:
+//   OMP_NUM_THREADS=1 ./build-a/test_layers --gtest_also_run_disabled_tests --gtest_filter='*Timing*'
+// INSPIRE_CE_ROWS sets N (default 256). Prints the median of 5 runs per chunk size.
+TEST(Loss, DISABLED_LmFusedTiming) {
+  const Index V = 60000, E = 400;
+  const char* env = std::getenv("INSPIRE_CE_ROWS");
+  const Index N = env ? std::atol(env) : 256;
+  Rng rng(17);
+  Tensor<float> h({N, E}), W({V, E}), b({V}), dh({N, E}), dW({V, E}), db({V});
+  fill_uniform(h.view(), rng, -1, 1);
+  fill_uniform(W.view(), rng, -0.1, 0.1);
+  Tensor<std::int32_t> tg({N});
+  for (Index i = 0; i < N; ++i) tg[i] = (std::int32_t)rng.below(V);
+  for (Index chunk : {64, 128, 256}) {
+    Tensor<float> ws({lm_softmax_ce_workspace_size(V, chunk)});
+    std::vector<double> ts;
+    for (int r = 0; r < 5; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      auto res = lm_softmax_ce_forward_backward<float>(h, W, b, tg, dh, dW, db, ws, chunk);
+      ts.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      EXPECT_TRUE(std::isfinite(res.loss));
+    }
+    std::sort(ts.begin(), ts.end());
+    std::printf("lm_softmax_ce_forward_backward<float> N=%ld V=%ld E=%ld chunk=%ld threads=%d: "
+                "median %.3f s (min %.3f, max %.3f) = %.1f GFLOP/s\n",
+                (long)N, (long)V, (long)E, (long)chunk, num_threads(), ts[2], ts[0], ts[4],
+                6.0 * N * V * E / ts[2] / 1e9);
+  }
 }

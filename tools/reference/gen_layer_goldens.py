@@ -241,11 +241,39 @@ def case_small_ce(out, g):
           {"loss": float(loss), "correct": correct})
 
 
+def bench_peer(rows, reps=5):
+    """Time the PyTorch peer of nn::lm_softmax_ce_forward_backward: Linear(400 -> 60000) +
+    F.cross_entropy, forward + backward, float32, 1 thread; prints the median of `reps` runs."""
+    import time
+    torch.set_num_threads(1)
+    V, E = 60000, 400
+    dec = nn.Linear(E, V).float()
+    h = torch.rand(rows, E, dtype=torch.float32, requires_grad=True)
+    tgt = torch.randint(0, V, (rows,))
+    ts = []
+    for _ in range(reps):
+        dec.zero_grad()
+        h.grad = None
+        t0 = time.perf_counter()
+        F.cross_entropy(dec(h), tgt).backward()
+        ts.append(time.perf_counter() - t0)
+    ts.sort()
+    print(f"torch {torch.__version__} Linear+F.cross_entropy fwd+bwd N={rows} V={V} E={E} "
+          f"threads=1: median {ts[len(ts)//2]:.3f} s (min {ts[0]:.3f}, max {ts[-1]:.3f}) = "
+          f"{6*rows*V*E/ts[len(ts)//2]/1e9:.1f} GFLOP/s")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.join(here, "..", "..", "tests", "fixtures", "layers"))
+    ap.add_argument("--bench-ce", type=int, metavar="N", default=0,
+                    help="instead of writing fixtures, time the PyTorch peer of the fused LM "
+                         "loss on N rows (V=60000, E=400, 1 thread)")
     a = ap.parse_args()
+    if a.bench_ce:
+        bench_peer(a.bench_ce)
+        return
     os.makedirs(a.out, exist_ok=True)
     g = torch.Generator().manual_seed(20261124)
     case_linear(a.out, g, True)
