@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""PyTorch / fastai peer for bench/bench_lstm.cpp and bench/bench_lm.cpp (same case names).
+
+    OMP_NUM_THREADS=1 /work/refenv/bin/python tools/reference/bench_torch.py [--reps 3] [--filter RE]
+
+torch.set_num_threads(1). Each case: 1 warm-up, then --reps timed runs; prints one JSON object
+{case: {"cpu_ms": median process CPU time, "wall_ms": median wall time, "reps": n}} on stdout.
+"""
+import os
+
+# One thread everywhere, including the BLAS that torch calls (Debian's torch uses the system
+# libblas.so.3: install libopenblas0-pthread so that it is OpenBLAS, not the reference BLAS).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import time
+import warnings
+
+warnings.filterwarnings("ignore")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+torch.set_num_threads(1)
+V, E = 60000, 400
+
+
+def lstm_case(mode, inp, h, bs, sl):
+    lstm = torch.nn.LSTM(inp, h, batch_first=True)
+    x = torch.rand(bs, sl, inp) * 2 - 1
+    dy = torch.rand(bs, sl, h) * 2 - 1
+    if mode == "infer":
+        lstm.eval()
+
+        def f():
+            with torch.no_grad():
+                lstm(x)
+    elif mode == "fwd":
+        def f():
+            lstm(x)
+    else:
+        xg = x.clone().requires_grad_()
+
+        def f():
+            y, _ = lstm(xg)
+            y.backward(dy)
+    return f
+
+
+def softmax_ce_case(rows):
+    hid = (torch.rand(rows, E) * 2 - 1).requires_grad_()
+    W = (torch.rand(V, E) * 0.2 - 0.1).requires_grad_()
+    b = torch.zeros(V, requires_grad=True)
+    tgt = torch.randint(0, V, (rows,))
+
+    def f():
+        loss = F.cross_entropy(F.linear(hid, W, b), tgt)
+        loss.backward()
+    return f
+
+
+def lm_case(bs, bptt, stage1):
+    from fastai.text.models.awdlstm import AWD_LSTM, awd_lstm_lm_config
+    from fastai.text.models.core import get_language_model
+    from fastai.optimizer import Adam
+    cfg = dict(awd_lstm_lm_config)
+    model = get_language_model(AWD_LSTM, V, config=cfg, drop_mult=0.7)
+    model.train()
+    if stage1:
+        for p in model[0].rnns.parameters():
+            p.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = Adam(params, lr=1e-3, wd=1e-7, mom=0.8)
+
+    def f():
+        ids = torch.randint(0, V, (bs, bptt))
+        tgt = torch.randint(0, V, (bs, bptt))
+        logits = model(ids)[0]
+        loss = F.cross_entropy(logits.reshape(-1, V), tgt.reshape(-1))
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return f
+
+
+CASES = {}
+for m in ("fwd", "fwdbwd", "infer"):
+    for (i, h, bs, sl) in ((400, 1152, 64, 70), (1152, 1152, 64, 70), (400, 1152, 1, 250),
+                           (1152, 1152, 1, 250)):
+        if m == "infer" and bs != 1:
+            continue
+        CASES[f"lstm_{m}/{i}x{h}/b{bs}x{sl}"] = (lambda m=m, i=i, h=h, bs=bs, sl=sl: lstm_case(m, i, h, bs, sl))
+CASES["lm_softmax_ce/V60000xE400/n560"] = lambda: softmax_ce_case(560)
+CASES["lm_train_step/V60000/b8x70"] = lambda: lm_case(8, 70, False)
+CASES["lm_train_step_stage1/V60000/b8x70"] = lambda: lm_case(8, 70, True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--filter", default=".")
+    a = ap.parse_args()
+    out = {}
+    for name, make in CASES.items():
+        if not re.search(a.filter, name):
+            continue
+        f = make()
+        f()  # warm-up
+        cpu, wall = [], []
+        for _ in range(a.reps):
+            c0, w0 = time.process_time(), time.perf_counter()
+            f()
+            cpu.append((time.process_time() - c0) * 1e3)
+            wall.append((time.perf_counter() - w0) * 1e3)
+        out[name] = {"cpu_ms": statistics.median(cpu), "wall_ms": statistics.median(wall), "reps": a.reps}
+        print(name, out[name], file=sys.stderr)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
