@@ -90,8 +90,13 @@ void ensure(Tensor<T>& t, Shape s) {
 // A view of the first s.numel() elements of a grow-only scratch tensor.
 template <typename T>
 View<T> scratch(Tensor<T>& t, Shape s) {
-  if (t.numel() < s.numel()) t.resize(Shape{s.numel()});
+  if (t.data() == nullptr || t.numel() < s.numel()) t.resize(Shape{std::max<Index>(s.numel(), 1)});
   return View<T>(t.data(), s);
+}
+// A default-constructed Tensor has no buffer (and a 0-d shape whose numel() is 1).
+template <typename T>
+bool present(const Tensor<T>& t) {
+  return t.data() != nullptr && t.shape().ndim > 0 && t.numel() > 0;
 }
 template <typename T>
 Index head_extra(const ClassifierConfig& cfg) {
@@ -214,22 +219,22 @@ void ClassifierModelT<T>::forward(CView<TokenId> ids, View<T> logits, Classifier
   // 2. run the encoder chunk by chunk (state carried, resized, detached)
   bool enc_trains = false;
   for (int g = 0; g <= cfg_.enc.n_layers; ++g) enc_trains |= group_trainable(g);
-  const bool keep_caches = opt.training && enc_trains;
-  std::size_t n_kept = 0;
-  for (auto& c : cache.chunks) n_kept += c.kept;
-  if (cache.enc.size() < std::max<std::size_t>(1, keep_caches ? n_kept : 1))
-    cache.enc.resize(std::max<std::size_t>(1, keep_caches ? n_kept : 1));
+  // One encoder cache per chunk when the encoder trains (its backward needs them) or when the
+  // caller replays fixed masks (reuse_masks: each chunk keeps its own); else one scratch cache.
+  const bool per_chunk = opt.training && (enc_trains || opt.reuse_masks);
+  const std::size_t n_caches = per_chunk ? cache.chunks.size() : 1;
+  if (cache.enc.size() < n_caches) cache.enc.resize(n_caches);
   ensure(cache.out, Shape{bs, T_kept, E});
   cache.out.view().zero();
   enc_.reset();
-  std::size_t k = 0;
-  for (auto& c : cache.chunks) {
+  for (std::size_t k = 0; k < cache.chunks.size(); ++k) {
+    const auto& c = cache.chunks[k];
     View<TokenId> cid = scratch(cache.chunk_ids, Shape{c.real_bs, c.len});
     for (Index b = 0; b < c.real_bs; ++b)
       std::copy_n(ids.data + b * sl + c.start, c.len, cid.data + b * c.len);
     View<T> co = scratch(cache.chunk_out, Shape{c.real_bs, c.len, E});
     if (opt.training) {
-      AwdLstmCache<T>& ec = keep_caches && c.kept ? cache.enc[k] : cache.enc[0];
+      AwdLstmCache<T>& ec = per_chunk ? cache.enc[k] : cache.enc[0];
       enc_.forward(cid, co, ec, opt);
     } else {
       enc_.infer(cid, co);
@@ -238,7 +243,6 @@ void ClassifierModelT<T>::forward(CView<TokenId> ids, View<T> logits, Classifier
       for (Index b = 0; b < c.real_bs; ++b)
         std::copy_n(co.data + b * c.len * E, c.len * E,
                     cache.out.data() + (b * T_kept + c.col) * E);
-      ++k;
     }
   }
   // 3. pad mask of the kept columns, pooling
@@ -281,7 +285,7 @@ void ClassifierModelT<T>::head_forward(ClassifierCache<T>& cache, const ForwardO
       b.num_batches_tracked[0] += 1;
       // dropout
       if (opt.reuse_masks) {
-        if (hc.mask.numel() && hc.mask.shape() != Shape{bs, b.n_in})
+        if (present(hc.mask) && hc.mask.shape() != Shape{bs, b.n_in})
           throw std::invalid_argument("classifier reuse_masks: head mask " + std::to_string(i) +
                                       " is " + hc.mask.shape().str());
       } else if (b.p > 0) {
@@ -291,7 +295,7 @@ void ClassifierModelT<T>::head_forward(ClassifierCache<T>& cache, const ForwardO
       } else {
         hc.mask = Tensor<T>();
       }
-      if (hc.mask.numel()) nn::dropout_forward<T>(hc.bn_out.view(), hc.mask.view(), hc.bn_out.view());
+      if (present(hc.mask)) nn::dropout_forward<T>(hc.bn_out.view(), hc.mask.view(), hc.bn_out.view());
     } else {
       nn::batchnorm_forward_eval<T>(hc.x.view(), b.bn_w, b.bn_b, b.running_mean.view(),
                                     b.running_var.view(), hc.bn_out.view());
@@ -323,7 +327,7 @@ void ClassifierModelT<T>::backward(ClassifierCache<T>& cache, CView<T> dlogits) 
     if (i + 1 < (int)blocks_.size()) nn::relu_backward<T>(hc.y.view(), dy, dy);
     View<T> dbn = scratch(*bufs[1 - cur], Shape{bs, b.n_in});
     nn::linear_backward<T>(hc.bn_out.view(), b.lin_w, dy, dbn, b.dlin_w, View<T>());
-    if (hc.mask.numel()) nn::dropout_backward<T>(dbn, hc.mask.view(), dbn);
+    if (present(hc.mask)) nn::dropout_backward<T>(dbn, hc.mask.view(), dbn);
     const bool need_dx = i > 0 || enc_trains;
     View<T> dx = need_dx ? scratch(*bufs[cur], Shape{bs, b.n_in}) : View<T>();
     nn::batchnorm_backward<T>(dbn, b.bn_w, nn::BatchNormCache<T>{hc.xhat.view(), hc.rstd.view()},
@@ -337,14 +341,15 @@ void ClassifierModelT<T>::backward(ClassifierCache<T>& cache, CView<T> dlogits) 
   nn::masked_concat_pool_backward<T>(dy, cache.pad.view(), cache.argmax.view(), cache.dout.view(),
                                      cfg_.bptt);
   // each kept chunk: its own truncated-BPTT window
-  std::size_t k = 0;
-  for (auto& c : cache.chunks) {
-    if (!c.kept) continue;
+  if (cache.enc.size() < cache.chunks.size())
+    throw std::logic_error("classifier backward: the forward kept no per-chunk encoder caches");
+  for (std::size_t k = 0; k < cache.chunks.size(); ++k) {
+    const auto& c = cache.chunks[k];
+    if (!c.kept) continue;  // outside max_len: no gradient reaches it (and none crosses chunks)
     View<T> dco = scratch(cache.chunk_out, Shape{c.real_bs, c.len, E});
     for (Index b = 0; b < c.real_bs; ++b)
       std::copy_n(cache.dout.data() + (b * T_kept + c.col) * E, c.len * E, dco.data + b * c.len * E);
     enc_.backward(cache.enc[k], dco);
-    ++k;
   }
 }
 
