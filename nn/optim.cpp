@@ -132,10 +132,14 @@ namespace {
 constexpr char kMagic[8] = {'I', 'N', 'S', 'P', 'A', 'D', 'A', 'M'};
 constexpr std::uint32_t kVersion = 1;
 
+void put_bytes(std::vector<std::uint8_t>& b, const void* p, std::size_t n) {
+  const std::size_t at = b.size();
+  b.resize(at + n);
+  if (n) std::memcpy(b.data() + at, p, n);
+}
 template <typename T>
 void put(std::vector<std::uint8_t>& b, const T& x) {
-  const auto* p = reinterpret_cast<const std::uint8_t*>(&x);
-  b.insert(b.end(), p, p + sizeof(T));
+  put_bytes(b, &x, sizeof(T));
 }
 
 struct Reader {
@@ -161,7 +165,7 @@ struct Reader {
 
 std::vector<std::uint8_t> Adam::save_state() const {
   std::vector<std::uint8_t> b;
-  b.insert(b.end(), kMagic, kMagic + 8);
+  put_bytes(b, kMagic, 8);
   put(b, kVersion);
   put(b, (std::uint32_t)n_groups());
   for (const auto& h : hyper_) {
@@ -176,13 +180,11 @@ std::vector<std::uint8_t> Adam::save_state() const {
   for (std::size_t i = 0; i < params_.size(); ++i) {
     const auto& name = params_[i].name;
     put(b, (std::uint32_t)name.size());
-    b.insert(b.end(), name.begin(), name.end());
+    put_bytes(b, name.data(), name.size());
     put(b, (std::int64_t)params_[i].value.numel());
     put(b, steps_[i]);
-    const auto* m = reinterpret_cast<const std::uint8_t*>(m_[i].data);
-    const auto* v = reinterpret_cast<const std::uint8_t*>(v_[i].data);
-    b.insert(b.end(), m, m + sizeof(float) * m_[i].numel());
-    b.insert(b.end(), v, v + sizeof(float) * v_[i].numel());
+    put_bytes(b, m_[i].data, sizeof(float) * m_[i].numel());
+    put_bytes(b, v_[i].data, sizeof(float) * v_[i].numel());
   }
   return b;
 }
