@@ -106,10 +106,13 @@ U32 decode_trusted(std::string_view s) { return decode_utf8(s); }
 
 // ============================================================================ Unicode predicates
 // Python str.isspace() / re's \s on str: generated from Python itself (29 code points).
-inline bool py_isspace(char32_t c) {
+bool py_isspace_slow(char32_t c) {
+  return std::binary_search(std::begin(T::kPySpace), std::end(T::kPySpace), static_cast<unsigned>(c));
+}
+__attribute__((always_inline)) inline bool py_isspace(char32_t c) {
   if (c < 0x80) return c == ' ' || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F);
   if (c != 0x85 && c != 0xA0 && c < 0x1680) return false;
-  return std::binary_search(std::begin(T::kPySpace), std::end(T::kPySpace), static_cast<unsigned>(c));
+  return py_isspace_slow(c);
 }
 
 inline utf8proc_category_t category(char32_t c) {
@@ -163,7 +166,21 @@ inline bool is_case_ignorable(char32_t c) {
 // Python str.lower() of s (full mapping: U+0130 -> "i\u0307"; final sigma in the context of s).
 void py_lower_append(U32V s, U32& out) {
   const std::size_t n = s.size();
-  for (std::size_t i = 0; i < n; ++i) {
+  std::size_t i = 0;
+  {
+    // ASCII run fast path
+    std::size_t j = 0;
+    while (j < n && s[j] < 0x80) ++j;
+    std::size_t base = out.size();
+    out.resize(base + j);
+    char32_t* o = out.data() + base;
+    for (std::size_t k = 0; k < j; ++k) {
+      char32_t c = s[k];
+      o[k] = (c >= 'A' && c <= 'Z') ? c + 32 : c;
+    }
+    i = j;
+  }
+  for (; i < n; ++i) {
     char32_t c = s[i];
     if (c < 0x80) {
       out.push_back((c >= 'A' && c <= 'Z') ? c + 32 : c);
@@ -328,24 +345,44 @@ U32 html_unescape_u32(const U32& s) {
 }
 
 void fix_html(U32& s) {
-  replace_all(s, U"#39;", U"'");
-  replace_all(s, U"amp;", U"&");
-  replace_all(s, U"#146;", U"'");
-  replace_all(s, U"nbsp;", U" ");
-  replace_all(s, U"#36;", U"$");
-  replace_all(s, U"\\n", U"\n");
-  replace_all(s, U"quot;", U"'");
-  replace_all(s, U"<br />", U"\n");
-  replace_all(s, U"\\\"", U"\"");
-  replace_all(s, U"<unk>", U"xxunk");
-  replace_all(s, U" @.@ ", U".");
-  replace_all(s, U" @-@ ", U"-");
-  replace_all(s, U"...", U" \u2026");
+  // Sequential str.replace calls, exactly in fastai's order; a group is skipped when a character
+  // that every pattern in it contains is absent (replacements never introduce that character
+  // before the group runs, so skipping cannot change the result).
+  bool semi = false, bslash = false, lt = false, at = false, dot = false;
+  for (char32_t c : s) {
+    semi |= (c == U';');
+    bslash |= (c == U'\\');
+    lt |= (c == U'<');
+    at |= (c == U'@');
+    dot |= (c == U'.');
+  }
+  if (semi) {
+    replace_all(s, U"#39;", U"'");
+    replace_all(s, U"amp;", U"&");
+    replace_all(s, U"#146;", U"'");
+    replace_all(s, U"nbsp;", U" ");
+    replace_all(s, U"#36;", U"$");
+  }
+  if (bslash) replace_all(s, U"\\n", U"\n");
+  if (semi) replace_all(s, U"quot;", U"'");
+  if (lt) replace_all(s, U"<br />", U"\n");
+  if (bslash) replace_all(s, U"\\\"", U"\"");
+  if (lt) replace_all(s, U"<unk>", U"xxunk");
+  if (at) {
+    replace_all(s, U" @.@ ", U".");
+    replace_all(s, U" @-@ ", U"-");
+  }
+  if (dot || at) replace_all(s, U"...", U" \u2026");
   s = html_unescape_u32(s);
 }
 
 // (\S)(\1{2,})  ->  " xxrep N c "
 void replace_rep(U32& s) {
+  {
+    bool any = false;
+    for (std::size_t i = 2; i < s.size() && !any; ++i) any = (s[i] == s[i - 1] && s[i] == s[i - 2]);
+    if (!any) return;
+  }
   U32 out;
   out.reserve(s.size() + 16);
   const std::size_t n = s.size();
@@ -462,6 +499,7 @@ void spec_add_spaces(U32& s) {
 
 // ' {2,}' -> ' '
 void rm_useless_spaces(U32& s) {
+  if (U32V(s).find(U"  ") == U32V::npos) return;
   U32 out;
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size(); ++i) {
@@ -598,6 +636,7 @@ class SpacyEn {
         st = z + 1;
       }
       max_special_len_ = std::max(max_special_len_, key.size());
+      special_filter_.add(key);
       specials_.emplace(key, std::move(lens));
     }
     // spaCy also registers in a PhraseMatcher the special cases whose key has an affix, an
@@ -611,6 +650,7 @@ class SpacyEn {
       for (const Tok& t : toks) pat.toks.emplace_back(key.substr(t.b, t.e - t.b));
       if (pat.toks.empty()) continue;
       patterns_by_first_[pat.toks[0]].push_back(patterns_.size());
+      pattern_filter_.add(pat.toks[0]);
       patterns_.push_back(std::move(pat));
     }
   }
@@ -983,16 +1023,24 @@ class SpacyEn {
   }
 
   bool url_match(const char32_t* s, long n) const {
-    if (n == 0) return false;
+    if (n < 4) return false;  // shortest URL: "a.bc"
+    {
+      bool dot = false;  // a host name or an IPv4 address always contains '.'
+      for (long i = 0; i < n && !dot; ++i) dot = (s[i] == U'.');
+      if (!dot) return false;
+    }
     long fs = -1;  // last whitespace position
     for (long i = 0; i < n; ++i)
       if (py_isspace(s[i])) fs = i;
     // [\w+\-.]{2,}://  (optional)
-    std::vector<long> starts{0};
+    long starts[2];
+    int nstarts = 0;
     long k = 0;
     while (k < n && (py_isword(s[k]) || s[k] == '+' || s[k] == '-' || s[k] == '.')) ++k;
-    if (k >= 2 && k + 3 <= n && s[k] == ':' && s[k + 1] == '/' && s[k + 2] == '/') starts.insert(starts.begin(), k + 3);
-    for (long st : starts) {
+    if (k >= 2 && k + 3 <= n && s[k] == ':' && s[k + 1] == '/' && s[k + 2] == '/') starts[nstarts++] = k + 3;
+    starts[nstarts++] = 0;
+    for (int si = 0; si < nstarts; ++si) {
+      const long st = starts[si];
       if (host_then_rest(s, st, n, fs)) return true;
       // \S+(?::\S*)?@  ==  \S+@
       for (long j = st + 1; j < n; ++j) {
@@ -1009,8 +1057,25 @@ class SpacyEn {
   std::vector<MatcherPattern> patterns_;
   std::unordered_map<U32, std::vector<std::size_t>, U32Hash, U32Eq> patterns_by_first_;
 
+  // Prefilter before hashing: which key lengths (< 64) exist for each first character.
+  struct LenFilter {
+    std::array<std::uint64_t, 129> mask{};  // [128] = any non-ASCII first char
+    void add(U32V k) {
+      if (k.empty()) return;
+      std::size_t slot = k[0] < 128 ? k[0] : 128;
+      mask[slot] |= k.size() < 64 ? (1ull << k.size()) : (1ull << 63);
+    }
+    bool may_contain(const char32_t* s, std::size_t len) const {
+      if (len == 0) return false;
+      std::size_t slot = s[0] < 128 ? s[0] : 128;
+      return (mask[slot] >> (len < 64 ? len : 63)) & 1;
+    }
+  };
+  LenFilter special_filter_, pattern_filter_;
+
   const std::vector<std::uint32_t>* special(const char32_t* s, long b, long e) const {
     if (static_cast<std::size_t>(e - b) > max_special_len_ || e <= b) return nullptr;
+    if (!special_filter_.may_contain(s + b, static_cast<std::size_t>(e - b))) return nullptr;
     auto it = specials_.find(U32V(s + b, e - b));
     return it == specials_.end() ? nullptr : &it->second;
   }
@@ -1024,7 +1089,12 @@ class SpacyEn {
   }
 
   // ---------------------------------------------------------------- the tokenizer proper
-  void tokenize_span(const char32_t* s, long b, long e, std::vector<Tok>& toks, bool with_specials) const {
+  struct Scratch {
+    std::vector<std::pair<long, long>> prefixes, suffixes, infixes;
+  };
+
+  void tokenize_span(const char32_t* s, long b, long e, std::vector<Tok>& toks, bool with_specials,
+                     Scratch& scratch) const {
     if (with_specials) {
       if (const auto* sp = special(s, b, e)) {
         push_special(toks, b, *sp);
@@ -1032,7 +1102,10 @@ class SpacyEn {
       }
     }
     // _split_affixes
-    std::vector<std::pair<long, long>> prefixes, suffixes;
+    auto& prefixes = scratch.prefixes;
+    auto& suffixes = scratch.suffixes;
+    prefixes.clear();
+    suffixes.clear();
     std::size_t last_size = 0;
     while (e > b && static_cast<std::size_t>(e - b) != last_size) {
       if (with_specials && special(s, b, e)) break;
@@ -1075,7 +1148,7 @@ class SpacyEn {
       } else if (url_match(s + b, e - b)) {
         toks.push_back({(std::uint32_t)b, (std::uint32_t)e, false});
       } else {
-        std::vector<std::pair<long, long>> inf;
+        auto& inf = scratch.infixes;
         find_infixes(s, b, e, inf);
         if (inf.empty()) {
           toks.push_back({(std::uint32_t)b, (std::uint32_t)e, false});
@@ -1101,12 +1174,13 @@ class SpacyEn {
     const long n = static_cast<long>(text.size());
     if (n == 0) return;
     const char32_t* s = text.data();
+    Scratch scratch;
     bool in_ws = py_isspace(s[0]);
     long start = 0;
     for (long i = 0; i < n; ++i) {
       char32_t uc = s[i];
       if (py_isspace(uc) != in_ws) {
-        if (start < i) tokenize_span(s, start, i, toks, with_specials);
+        if (start < i) tokenize_span(s, start, i, toks, with_specials, scratch);
         if (uc == U' ') {
           if (!toks.empty()) toks.back().space = true;
           start = i + 1;
@@ -1117,7 +1191,7 @@ class SpacyEn {
       }
     }
     if (start < n) {
-      tokenize_span(s, start, n, toks, with_specials);
+      tokenize_span(s, start, n, toks, with_specials, scratch);
       toks.back().space = (s[n - 1] == U' ') && !in_ws;
     }
   }
@@ -1128,6 +1202,7 @@ class SpacyEn {
     std::vector<SpanM> matches;
     const long nt = static_cast<long>(toks.size());
     for (long i = 0; i < nt; ++i) {
+      if (!pattern_filter_.may_contain(text.data() + toks[i].b, toks[i].e - toks[i].b)) continue;
       U32V first(text.data() + toks[i].b, toks[i].e - toks[i].b);
       auto it = patterns_by_first_.find(first);
       if (it == patterns_by_first_.end()) continue;
