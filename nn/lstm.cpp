@@ -2,10 +2,14 @@
 #include "nn/lstm.h"
 
 #include <omp.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "nn/backend.h"
 
@@ -65,6 +69,99 @@ inline void cell_update(const T* z, const T* c_prev, T* c, T* hout, Index h) {
   ArrMap<T> cm(c, h), hm(hout, h);
   cm = f * cp + i * g;
   hm = o * cm.tanh();
+}
+
+
+// ---- the recurrent product -------------------------------------------------------------------
+// C[M,N] (+)= A[M,K] · B[K,N], all row-major, B NOT transposed. Used for the per-step products
+// h_{t-1}·W_hhᵀ (B = W_hhᵀ, transposed once per window) and dZ_t·W_hh (B = W_hh as stored).
+// Eigen's GEMM re-packs its big operand at every call, i.e. the whole W_hh at every time step;
+// this kernel reads B in place instead (register-blocked 4 rows × 24 columns, K in L1-sized
+// chunks). The float AVX2/FMA kernel is checked against the Eigen path (the double path).
+#if defined(__AVX2__) && defined(__FMA__)
+template <int MR, int NV>
+inline void rec_micro(Index K, const float* A, Index lda, const float* B, Index ldb, float* C,
+                      Index ldc, bool zero) {
+  __m256 acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v)
+      acc[i][v] = zero ? _mm256_setzero_ps() : _mm256_loadu_ps(C + i * ldc + 8 * v);
+  for (Index k = 0; k < K; ++k) {
+    const float* b = B + k * ldb;
+    __m256 bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + 8 * v);
+    for (int i = 0; i < MR; ++i) {
+      __m256 a = _mm256_broadcast_ss(A + i * lda + k);
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(a, bv[v], acc[i][v]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) _mm256_storeu_ps(C + i * ldc + 8 * v, acc[i][v]);
+}
+
+template <int NV>
+inline void rec_micro_rows(Index mr, Index K, const float* A, Index lda, const float* B, Index ldb,
+                           float* C, Index ldc, bool zero) {
+  switch (mr) {
+    case 4: rec_micro<4, NV>(K, A, lda, B, ldb, C, ldc, zero); break;
+    case 3: rec_micro<3, NV>(K, A, lda, B, ldb, C, ldc, zero); break;
+    case 2: rec_micro<2, NV>(K, A, lda, B, ldb, C, ldc, zero); break;
+    default: rec_micro<1, NV>(K, A, lda, B, ldb, C, ldc, zero); break;
+  }
+}
+
+inline void rec_gemm(Index M, Index N, Index K, const float* A, Index lda, const float* B,
+                     Index ldb, float beta, float* C, Index ldc) {
+  constexpr Index kc = 256;
+  const Index N8 = N / 8 * 8;
+  for (Index k0 = 0; k0 < K; k0 += kc) {
+    const Index kk = std::min(kc, K - k0);
+    const bool zero = (k0 == 0 && beta == 0.f);
+    for (Index j = 0; j < N8;) {
+      const Index nv = std::min<Index>(3, (N8 - j) / 8);
+      for (Index i = 0; i < M; i += 4) {
+        const Index mr = std::min<Index>(4, M - i);
+        const float* a = A + i * lda + k0;
+        const float* b = B + k0 * ldb + j;
+        float* c = C + i * ldc + j;
+        if (nv == 3) rec_micro_rows<3>(mr, kk, a, lda, b, ldb, c, ldc, zero);
+        else if (nv == 2) rec_micro_rows<2>(mr, kk, a, lda, b, ldb, c, ldc, zero);
+        else rec_micro_rows<1>(mr, kk, a, lda, b, ldb, c, ldc, zero);
+      }
+      j += 8 * nv;
+    }
+    // tail columns (N not a multiple of 8)
+    for (Index i = 0; i < M; ++i)
+      for (Index j = N8; j < N; ++j) {
+        float s = zero ? 0.f : C[i * ldc + j];
+        for (Index k = k0; k < k0 + kk; ++k) s += A[i * lda + k] * B[k * ldb + j];
+        C[i * ldc + j] = s;
+      }
+  }
+}
+#endif
+
+template <typename T>
+inline void recurrent_gemm(Index M, Index N, Index K, const T* A, Index lda, const T* B, Index ldb,
+                           T beta, T* C, Index ldc) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if constexpr (std::is_same_v<T, float>) {
+    rec_gemm(M, N, K, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+#endif
+  gemm(false, false, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
+}
+
+// Wt[H, 4H] = W_hhᵀ (row-major), blocked for cache friendliness.
+template <typename T>
+void transpose_into(CView<T> W, T* Wt) {
+  const Index R = W.dim(0), Cc = W.dim(1);
+  constexpr Index bsz = 32;
+  for (Index r0 = 0; r0 < R; r0 += bsz)
+    for (Index c0 = 0; c0 < Cc; c0 += bsz)
+      for (Index r = r0; r < std::min(R, r0 + bsz); ++r)
+        for (Index c = c0; c < std::min(Cc, c0 + bsz); ++c) Wt[c * R + r] = W.data[r * Cc + c];
 }
 
 }  // namespace
@@ -130,6 +227,10 @@ void lstm_forward(const LstmParams<T>& p, CView<T> x, CView<T> h0, CView<T> c0, 
     for (Index r = 0; r < sl * bs; ++r) std::copy_n(bias.data(), G, gs + r * G);
   }
   gemm_rows<T>(false, true, sl * bs, G, in, T(1), xs, in, p.w_ih.data, in, T(1), gs, G);
+  // W_hhᵀ once per window, so that the per-step product reads it in place.
+  if (cache.wt.numel() != H * G) cache.wt.resize({H, G});
+  transpose_into<T>(p.w_hh, cache.wt.data());
+  const T* wt = cache.wt.data();
   // Time loop: batch rows split over threads, one parallel region for the whole loop.
   int nt = team_size(bs, (double)bs * G * H);
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -141,7 +242,7 @@ void lstm_forward(const LstmParams<T>& p, CView<T> x, CView<T> h0, CView<T> c0, 
       for (Index t = 0; t < sl; ++t) {
         T* z = gs + (t * bs + b0) * G;
         const T* hp = hs + (t * bs + b0) * H;
-        gemm(false, true, nb, G, H, T(1), hp, H, p.w_hh.data, H, T(1), z, G);
+        recurrent_gemm<T>(nb, G, H, hp, H, wt, G, T(1), z, G);
         for (Index b = 0; b < nb; ++b) {
           T* zb = z + b * G;
           gate_activations(zb, H);
@@ -212,8 +313,7 @@ void lstm_backward(const LstmParams<T>& p, LstmCache<T>& cache, CView<T> dy, CVi
           dc = tmp;
         }
         // dh_{t-1} = dZ_t W_hh  (+ nothing else: dy_{t-1} is added at the next iteration)
-        gemm(false, false, nb, H, G, T(1), gs + (t * bs + b0) * G, G, p.w_hh.data, H, T(0),
-             dh_out, H);
+        recurrent_gemm<T>(nb, H, G, gs + (t * bs + b0) * G, G, p.w_hh.data, H, T(0), dh_out, H);
       }
     }
   }

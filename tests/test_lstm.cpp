@@ -223,3 +223,39 @@ TEST(Lstm, BadShapesAreNamed) {
   p.w_hh = wbad.view();
   EXPECT_THROW(lstm_forward<float>(p, x3, {}, {}, y, {}, {}, k), std::invalid_argument);
 }
+
+// The float path (with its AVX2 recurrent kernel where available) agrees with the double path
+// (Eigen) at a size that exercises every register-block remainder (rows 9 = 4+4+1, 4h = 200 =
+// 3·24 + 2·24 + ... + 8, h = 50 = 48 + 2 tail columns).
+TEST(Lstm, FloatMatchesDoubleAtOddSizes) {
+  const Index in = 13, H = 50, bs = 9, sl = 6;
+  Rng rng(21);
+  Layer<double> Ld(in, H);
+  Ld.randomize(rng, 0.3);
+  Layer<float> Lf(in, H);
+  Tensor<double> xd{bs, sl, in}, dyd{bs, sl, H}, h0d{bs, H}, c0d{bs, H};
+  fill(xd, rng), fill(dyd, rng), fill(h0d, rng, 0.5), fill(c0d, rng, 0.5);
+  auto cvt = [](const Tensor<double>& a, Tensor<float>& b) {
+    b.resize(a.shape());
+    for (Index i = 0; i < a.numel(); ++i) b[i] = (float)a[i];
+  };
+  cvt(Ld.w_ih, Lf.w_ih), cvt(Ld.w_hh, Lf.w_hh), cvt(Ld.b_ih, Lf.b_ih), cvt(Ld.b_hh, Lf.b_hh);
+  Tensor<float> xf, dyf, h0f, c0f;
+  cvt(xd, xf), cvt(dyd, dyf), cvt(h0d, h0f), cvt(c0d, c0f);
+  Tensor<double> yd{bs, sl, H}, dxd{bs, sl, in}, dh0d{bs, H};
+  Tensor<float> yf{bs, sl, H}, dxf{bs, sl, in}, dh0f{bs, H};
+  LstmCache<double> kd;
+  LstmCache<float> kf;
+  lstm_forward<double>(Ld.params(), xd, h0d, c0d, yd, {}, {}, kd);
+  lstm_forward<float>(Lf.params(), xf, h0f, c0f, yf, {}, {}, kf);
+  lstm_backward<double>(Ld.params(), kd, dyd, {}, {}, dxd, dh0d, {}, Ld.grads());
+  lstm_backward<float>(Lf.params(), kf, dyf, {}, {}, dxf, dh0f, {}, Lf.grads());
+  auto cmp = [](const Tensor<float>& f, const Tensor<double>& d, const char* what) {
+    double m = 0, s = 1e-30;
+    for (Index i = 0; i < d.numel(); ++i)
+      m = std::max(m, std::fabs(f[i] - d[i])), s = std::max(s, std::fabs(d[i]));
+    EXPECT_LT(m / s, 2e-5) << what;
+  };
+  cmp(yf, yd, "y"), cmp(dxf, dxd, "dx"), cmp(dh0f, dh0d, "dh0");
+  cmp(Lf.dw_hh, Ld.dw_hh, "dw_hh"), cmp(Lf.dw_ih, Ld.dw_ih, "dw_ih"), cmp(Lf.db_ih, Ld.db_ih, "db");
+}
