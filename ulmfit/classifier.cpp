@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 #include <omp.h>
+#include <utf8proc.h>
 
 #include <algorithm>
 #include <cmath>
@@ -12,15 +13,12 @@
 #include <stdexcept>
 
 #include "io/bundle.h"
+#include "ulmfit/classifier_model.h"
 #include "ulmfit/default_model.h"
 #include "ulmfit/labels.h"
 #include "ulmfit/tokenizer.h"
 #include "ulmfit/vocab.h"
 
-#if __has_include("ulmfit/classifier_model.h")
-#include "ulmfit/classifier_model.h"
-#define INSPIRE_CLASSIFIER_MODEL 1
-#endif
 
 namespace ulmfit {
 
@@ -32,9 +30,7 @@ struct Classifier::Impl {
   std::string source;
   // Eval-mode forward of one document: ids → 3 logits. Thread-safe (own workspace per call).
   std::function<std::array<float, 3>(const std::vector<std::int32_t>&)> logits;
-#ifdef INSPIRE_CLASSIFIER_MODEL
   std::shared_ptr<const ClassifierModel> model;
-#endif
 };
 
 namespace {
@@ -58,17 +54,24 @@ std::shared_ptr<const Classifier::Impl> build(io::Bundle bundle, std::string sou
                              std::to_string(impl->temperature));
   impl->vocab = Vocab::from_itos(bundle.vocab());
   impl->bundle.emplace(std::move(bundle));
-#ifdef INSPIRE_CLASSIFIER_MODEL
   impl->model = std::make_shared<const ClassifierModel>(ClassifierModel::from_bundle(*impl->bundle));
   impl->logits = [m = impl->model.get()](const std::vector<std::int32_t>& ids) {
     return m->infer(ids);
   };
-#else
-  impl->logits = [](const std::vector<std::int32_t>&) -> std::array<float, 3> {
-    throw std::runtime_error("this build has no classifier model (ulmfit/classifier_model.h)");
-  };
-#endif
   return impl;
+}
+
+// Offset of the first byte that does not start a valid UTF-8 sequence, or npos.
+std::size_t first_invalid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    utf8proc_int32_t cp;
+    auto n = utf8proc_iterate(reinterpret_cast<const utf8proc_uint8_t*>(s.data() + i),
+                              static_cast<utf8proc_ssize_t>(s.size() - i), &cp);
+    if (n <= 0) return i;
+    i += static_cast<std::size_t>(n);
+  }
+  return std::string_view::npos;
 }
 
 std::array<float, 3> softmax3(const std::array<float, 3>& z) {
@@ -133,18 +136,17 @@ Prediction Classifier::predict_text(std::string_view text) const {
 }
 
 Prediction Classifier::predict_coreness(std::string_view title, std::string_view abstract) const {
+  // Name the field and the offset in it (the tokenizer would only see the joined text).
+  for (auto [name, field] : {std::pair{"title", title}, std::pair{"abstract", abstract}})
+    if (auto off = first_invalid_utf8(field); off != std::string_view::npos)
+      throw std::invalid_argument(std::string("invalid UTF-8 in the ") + name + " (byte offset " +
+                                  std::to_string(off) + ")");
   std::string text = join_title_abstract(std::string(title), std::string(abstract));
   std::vector<std::int32_t> ids;
   try {
     ids = encode(text);
   } catch (const TextError& e) {
-    // Say which field holds the bad byte, and where in it.
-    std::size_t off = e.byte_offset();
-    const std::size_t abs_start = title.size() + 12;  // " <ENDTITLE> "
-    std::string where = off < title.size()
-                            ? "title (byte offset " + std::to_string(off) + ")"
-                            : "abstract (byte offset " + std::to_string(off - std::min(off, abs_start)) + ")";
-    throw std::invalid_argument("invalid UTF-8 in the " + where);
+    throw std::invalid_argument(std::string("invalid text: ") + e.what());
   }
   return finish(probabilities(ids));
 }

@@ -1,0 +1,260 @@
+// ulmfit::Classifier end to end on a real (tiny, random-weight) fastai 2.7 classifier: the
+// golden fixture holds fastai's ids, logits, probabilities and INSPIRE's scores for 15 papers
+// (real INSPIRE records plus edge cases: empty, Unicode/HTML, all caps/repetitions, > 1440
+// tokens, all out-of-vocabulary). No trained model is involved (none is needed to check the
+// plumbing); the weights come from tools/reference/gen_classifier_api_goldens.py.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "io/bundle.h"
+#include "tests/tiny_bundle.h"
+#include "ulmfit/classifier.h"
+#include "ulmfit/default_model.h"
+#include "ulmfit/labels.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// Tolerances: the C++ forward runs in float32 like PyTorch's, with a different summation
+// order; the logits of a 3-layer LSTM over ≤1588 tokens agree to ~1e-5.
+constexpr double kLogitTol = 1e-4, kProbTol = 2e-5;
+
+class ClassifierApi : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = fs::temp_directory_path() / ("inspire_clf_api_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    path_ = (dir_ / "tiny.safetensors").string();
+    tiny::write(path_);
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  static const ulmfit::Classifier& clf() {
+    static const ulmfit::Classifier c = ulmfit::Classifier::load(path_);
+    return c;
+  }
+  static inline fs::path dir_;
+  static inline std::string path_;
+};
+
+std::string text_of(const json& r) {
+  return ulmfit::join_title_abstract(r["title"].get<std::string>(), r["abstract"].get<std::string>());
+}
+
+}  // namespace
+
+TEST(PredictionJson, MatchesPythonsOutputFormat) {
+  ulmfit::Prediction p;
+  p.index = 2;
+  p.label = "core";
+  p.scores = {0.1f, 0.2f, 0.7f};
+  // Python: json.dumps({"prediction": "core", "scores": {k: float(np.float32(v))}})
+  EXPECT_EQ(ulmfit::prediction_json(p, {"rejected", "non_core", "core"}),
+            "{\"prediction\": \"core\", \"scores\": {\"rejected\": 0.10000000149011612, "
+            "\"non_core\": 0.20000000298023224, \"core\": 0.699999988079071}}");
+}
+
+TEST_F(ClassifierApi, LoadsTheBundleMetadata) {
+  EXPECT_EQ(clf().labels(), (std::vector<std::string>{"rejected", "non_core", "core"}));
+  EXPECT_FLOAT_EQ(clf().temperature(), 0.25f);
+  EXPECT_EQ(clf().vocab_size(), tiny::golden()["vocab"].size());
+  EXPECT_EQ(clf().source(), path_);
+}
+
+TEST_F(ClassifierApi, EncodeMatchesFastaiIds) {
+  for (const auto& r : tiny::golden()["records"]) {
+    auto ids = clf().encode(text_of(r));
+    EXPECT_EQ(ids, r["ids"].get<std::vector<std::int32_t>>()) << r["id"];
+  }
+}
+
+TEST_F(ClassifierApi, MatchesFastaiAndInspireEndToEnd) {
+  int checked = 0;
+  for (const auto& r : tiny::golden()["records"]) {
+    SCOPED_TRACE(r["id"].get<std::string>());
+    auto want_ids = r["ids"].get<std::vector<std::int32_t>>();
+    auto p = clf().probabilities(want_ids);
+    auto pred = clf().predict_coreness(r["title"].get<std::string>(), r["abstract"].get<std::string>());
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_NEAR(p[i], r["probabilities"][i].get<double>(), kProbTol);
+      EXPECT_NEAR(pred.probabilities[i], r["probabilities"][i].get<double>(), kProbTol);
+      EXPECT_NEAR(pred.scores[i], r["scores"][i].get<double>(), kProbTol);
+    }
+    EXPECT_EQ(pred.label, r["prediction"]);
+    // The printed object is INSPIRE's, key for key.
+    json got = json::parse(clf().to_json(pred)), want = r["inspire_output"];
+    EXPECT_EQ(got["prediction"], want["prediction"]);
+    std::vector<std::string> keys;  // key order as printed: rejected, non_core, core
+    auto ordered = nlohmann::ordered_json::parse(clf().to_json(pred));
+    for (auto& [k, v] : ordered["scores"].items()) keys.push_back(k);
+    EXPECT_EQ(keys, clf().labels());
+    EXPECT_EQ(ordered.begin().key(), "prediction");
+    for (auto& k : {"rejected", "non_core", "core"})
+      EXPECT_NEAR(got["scores"][k].get<double>(), want["scores"][k].get<double>(), kProbTol) << k;
+    // logits through probabilities: softmax is monotone, so compare log-ratios loosely.
+    double l0 = r["logits"][0], l1 = r["logits"][1], l2 = r["logits"][2];
+    EXPECT_NEAR(std::log(p[1] / p[0]), l1 - l0, kLogitTol * 10);
+    EXPECT_NEAR(std::log(p[2] / p[0]), l2 - l0, kLogitTol * 10);
+    ++checked;
+  }
+  EXPECT_EQ(checked, 15);
+}
+
+TEST_F(ClassifierApi, ScoresAreInspiresTemperatureSoftmax) {
+  auto f = clf().finish({0.2f, 0.5f, 0.3f});
+  EXPECT_EQ(f.index, 1u);
+  EXPECT_EQ(f.label, "non_core");
+  auto s = ulmfit::temperature_scores({0.2f, 0.5f, 0.3f}, 0.25f);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(f.scores[i], s[i]);
+  // A certain prediction reports at most e^4/(e^4+2).
+  auto c = clf().finish({0.f, 0.f, 1.f});
+  EXPECT_NEAR(c.scores[2], std::exp(4.0) / (std::exp(4.0) + 2), 1e-6);
+}
+
+TEST_F(ClassifierApi, TitleAbstractJoinEqualsText) {
+  const auto& r = tiny::golden()["records"][0];
+  auto a = clf().predict_coreness(r["title"].get<std::string>(), r["abstract"].get<std::string>());
+  auto b = clf().predict_text(text_of(r));
+  EXPECT_EQ(a.probabilities, b.probabilities);
+  EXPECT_EQ(a.label, b.label);
+}
+
+TEST_F(ClassifierApi, BatchAndConcurrentCallersGiveIdenticalResults) {
+  std::vector<ulmfit::Paper> papers;
+  std::vector<ulmfit::Prediction> serial;
+  for (const auto& r : tiny::golden()["records"]) {
+    papers.push_back({r["title"], r["abstract"]});
+    serial.push_back(clf().predict_coreness(papers.back().title, papers.back().abstract));
+  }
+  auto batch = clf().predict_batch(papers, 4);
+  ASSERT_EQ(batch.size(), papers.size());
+  for (std::size_t i = 0; i < papers.size(); ++i) {
+    EXPECT_EQ(batch[i].probabilities, serial[i].probabilities) << i;
+    EXPECT_EQ(batch[i].label, serial[i].label) << i;
+  }
+  EXPECT_TRUE(clf().predict_batch({}, 2).empty());
+
+  // 6 threads hammer one Classifier (a copy shares the model) with different papers.
+  ulmfit::Classifier shared = clf();
+  std::vector<std::thread> ts;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 6; ++t)
+    ts.emplace_back([&, t] {
+      for (int k = 0; k < 10; ++k) {
+        std::size_t i = (t * 7 + k) % papers.size();
+        if (papers[i].abstract.size() > 5000) continue;  // keep the long one out: speed
+        auto p = shared.predict_coreness(papers[i].title, papers[i].abstract);
+        if (p.probabilities != serial[i].probabilities) ++mismatches;
+      }
+    });
+  for (auto& th : ts) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
+}
+
+TEST_F(ClassifierApi, InvalidUtf8NamesTheFieldAndOffset) {
+  try {
+    clf().predict_coreness("ok title", "abc\xFF");
+    FAIL() << "expected std::invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("abstract"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("offset 3"), std::string::npos) << e.what();
+  }
+  try {
+    clf().predict_coreness("t\xC3", "fine");
+    FAIL() << "expected std::invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("title"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(ClassifierApi, FromMemoryEqualsFromFile) {
+  std::ifstream f(path_, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  const std::string bytes = ss.str();
+  auto m = ulmfit::Classifier::from_memory(bytes, "tiny");
+  EXPECT_EQ(m.source(), "embedded:tiny");
+  const auto& r = tiny::golden()["records"][1];
+  auto a = m.predict_coreness(r["title"].get<std::string>(), r["abstract"].get<std::string>());
+  auto b = clf().predict_coreness(r["title"].get<std::string>(), r["abstract"].get<std::string>());
+  EXPECT_EQ(a.probabilities, b.probabilities);
+}
+
+TEST_F(ClassifierApi, LoadErrorsAreClear) {
+  try {
+    ulmfit::Classifier::load((dir_ / "missing.safetensors").string());
+    FAIL();
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("missing.safetensors"), std::string::npos) << e.what();
+  }
+  // A file that is not a bundle.
+  auto junk = (dir_ / "junk.safetensors").string();
+  std::ofstream(junk) << "this is not a model";
+  EXPECT_THROW(ulmfit::Classifier::load(junk), std::exception);
+  // The default model: loads when this build embeds one, else says what to do.
+  if (ulmfit::default_model_bytes().empty()) {
+    try {
+      ulmfit::Classifier::load_or_default("");
+      FAIL();
+    } catch (const std::runtime_error& e) {
+      EXPECT_STREQ(e.what(), "no default model embedded in this build; pass --model");
+    }
+  } else {
+    EXPECT_EQ(ulmfit::Classifier::load_or_default("").labels().size(), 3u);
+  }
+  EXPECT_EQ(ulmfit::Classifier::load_or_default(path_).source(), path_);
+}
+
+TEST_F(ClassifierApi, RejectsALanguageModelBundle) {
+  // Same vocab, LM kind: refused with a message naming the kind.
+  io::BundleContents b;
+  b.config = io::ModelConfig::lm_defaults(tiny::golden()["vocab"].size());
+  b.config.emb_sz = 4;
+  b.config.n_hid = 4;
+  b.config.n_layers = 1;
+  b.vocab = tiny::golden()["vocab"].get<std::vector<std::string>>();
+  std::vector<std::vector<float>> store;
+  store.reserve(32);
+  for (const auto& e : io::expected_tensors(b.config)) {
+    if (!e.alias_of.empty() || e.is_i64) continue;
+    store.emplace_back(e.shape.numel(), 0.01f);
+    io::TensorOut t;
+    t.name = e.name;
+    for (int d = 0; d < e.shape.ndim; ++d) t.shape.push_back(e.shape[d]);
+    t.data = store.back().data();
+    b.tensors.push_back(t);
+  }
+  auto lm = (dir_ / "lm.safetensors").string();
+  io::write_bundle(lm, b);
+  try {
+    ulmfit::Classifier::load(lm);
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("not a classifier"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(ClassifierApi, MemoryDoesNotGrowCallToCall) {
+  auto rss_kb = [] {
+    std::ifstream f("/proc/self/statm");
+    long pages = 0, resident = 0;
+    f >> pages >> resident;
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+  };
+  const auto& r = tiny::golden()["records"][3];
+  std::string t = r["title"], a = r["abstract"];
+  for (int i = 0; i < 50; ++i) clf().predict_coreness(t, a);  // warm up
+  long before = rss_kb();
+  for (int i = 0; i < 400; ++i) clf().predict_coreness(t, a);
+  long after = rss_kb();
+  EXPECT_LT(after - before, 2048) << "RSS grew by " << (after - before) << " kB over 400 calls";
+}

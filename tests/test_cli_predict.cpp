@@ -1,0 +1,255 @@
+// The predict-coreness / predict / serve subcommands, through the built binary, on the tiny
+// fastai-made classifier bundle (tests/tiny_bundle.h).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/http_test_client.h"
+#include "tests/tiny_bundle.h"
+#include "ulmfit/classifier.h"
+#include "ulmfit/default_model.h"
+#include "ulmfit/labels.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const std::string kBin = INSPIRE_BINARY_DIR "/inspire-classifier";
+
+struct Result {
+  int rc = -1;
+  std::string out, err;
+};
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> lines(const std::string& s) {
+  std::vector<std::string> v;
+  std::istringstream is(s);
+  for (std::string l; std::getline(is, l);) v.push_back(l);
+  return v;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = fs::temp_directory_path() / ("inspire_cli_predict_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    model_ = (dir_ / "tiny.safetensors").string();
+    tiny::write(model_);
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+
+  // Runs the binary with `args` (already quoted as needed), stdin from `stdin_file` if given.
+  static Result cli(const std::string& args, const std::string& stdin_file = "") {
+    auto out = dir_ / "out.txt", err = dir_ / "err.txt";
+    std::string cmd = quote(kBin) + " " + args + " >" + quote(out.string()) + " 2>" +
+                      quote(err.string()) + (stdin_file.empty() ? " </dev/null" : " <" + quote(stdin_file));
+    int st = std::system(cmd.c_str());
+    Result r;
+    r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    r.out = slurp(out);
+    r.err = slurp(err);
+    return r;
+  }
+  static inline fs::path dir_;
+  static inline std::string model_;
+};
+
+}  // namespace
+
+TEST_F(Cli, HelpAndUsageErrors) {
+  for (std::string cmd : {"predict-coreness", "predict", "serve"}) {
+    auto h = cli(cmd + " --help");
+    EXPECT_EQ(h.rc, 0) << cmd;
+    EXPECT_NE(h.out.find("--model"), std::string::npos) << cmd << ": " << h.out;
+  }
+  auto top = cli("--help");
+  EXPECT_NE(top.out.find("predict-coreness"), std::string::npos);
+  EXPECT_NE(top.out.find("serve"), std::string::npos);
+  auto missing = cli("predict-coreness onlytitle");
+  EXPECT_EQ(missing.rc, 2);
+  EXPECT_NE(missing.err.find("abstract"), std::string::npos) << missing.err;
+  EXPECT_EQ(cli("predict --threads -3").rc, 2);
+  EXPECT_EQ(cli("serve --port notaport").rc, 2);
+}
+
+TEST_F(Cli, PredictCorenessPrintsInspiresObject) {
+  const auto& rec = tiny::golden()["records"][0];
+  auto r = cli("predict-coreness " + quote(rec["title"].get<std::string>()) + " " + quote(rec["abstract"].get<std::string>()) +
+               " --model " + quote(model_));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto ls = lines(r.out);
+  ASSERT_EQ(ls.size(), 1u) << r.out;
+  // Exactly what the library prints for this paper...
+  auto clf = ulmfit::Classifier::load(model_);
+  EXPECT_EQ(ls[0], clf.to_json(clf.predict_coreness(rec["title"].get<std::string>(),
+                                                    rec["abstract"].get<std::string>())));
+  // ...which is INSPIRE's answer (keys in order, values within float tolerance).
+  EXPECT_EQ(ls[0].rfind("{\"prediction\": ", 0), 0u) << ls[0];
+  EXPECT_LT(ls[0].find("\"rejected\": "), ls[0].find("\"non_core\": "));
+  EXPECT_LT(ls[0].find("\"non_core\": "), ls[0].find("\"core\": "));
+  auto j = json::parse(ls[0]);
+  EXPECT_EQ(j["prediction"], rec["inspire_output"]["prediction"]);
+  for (auto& k : {"rejected", "non_core", "core"})
+    EXPECT_NEAR(j["scores"][k].get<double>(), rec["inspire_output"]["scores"][k].get<double>(), 2e-5);
+}
+
+TEST_F(Cli, WithoutModelUsesTheDefaultOrSaysSo) {
+  auto r = cli("predict-coreness T A");
+  if (ulmfit::default_model_bytes().empty()) {
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_NE(r.err.find("no default model embedded in this build; pass --model"), std::string::npos)
+        << r.err;
+  } else {
+    EXPECT_EQ(r.rc, 0) << r.err;
+    EXPECT_NE(r.out.find("\"prediction\""), std::string::npos);
+  }
+  auto bad = cli("predict-coreness T A --model " + quote((dir_ / "nope.safetensors").string()));
+  EXPECT_EQ(bad.rc, 1);
+  EXPECT_NE(bad.err.find("nope.safetensors"), std::string::npos) << bad.err;
+}
+
+TEST_F(Cli, PredictStreamsJsonLinesKeepsIdsAndReportsBadLines) {
+  const auto& recs = tiny::golden()["records"];
+  auto in = dir_ / "in.jsonl";
+  {
+    std::ofstream f(in);
+    f << json{{"id", "a"}, {"title", recs[0]["title"]}, {"abstract", recs[0]["abstract"]}}.dump() << "\n";  // 1
+    f << "{not json\n";                                                                                 // 2
+    f << json{{"id", 42}, {"title", recs[1]["title"]}, {"abstract", recs[1]["abstract"]}}.dump() << "\n";  // 3
+    f << "\n";                                                                                          // 4 blank
+    f << json{{"id", "c"}, {"title", "only a title"}}.dump() << "\n";                                   // 5
+    f << json{{"title", recs[2]["title"]}, {"abstract", recs[2]["abstract"]}}.dump() << "\n";           // 6 no id
+    f << "[1, 2]\n";                                                                                    // 7
+    f << json{{"id", "t"}, {"text", ulmfit::join_title_abstract(recs[3]["title"].get<std::string>(), recs[3]["abstract"].get<std::string>())}}.dump() << "\n";  // 8
+    f << "{\"id\": \"u\", \"title\": \"bad \xFF\", \"abstract\": \"x\"}\n";                             // 9
+    f << json{{"id", "e"}, {"title", recs[4]["title"]}, {"abstract", recs[4]["abstract"]}}.dump();     // 10, no final newline
+  }
+  auto out = dir_ / "out.jsonl";
+  auto r = cli("predict --input " + quote(in.string()) + " --output " + quote(out.string()) +
+               " --model " + quote(model_) + " --threads 3 --chunk 4");
+  EXPECT_EQ(r.rc, 1) << "bad lines must make the exit code 1\n" << r.err;
+  auto ls = lines(slurp(out));
+  ASSERT_EQ(ls.size(), 5u) << slurp(out);
+  std::vector<json> js;
+  for (auto& l : ls) js.push_back(json::parse(l));
+  EXPECT_EQ(js[0]["id"], "a");
+  EXPECT_EQ(js[1]["id"], 42);
+  EXPECT_EQ(js[2]["line"], 6);
+  EXPECT_FALSE(js[2].contains("id"));
+  EXPECT_EQ(js[3]["id"], "t");
+  EXPECT_EQ(js[4]["id"], "e");
+  int ri[] = {0, 1, 2, 3, 4};
+  for (int k = 0; k < 5; ++k) {
+    const auto& want = recs[ri[k]]["inspire_output"];
+    EXPECT_EQ(js[k]["prediction"], want["prediction"]) << k;
+    for (auto& key : {"rejected", "non_core", "core"})
+      EXPECT_NEAR(js[k]["scores"][key].get<double>(), want["scores"][key].get<double>(), 2e-5);
+  }
+  // Bad lines are named with their line numbers; the blank line is not an error.
+  for (int bad : {2, 5, 7, 9})
+    EXPECT_NE(r.err.find("in.jsonl:" + std::to_string(bad) + ":"), std::string::npos)
+        << "line " << bad << "\n" << r.err;
+  EXPECT_EQ(r.err.find("in.jsonl:4:"), std::string::npos);
+  EXPECT_NE(r.err.find("missing field \"abstract\""), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("UTF-8"), std::string::npos) << r.err;
+
+  // stdin → stdout gives the same lines.
+  auto piped = cli("predict --model " + quote(model_) + " --quiet", in.string());
+  EXPECT_EQ(piped.rc, 1);
+  EXPECT_EQ(lines(piped.out), ls);
+}
+
+TEST_F(Cli, PredictAllGoodExitsZeroAndMissingInputFails) {
+  auto in = dir_ / "good.jsonl";
+  {
+    std::ofstream f(in);
+    for (int i = 0; i < 30; ++i)
+      f << json{{"id", i}, {"title", "Paper " + std::to_string(i)}, {"abstract", "We compute things."}}.dump() << "\n";
+  }
+  auto r = cli("predict -i " + quote(in.string()) + " -m " + quote(model_) + " -t 2");
+  EXPECT_EQ(r.rc, 0) << r.err;
+  auto ls = lines(r.out);
+  ASSERT_EQ(ls.size(), 30u);
+  for (int i = 0; i < 30; ++i) EXPECT_EQ(json::parse(ls[i])["id"], i);
+  auto missing = cli("predict -i " + quote((dir_ / "nope.jsonl").string()) + " -m " + quote(model_));
+  EXPECT_EQ(missing.rc, 1);
+  EXPECT_NE(missing.err.find("nope.jsonl"), std::string::npos) << missing.err;
+}
+
+TEST_F(Cli, ServeAnswersAndStopsOnSigterm) {
+  int out_pipe[2];
+  ASSERT_EQ(::pipe(out_pipe), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::dup2(out_pipe[1], 1);
+    ::close(out_pipe[0]);
+    ::close(out_pipe[1]);
+    ::execl(kBin.c_str(), kBin.c_str(), "serve", "--port", "0", "--threads", "2", "--model",
+            model_.c_str(), (char*)nullptr);
+    ::_exit(127);
+  }
+  ::close(out_pipe[1]);
+  // First stdout line: "... on http://127.0.0.1:PORT ...".
+  std::string line;
+  char c;
+  while (::read(out_pipe[0], &c, 1) == 1 && c != '\n') line += c;
+  auto at = line.find("http://127.0.0.1:");
+  ASSERT_NE(at, std::string::npos) << "serve printed: " << line;
+  auto port = static_cast<std::uint16_t>(std::stoi(line.substr(at + 17)));
+
+  const auto& rec = tiny::golden()["records"][5];
+  auto r = testhttp::request(port, "POST", "/api/predict/coreness",
+                             json{{"title", rec["title"]}, {"abstract", rec["abstract"]}}.dump());
+  EXPECT_EQ(r.status, 200) << r.body;
+  auto clf = ulmfit::Classifier::load(model_);
+  EXPECT_EQ(r.body, clf.to_json(clf.predict_coreness(rec["title"].get<std::string>(),
+                                                     rec["abstract"].get<std::string>())));
+  auto h = testhttp::request(port, "GET", "/api/health");
+  EXPECT_EQ(h.status, 200);
+  EXPECT_EQ(json::parse(h.body)["model"], model_);
+  auto e = testhttp::request(port, "POST", "/api/predict/coreness", "{\"title\": 1}");
+  EXPECT_EQ(e.status, 422);
+
+  ::kill(pid, SIGTERM);
+  int st = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  pid_t w = 0;
+  while ((w = ::waitpid(pid, &st, WNOHANG)) == 0 &&
+         std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (w == 0) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &st, 0);
+    FAIL() << "serve did not stop within 10 s of SIGTERM";
+  }
+  EXPECT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0);
+  ::close(out_pipe[0]);
+}
