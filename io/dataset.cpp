@@ -393,6 +393,7 @@ Record parse_json_record(std::string_view line, const DatasetOptions& opt) {
     std::string m = e.what();
     if (auto p = m.find("] "); m.rfind("[json.exception", 0) == 0 && p != std::string::npos)
       m = m.substr(p + 2);
+    if (auto p = m.find("at line 1, column "); p != std::string::npos) m.replace(p, 18, "at column ");
     bad("malformed JSON (" + m + ")");
   }
   if (!j.is_object()) bad(std::string("expected a JSON object, got ") + j.type_name());
@@ -407,7 +408,7 @@ Record parse_json_record(std::string_view line, const DatasetOptions& opt) {
   };
   if (auto it = j.find("id"); it != j.end() && !it->is_null()) {
     if (it->is_string()) r.id = it->get<std::string>();
-    else if (it->is_number_integer()) r.id = it->dump();
+    else if (it->is_number_integer()) r.id = it->dump(), r.id_is_number = true;
     else bad(std::string("field 'id' must be a string or an integer, got ") + it->type_name());
   }
   const bool has_title = str("title", r.title);

@@ -35,6 +35,7 @@ namespace io {
 struct Record {
   std::size_t line = 0;  // 1-based line number (CSV: the line the record starts on)
   std::string id;        // "" when absent
+  bool id_is_number = false;  // the JSON id was an integer (id holds its decimal digits)
   std::string title, abstract;
   std::string text;      // what the model reads (see above)
   std::string label;     // label name ("" when the record has none)

@@ -13,6 +13,8 @@ writes to tests/fixtures/data/:
                         token lists to Vocab, so they do not depend on our tokenizer)
   vocab_goldens.json    make_vocab / Numericalize results for several (docs, min_freq, max_vocab)
   lm_goldens.json       LMDataLoader(shuffle=False) batches (x, y) for a few (docs, bs, seq_len)
+  tokenize_cli.jsonl    inputs for `inspire-classifier tokenize` with fastai's predict-path
+                        (Tokenizer on a str) and training-path (tokenize_df) tokens
   clas_goldens.json     SortedDL + Pad_Chunk validation batches, and SortedDL.shuffle_fn training
                         orders together with the numpy permutations it drew (so that C++ can
                         replay the layout given the same random draws)
@@ -26,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 from fastai.text.all import (LMDataLoader, Numericalize, Pad_Chunk, SortedDL, SpacyTokenizer,
-                             TensorText, make_vocab, tokenize_df)
+                             TensorText, Tokenizer, make_vocab, tokenize_df)
 from fastai.torch_core import TensorCategory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,6 +140,27 @@ def main():
         clas["train"].append({"n_docs": n_docs, "bs": bs, "lengths": [len(d) for d in ids_all[:n_docs]],
                               "perm": perm, "batch_perm": batch_perm, "order": order})
     dump(clas, "clas_goldens.json")
+
+    # ---- tokenize CLI ------------------------------------------------------------------------
+    inputs = []
+    with open(DATA, encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("split") == "valid" and len(inputs) < 4:
+                inputs.append({"id": r["id"], "title": r["title"], "abstract": r["abstract"]})
+    inputs.append({"id": 17, "text": "Hello\n world: THE Higgs boson!!!! at   13 TeV"})
+    inputs.append({"text": "Caf\u00e9 na\u00efve \u2014 \u03b1 \u2192 \u03b2\u03b3 &amp; <br /> x"})
+    inputs.append({"title": "", "abstract": "Only an abstract."})
+    tok = Tokenizer(SpacyTokenizer("en"))
+    with open(OUT / "tokenize_cli.jsonl", "w", encoding="utf-8") as f:
+        for inp in inputs:
+            text = inp["text"] if "text" in inp else inp["title"] + " <ENDTITLE> " + inp["abstract"]
+            predict = list(tok(text))
+            res, _ = tokenize_df(pd.DataFrame({"text": [text]}), "text", n_workers=1,
+                                 tok=SpacyTokenizer("en"))
+            train = list(res["text"][0])
+            f.write(json.dumps({"input": inp, "predict": predict, "train": train},
+                               ensure_ascii=False) + "\n")
     for p in sorted(OUT.iterdir()):
         print(f"{p.relative_to(ROOT)}: {p.stat().st_size} bytes", file=sys.stderr)
 
