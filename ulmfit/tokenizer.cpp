@@ -1057,18 +1057,24 @@ class SpacyEn {
   std::vector<MatcherPattern> patterns_;
   std::unordered_map<U32, std::vector<std::size_t>, U32Hash, U32Eq> patterns_by_first_;
 
-  // Prefilter before hashing: which key lengths (< 64) exist for each first character.
+  // Prefilter before hashing: a 64 Kbit Bloom-style bitset over (first char, last char, length).
   struct LenFilter {
-    std::array<std::uint64_t, 129> mask{};  // [128] = any non-ASCII first char
+    std::vector<std::uint64_t> bits = std::vector<std::uint64_t>(1024, 0);
+    static unsigned slot(const char32_t* s, std::size_t len) {
+      std::uint32_t h = static_cast<std::uint32_t>(s[0]) * 0x9E3779B1u;
+      h ^= static_cast<std::uint32_t>(s[len - 1]) * 0x85EBCA77u;
+      h ^= static_cast<std::uint32_t>(len) * 0xC2B2AE3Du;
+      return (h ^ (h >> 16)) & 0xFFFF;
+    }
     void add(U32V k) {
       if (k.empty()) return;
-      std::size_t slot = k[0] < 128 ? k[0] : 128;
-      mask[slot] |= k.size() < 64 ? (1ull << k.size()) : (1ull << 63);
+      unsigned x = slot(k.data(), k.size());
+      bits[x >> 6] |= 1ull << (x & 63);
     }
     bool may_contain(const char32_t* s, std::size_t len) const {
       if (len == 0) return false;
-      std::size_t slot = s[0] < 128 ? s[0] : 128;
-      return (mask[slot] >> (len < 64 ? len : 63)) & 1;
+      unsigned x = slot(s, len);
+      return (bits[x >> 6] >> (x & 63)) & 1;
     }
   };
   LenFilter special_filter_, pattern_filter_;
@@ -1108,7 +1114,7 @@ class SpacyEn {
     suffixes.clear();
     std::size_t last_size = 0;
     while (e > b && static_cast<std::size_t>(e - b) != last_size) {
-      if (with_specials && special(s, b, e)) break;
+      if (with_specials && last_size != 0 && special(s, b, e)) break;  // 1st pass: checked above
       last_size = static_cast<std::size_t>(e - b);
       long pre = find_prefix(s, b, e);
       if (pre != 0) {
