@@ -34,7 +34,7 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
-grep '"split": "valid"' "$DATA" | grep '"title"' | head -n "$PAPERS" > "$TMP/bodies.jsonl"
+awk -v n="$PAPERS" '/"split": "valid"/ && /"title"/ { print; if (++c >= n) exit }' "$DATA" > "$TMP/bodies.jsonl"
 echo "loadtest: $(wc -l < "$TMP/bodies.jsonl") papers from the valid split; server: $THREADS worker thread(s); wrk: $CONNS connections, $DUR"
 
 "$BIN" serve --host 127.0.0.1 --port "$PORT" --threads "$THREADS" ${MODEL:+--model "$MODEL"} \

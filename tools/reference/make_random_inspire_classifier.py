@@ -14,6 +14,8 @@ Also prints fastai's own single-paper latency (learn.predict path: tokenize, num
 eval, softmax) with torch set to 1 thread, as the peer number for docs/serving.md.
 
     /work/refenv/bin/python tools/reference/make_random_inspire_classifier.py [--docs 4000] [--time 50]
+A small one (fast model, to load-test the HTTP layer itself with thousands of requests):
+    ... make_random_inspire_classifier.py --emb 16 --hid 32 --time 0 --name small_random_classifier
 """
 import argparse
 import json
@@ -42,6 +44,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=4236, help="training records used for the vocab")
     ap.add_argument("--time", type=int, default=50, help="papers timed with fastai (0: skip)")
+    ap.add_argument("--emb", type=int, default=400, help="emb_sz (INSPIRE: 400)")
+    ap.add_argument("--hid", type=int, default=1152, help="n_hid (INSPIRE: 1152)")
+    ap.add_argument("--name", default="random_inspire_classifier", help="output file stem")
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -58,12 +63,14 @@ def main():
     for r in recs:
         counter.update(list(tok(r["title"] + " <ENDTITLE> " + r["abstract"])))
     itos = make_vocab(counter, min_freq=2, max_vocab=60000)
-    model = get_text_classifier(AWD_LSTM, len(itos), 3, drop_mult=0.5).eval()
+    from fastai.text.models.awdlstm import awd_lstm_clas_config
+    cfg = dict(awd_lstm_clas_config, emb_sz=args.emb, n_hid=args.hid)
+    model = get_text_classifier(AWD_LSTM, len(itos), 3, config=cfg, drop_mult=0.5).eval()
     OUT.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), OUT / "random_inspire_classifier.pth")
+    torch.save(model.state_dict(), OUT / f"{args.name}.pth")
     with open(OUT / "itos.pkl", "wb") as f:
         pickle.dump(list(itos), f, protocol=2)
-    print(f"vocab {len(itos)}; wrote {OUT}/random_inspire_classifier.pth and itos.pkl", file=sys.stderr)
+    print(f"vocab {len(itos)}; wrote {OUT}/{args.name}.pth and itos.pkl", file=sys.stderr)
 
     if args.time:
         stoi = {w: i for i, w in enumerate(itos)}
