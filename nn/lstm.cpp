@@ -357,7 +357,8 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
   check_shape(c.shape, Shape{bs, H}, "LSTM infer c");
   if (sl == 0 || bs == 0) return;
   // scratch: [bs, sl, G] input projections (batch-first: rows of x as they are), + [bs, G]
-  if (scratch.numel() < bs * sl * G + bs * G) scratch.resize({bs * sl * G + bs * G});
+  const Index need = bs * sl * G + bs * G + (bs > 1 ? H * G : 0);
+  if (scratch.numel() < need) scratch.resize({need});
   T* zx = scratch.data();
   {
     Eigen::Array<T, Eigen::Dynamic, 1> bias(G);
@@ -380,6 +381,9 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
     }
     return;
   }
+  // W_hhᵀ once per call (after the projections and the per-row state in scratch)
+  T* wt = zx + bs * sl * G + bs * G;
+  transpose_into<T>(p.w_hh, wt);
   int nt = team_size(bs, (double)bs * G * H);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
@@ -390,7 +394,7 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
       // rows of zx for step t are b*sl + t: stride sl*G. Recurrent GEMM on h rows [b0, b1).
       for (Index t = 0; t < sl; ++t) {
         T* z = zx + (b0 * sl + t) * G;
-        gemm(false, true, nb, G, H, T(1), h.data + b0 * H, H, p.w_hh.data, H, T(1), z, sl * G);
+        recurrent_gemm<T>(nb, G, H, h.data + b0 * H, H, wt, G, T(1), z, sl * G);
         for (Index b = 0; b < nb; ++b) {
           T* zb = z + b * sl * G;
           T* hb = h.data + (b0 + b) * H;
