@@ -161,7 +161,7 @@ int run_predict(int argc, char** argv) {
   }
   auto clf = ulmfit::Classifier::load_or_default(model);
 
-  long line_no = 0, good = 0, bad = 0;
+  long line_no = 0, good = 0, bad = 0, shown = -1;
   const bool tty = !quiet && ::isatty(STDERR_FILENO);
   auto t0 = std::chrono::steady_clock::now(), last = t0;
   auto progress = [&](bool final_line) {
@@ -170,7 +170,9 @@ int run_predict(int argc, char** argv) {
     if (quiet) return;
     if (!final_line && std::chrono::duration<double>(now - last).count() < (tty ? 0.5 : 10.0))
       return;
+    if (final_line && !tty && shown == good + bad) return;  // already printed these numbers
     last = now;
+    shown = good + bad;
     std::fprintf(stderr, "%spredict: %ld records, %ld bad, %.1f s, %.1f records/s%s",
                  tty ? "\r" : "", good, bad, el, el > 0 ? good / el : 0.0,
                  final_line || !tty ? "\n" : "");
