@@ -198,14 +198,12 @@ void ClassifierModelT<T>::forward(CView<TokenId> ids, View<T> logits, Classifier
     typename ClassifierCache<T>::Chunk c;
     c.start = i;
     c.len = std::min(cfg_.bptt, sl - i);
+    // fastai: real_bs = number of rows whose token at column i is not pad, and the chunk runs on
+    // the FIRST real_bs rows. With front chunk padding plus end padding, those rows are not
+    // always exactly the ones with a token at column i (a row whose text ended a few tokens
+    // before may be included, a shorter front-padded one excluded): fastai does it anyway, and
+    // so do we, to give the same results.
     for (Index b = 0; b < bs; ++b) c.real_bs += ids[b * sl + i] != pad;
-    for (Index b = 0; b < bs; ++b)
-      if ((ids[b * sl + i] != pad) != (b < c.real_bs))
-        throw std::invalid_argument(
-            "classifier batch: at column " + std::to_string(i) + " the rows with a token (not "
-            "pad) must come first, row " + std::to_string(b) + " breaks that (hint: sort the "
-            "batch by length, longest first, and pad each document in front in chunks of bptt=" +
-            std::to_string(cfg_.bptt) + ")");
     if (c.real_bs == 0)
       throw std::invalid_argument("classifier batch: column " + std::to_string(i) +
                                   " (a chunk start) is padding in every row");
