@@ -39,3 +39,6 @@ void error(const std::string& msg);
 #define INSPIRE_COMMAND_ORDERED(name, summary, fn, order) \
   static ::cli::Registrar inspire_cmd_registrar_##name(#name, summary, fn, order)
 #define INSPIRE_COMMAND(name, summary, fn) INSPIRE_COMMAND_ORDERED(name, summary, fn, 100)
+// For names that are not C++ identifiers ("predict-coreness"): `id` names the registrar.
+#define INSPIRE_COMMAND_NAMED(id, name, summary, fn, order) \
+  static ::cli::Registrar inspire_cmd_registrar_##id(name, summary, fn, order)

@@ -1,0 +1,617 @@
+#include "ulmfit/train.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "io/atomic_file.h"
+#include "nn/loss.h"
+#include "nn/optim.h"
+#include "ulmfit/labels.h"
+#include "ulmfit/progress.h"
+
+namespace fs = std::filesystem;
+
+namespace ulmfit {
+
+// ---------------------------------------------------------------------------------------------
+// Presets and recipes
+// ---------------------------------------------------------------------------------------------
+Preset preset(const std::string& name) {
+  //            name        emb   hid  lay  max_vocab min_freq lm_bs bptt clas_bs pre fz lm clas
+  if (name == "original") return {name, 400, 1152, 3, 60000, 2, 64, 100, 128, 10, 1, 15, 15};
+  if (name == "small") return {name, 128, 512, 3, 16000, 2, 32, 70, 64, 2, 1, 3, 4};
+  if (name == "tiny") return {name, 16, 32, 3, 500, 2, 8, 20, 8, 1, 1, 1, 1};
+  std::string known;
+  for (auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
+  throw std::invalid_argument("unknown preset '" + name + "' (known: " + known + ")");
+}
+std::vector<std::string> preset_names() { return {"original", "small", "tiny"}; }
+
+std::vector<Stage> lm_finetune_stages(int frozen_epochs, double frozen_lr, int epochs, double lr) {
+  std::vector<Stage> s;
+  if (frozen_epochs > 0) s.push_back({"lm-frozen", frozen_epochs, nn::LrSpec::scalar(frozen_lr), -1});
+  if (epochs > 0) s.push_back({"lm-unfrozen", epochs, nn::LrSpec::scalar(lr), 0});
+  return s;
+}
+
+std::vector<Stage> lm_pretrain_stages(int epochs, double lr) {
+  return {{"lm-pretrain", epochs, nn::LrSpec::scalar(lr), 0}};
+}
+
+std::vector<Stage> classifier_stages(int last_epochs, double base_lr) {
+  const double f = std::pow(2.6, 4);
+  // INSPIRE: 2e-2 head, then 1e-2, 5e-3, 1e-3 peaks (each half / fifth of the previous).
+  double l1 = base_lr, l2 = base_lr / 2, l3 = base_lr / 4, l4 = base_lr / 20;
+  std::vector<Stage> s = {
+      {"clas-1", 1, nn::LrSpec::scalar(l1), -1},
+      {"clas-2", 1, nn::LrSpec::slice(l2 / f, l2), -2},
+      {"clas-3", 1, nn::LrSpec::slice(l3 / f, l3), -3},
+  };
+  if (last_epochs > 0) s.push_back({"clas-4", last_epochs, nn::LrSpec::slice(l4 / f, l4), 0});
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bundles
+// ---------------------------------------------------------------------------------------------
+AwdLstmConfig awd_config_from(const io::ModelConfig& c) {
+  AwdLstmConfig a;
+  a.vocab = c.vocab_size;
+  a.emb = c.emb_sz;
+  a.hidden = c.n_hid;
+  a.n_layers = (int)c.n_layers;
+  a.pad_token = (TokenId)c.pad_idx;
+  a.embed_p = c.embed_p;
+  a.input_p = c.input_p;
+  a.weight_p = c.weight_p;
+  a.hidden_p = c.hidden_p;
+  a.output_p = c.output_p;
+  return a;
+}
+
+io::ModelConfig model_config_from(const AwdLstmConfig& a, const std::string& kind) {
+  io::ModelConfig c = kind == "classifier" ? io::ModelConfig::classifier_defaults(a.vocab)
+                                           : io::ModelConfig::lm_defaults(a.vocab);
+  c.kind = kind;
+  c.vocab_size = a.vocab;
+  c.emb_sz = a.emb;
+  c.n_hid = a.hidden;
+  c.n_layers = a.n_layers;
+  c.pad_idx = a.pad_token;
+  c.embed_p = a.embed_p;
+  c.input_p = a.input_p;
+  c.weight_p = a.weight_p;
+  c.hidden_p = a.hidden_p;
+  if (kind != "classifier") c.output_p = a.output_p;
+  return c;
+}
+
+io::BundleContents lm_bundle(AwdLstmLM& lm, const Vocab& vocab, const std::string& provenance) {
+  io::BundleContents b;
+  b.config = model_config_from(lm.config(), "lm");
+  b.vocab = vocab.itos();
+  b.provenance = provenance;
+  for (auto& t : lm.tensors()) b.tensors.push_back(io::TensorOut::f32(t.key, t.value));
+  return b;
+}
+
+void load_lm_weights(AwdLstmLM& lm, const io::Bundle& b) {
+  const auto& c = b.config();
+  const auto& a = lm.config();
+  if (c.vocab_size != a.vocab || c.emb_sz != a.emb || c.n_hid != a.hidden ||
+      c.n_layers != a.n_layers)
+    throw std::invalid_argument("model bundle sizes (vocab " + std::to_string(c.vocab_size) +
+                                ", emb " + std::to_string(c.emb_sz) + ", hid " +
+                                std::to_string(c.n_hid) + ", layers " + std::to_string(c.n_layers) +
+                                ") do not match the model being trained");
+  std::string prefix = c.encoder_prefix();
+  for (auto& t : lm.tensors()) {
+    std::string key = t.key;
+    // lm.tensors() keys are LM keys ("0.…", "1.decoder.bias"); an encoder bundle has no "0.".
+    if (c.kind == "encoder") {
+      if (key.rfind("0.", 0) != 0) continue;  // decoder bias: not in an encoder bundle
+      key = key.substr(2);
+    }
+    auto src = b.tensor(key);
+    nn::check_shape(src.shape, t.value.shape, key.c_str());
+    t.value.copy_from(src);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints
+// ---------------------------------------------------------------------------------------------
+namespace {
+
+nlohmann::json rng_json(const nn::Rng::State& s) {
+  nlohmann::json j = nlohmann::json::array();
+  for (auto w : s) j.push_back(std::to_string(w));
+  return j;
+}
+nn::Rng::State rng_from_json(const nlohmann::json& j) {
+  nn::Rng::State s{};
+  if (!j.is_array() || j.size() != s.size())
+    throw std::invalid_argument("checkpoint: bad rng state");
+  for (size_t i = 0; i < s.size(); ++i) s[i] = std::stoull(j[i].get<std::string>());
+  return s;
+}
+
+struct Checkpoint {
+  int stage = 0;          // stage index of the last completed epoch
+  int epoch = -1;         // epochs completed in that stage - 1 (-1: none)
+  std::int64_t step = 0;  // global training steps done
+  std::string model, optim;
+  nn::Rng::State model_rng{};
+  nlohmann::json loader;
+  double best = -1e300;
+  std::string best_model;
+};
+
+std::string ckpt_path(const std::string& dir) { return (fs::path(dir) / "checkpoint.json").string(); }
+
+void write_checkpoint(const std::string& dir, const Checkpoint& c, const std::string& kind) {
+  nlohmann::json j;
+  j["format"] = "inspire-classifier-checkpoint/1";
+  j["kind"] = kind;
+  j["stage"] = c.stage;
+  j["epoch"] = c.epoch;
+  j["step"] = c.step;
+  j["model"] = c.model;
+  j["optim"] = c.optim;
+  j["model_rng"] = rng_json(c.model_rng);
+  j["loader"] = c.loader;
+  j["best"] = c.best;
+  j["best_model"] = c.best_model;
+  std::string s = j.dump(1);
+  io::write_file_atomically(ckpt_path(dir), s.data(), s.size());
+}
+
+std::optional<Checkpoint> read_checkpoint(const std::string& dir, const std::string& kind) {
+  std::ifstream in(ckpt_path(dir));
+  if (!in) return std::nullopt;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(ckpt_path(dir) + ": not valid JSON: " + e.what());
+  }
+  try {
+    if (j.at("format") != "inspire-classifier-checkpoint/1")
+      throw std::runtime_error("unknown checkpoint format");
+    if (j.at("kind") != kind)
+      throw std::runtime_error("checkpoint is for a " + j.at("kind").get<std::string>() +
+                               " run, not " + kind);
+    Checkpoint c;
+    c.stage = j.at("stage");
+    c.epoch = j.at("epoch");
+    c.step = j.at("step");
+    c.model = j.at("model");
+    c.optim = j.at("optim");
+    c.model_rng = rng_from_json(j.at("model_rng"));
+    c.loader = j.at("loader");
+    c.best = j.at("best");
+    c.best_model = j.at("best_model");
+    return c;
+  } catch (const std::exception& e) {
+    throw std::runtime_error(ckpt_path(dir) + ": " + e.what());
+  }
+}
+
+std::vector<std::uint8_t> read_binary(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot open (checkpoint incomplete?)");
+  return std::vector<std::uint8_t>((std::istreambuf_iterator<char>(in)),
+                                   std::istreambuf_iterator<char>());
+}
+
+void remove_quietly(const std::string& dir, const std::string& name) {
+  if (name.empty()) return;
+  std::error_code ec;
+  fs::remove(fs::path(dir) / name, ec);
+}
+
+// Trainable flags of the LM from the optimizer's frozen groups (rnn l -> group l, embedding and
+// decoder bias -> group n_layers).
+void apply_lm_freezing(AwdLstmLM& lm, const nn::Adam& opt) {
+  int L = lm.config().n_layers;
+  std::vector<bool> rnn(L);
+  for (int l = 0; l < L; ++l) rnn[l] = !opt.frozen(l);
+  lm.encoder().set_trainable(!opt.frozen(L), rnn);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation
+// ---------------------------------------------------------------------------------------------
+std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vector<Doc>& docs,
+                                                  std::size_t bs, std::size_t bptt) {
+  std::size_t total = 0;
+  for (auto& d : docs) total += d.size();
+  bs = std::max<std::size_t>(1, std::min(bs, total > 1 ? (total - 1) / 2 : 1));
+  LMLoader loader(docs, bs, bptt, /*shuffle=*/false);
+  lm.reset();
+  const Index E = lm.config().emb, V = lm.config().vocab;
+  nn::Tensor<float> out, ws({V * 64});
+  double loss_sum = 0;
+  std::int64_t correct = 0, n = 0;
+  LMBatch b;
+  loader.begin_epoch();
+  while (loader.next(b)) {
+    Index rows = (Index)(b.bs * b.seq_len);
+    nn::CView<TokenId> ids(b.x.data(), {(Index)b.bs, (Index)b.seq_len});
+    nn::CView<TokenId> tg(b.y.data(), {rows});
+    out.resize({(Index)b.bs, (Index)b.seq_len, E});
+    lm.encoder().infer(ids, out.view());
+    auto r = nn::lm_softmax_ce_forward<float>(out.view().reshape({rows, E}), lm.encoder().embedding(),
+                                              lm.decoder_bias(), tg, ws.view(), 64);
+    loss_sum += r.loss * rows;
+    correct += r.correct;
+    n += rows;
+  }
+  lm.reset();
+  return {n ? loss_sum / n : 0.0, n ? (double)correct / n : 0.0};
+}
+
+// ---------------------------------------------------------------------------------------------
+// The generic driver: stages × epochs, one-cycle, validation, checkpoints, resume
+// ---------------------------------------------------------------------------------------------
+namespace {
+
+struct Hooks {
+  std::string kind;                  // "lm" | "classifier" (checked on resume)
+  std::string title;                 // plot title
+  int n_groups = 0;
+  std::int64_t iters_per_epoch = 0;
+  nn::Adam* adam = nullptr;
+  nn::Rng* rng = nullptr;
+  std::function<void(const Stage&)> set_frozen;        // after adam.freeze_to
+  std::function<void()> begin_epoch;                   // reset state, loader.begin_epoch()
+  // One batch: returns (loss, tokens); false when the epoch is over.
+  std::function<bool(double& loss, long& tokens)> train_batch;
+  // Validation metrics; "score" (higher is better) selects the best epoch.
+  std::function<std::map<std::string, double>()> evaluate;
+  std::function<nlohmann::json()> loader_state;
+  std::function<void(const nlohmann::json&)> restore_loader;
+  std::function<void(const std::string&)> save_model;
+  std::function<void(const std::string&)> load_model;
+};
+
+struct DriverResult {
+  std::int64_t steps = 0;
+  std::map<std::string, double> last;
+  double best = -1e300;
+  std::string best_stage;
+  int best_epoch = -1;
+};
+
+DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& opt, Hooks& h) {
+  if (opt.out_dir.empty()) throw std::invalid_argument("train: no output directory");
+  if (stages.empty()) throw std::invalid_argument("train: no stages");
+  fs::create_directories(opt.out_dir);
+  auto in_dir = [&](const std::string& f) { return (fs::path(opt.out_dir) / f).string(); };
+  nn::Adam& adam = *h.adam;
+  Curves curves;
+  Checkpoint ck;
+  DriverResult res;
+
+  int start_stage = 0, start_epoch = 0;
+  if (opt.resume) {
+    auto c = read_checkpoint(opt.out_dir, h.kind);
+    if (!c) throw std::runtime_error(ckpt_path(opt.out_dir) + ": no checkpoint to resume from");
+    ck = *c;
+    if (ck.stage < 0 || ck.stage >= (int)stages.size())
+      throw std::runtime_error(ckpt_path(opt.out_dir) + ": stage " + std::to_string(ck.stage) +
+                               " does not exist in this recipe");
+    h.load_model(in_dir(ck.model));
+    adam.freeze_to(stages[ck.stage].freeze_to);
+    adam.load_state(read_binary(in_dir(ck.optim)));
+    h.rng->set_state(ck.model_rng);
+    h.restore_loader(ck.loader);
+    start_stage = ck.stage;
+    start_epoch = ck.epoch + 1;
+    if (start_epoch >= stages[ck.stage].epochs) start_stage++, start_epoch = 0;
+    if (fs::exists(in_dir("curves.csv"))) curves = Curves::read_csv(in_dir("curves.csv"));
+    res.best = ck.best;
+    if (!opt.quiet)
+      std::fprintf(stderr, "resuming from %s: after %s epoch %d (step %lld)\n",
+                   ckpt_path(opt.out_dir).c_str(), stages[ck.stage].name.c_str(), ck.epoch + 1,
+                   (long long)ck.step);
+  }
+
+  std::int64_t step = ck.step;
+  bool stop = false;
+  for (int s = start_stage; s < (int)stages.size() && !stop; ++s) {
+    const Stage& st = stages[s];
+    // A new stage: fastai's freeze_to clears the optimizer state. When resuming in the middle
+    // of a stage, the state was restored above instead.
+    bool resumed_mid_stage = opt.resume && s == start_stage && start_epoch > 0;
+    if (!resumed_mid_stage) adam.freeze_to(st.freeze_to);
+    h.set_frozen(st);
+    nn::OneCycle sched(st.lr, h.n_groups);
+    const std::int64_t n_iter = h.iters_per_epoch;
+    for (int e = (s == start_stage ? start_epoch : 0); e < st.epochs && !stop; ++e) {
+      h.begin_epoch();
+      char label[96];
+      std::snprintf(label, sizeof label, "%s epoch %d/%d", st.name.c_str(), e + 1, st.epochs);
+      Progress prog(label, (long)n_iter, stderr, opt.quiet, opt.progress_interval_s);
+      double epoch_loss = 0;
+      std::int64_t it = 0;
+      for (;;) {
+        sched.apply(adam, nn::one_cycle_position(e, std::min(it, n_iter - 1), n_iter, st.epochs));
+        adam.zero_grad();
+        double loss = 0;
+        long tokens = 0;
+        if (!h.train_batch(loss, tokens)) break;
+        if (!std::isfinite(loss))
+          throw std::runtime_error("training diverged: loss is " + std::to_string(loss) +
+                                   " at step " + std::to_string(step) +
+                                   " (hint: lower the learning rate)");
+        adam.step();
+        epoch_loss += loss;
+        ++it, ++step;
+        prog.update(1, tokens, loss);
+        if (opt.max_steps > 0 && step >= opt.max_steps) {
+          stop = true;
+          break;
+        }
+      }
+      prog.finish();
+      auto m = h.evaluate();
+      m["train_loss"] = it ? epoch_loss / it : 0.0;
+      if (!opt.quiet) {
+        std::string line = st.name + " epoch " + std::to_string(e + 1) + "/" +
+                           std::to_string(st.epochs) + ":";
+        for (auto& kv : m) {
+          if (kv.first == "score") continue;
+          char b[64];
+          std::snprintf(b, sizeof b, " %s %.4f", kv.first.c_str(), kv.second);
+          line += b;
+        }
+        std::fprintf(stderr, "%s (%.0fs)\n", line.c_str(), prog.elapsed_s());
+      }
+      auto logged = m;
+      logged.erase("score");
+      curves.add({(double)step, st.name, logged});
+      res.last = m;
+      if (opt.on_epoch) opt.on_epoch(st.name, e, m);
+
+      // ---- checkpoint: files first, the pointer last ----
+      std::string tag = st.name + "-" + std::to_string(e + 1);
+      Checkpoint prev = ck;
+      ck.stage = s;
+      ck.epoch = e;
+      ck.step = step;
+      ck.model = "ckpt-" + tag + ".safetensors";
+      ck.optim = "ckpt-" + tag + ".optim";
+      ck.model_rng = h.rng->state();
+      ck.loader = h.loader_state();
+      h.save_model(in_dir(ck.model));
+      auto os = adam.save_state();
+      io::write_file_atomically(in_dir(ck.optim), os.data(), os.size());
+      auto sc = m.find("score");
+      if (sc != m.end() && sc->second > ck.best) {
+        ck.best = sc->second;
+        h.save_model(in_dir("best.safetensors"));
+        res.best_stage = st.name;
+        res.best_epoch = e;
+      }
+      res.best = ck.best;
+      curves.write_csv(in_dir("curves.csv"));
+      curves.write_svg(in_dir("curves.svg"), h.title);
+      write_checkpoint(opt.out_dir, ck, h.kind);
+      if (prev.model != ck.model) remove_quietly(opt.out_dir, prev.model);
+      if (prev.optim != ck.optim) remove_quietly(opt.out_dir, prev.optim);
+    }
+  }
+  res.steps = step;
+  return res;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// LM training
+// ---------------------------------------------------------------------------------------------
+LmResult train_language_model(AwdLstmLM& lm, const Vocab& vocab, const std::vector<Doc>& train,
+                              const std::vector<Doc>& valid, std::size_t bs, std::size_t bptt,
+                              const std::vector<Stage>& stages, const TrainOptions& opt) {
+  const int L = lm.config().n_layers;
+  std::vector<nn::Param> params = lm_params(lm);
+  nn::AdamHyper hyper;
+  hyper.wd = opt.wd;
+  nn::Adam adam(params, L + 1, hyper);
+  LMLoader loader(train, bs, bptt, /*shuffle=*/true, opt.seed);
+  nn::Rng rng(opt.seed ^ 0x5eedULL);
+  AwdLstmCache<float> cache;
+  LMBatch b;
+
+  Hooks h;
+  h.kind = "lm";
+  h.title = "language model";
+  h.n_groups = L + 1;
+  h.iters_per_epoch = (std::int64_t)loader.n_batches();
+  h.adam = &adam;
+  h.rng = &rng;
+  h.set_frozen = [&](const Stage&) { apply_lm_freezing(lm, adam); };
+  h.begin_epoch = [&]() {
+    lm.reset();
+    loader.begin_epoch();
+  };
+  h.train_batch = [&](double& loss, long& tokens) {
+    if (!loader.next(b)) return false;
+    nn::CView<TokenId> ids(b.x.data(), {(Index)b.bs, (Index)b.seq_len});
+    nn::CView<TokenId> tg(b.y.data(), {(Index)b.bs, (Index)b.seq_len});
+    ForwardOptions fo;
+    fo.training = true;
+    fo.rng = &rng;
+    loss = lm.train_step(ids, tg, cache, fo);
+    tokens = (long)(b.bs * b.seq_len);
+    return true;
+  };
+  h.evaluate = [&]() {
+    auto [vl, va] = evaluate_language_model(lm, valid, bs, bptt);
+    return std::map<std::string, double>{{"valid_loss", vl},
+                                         {"valid_accuracy", va},
+                                         {"valid_perplexity", std::exp(vl)},
+                                         {"score", -vl}};
+  };
+  h.loader_state = [&]() { return loader.state().to_json(); };
+  h.restore_loader = [&](const nlohmann::json& j) { loader.restore(LoaderState::from_json(j)); };
+  h.save_model = [&](const std::string& path) {
+    io::write_bundle(path, lm_bundle(lm, vocab, opt.provenance));
+  };
+  h.load_model = [&](const std::string& path) { load_lm_weights(lm, io::Bundle::load(path)); };
+
+  auto r = run_stages(stages, opt, h);
+  LmResult res;
+  res.steps = r.steps;
+  res.valid_loss = r.last.count("valid_loss") ? r.last["valid_loss"] : 0;
+  res.valid_accuracy = r.last.count("valid_accuracy") ? r.last["valid_accuracy"] : 0;
+  res.model_path = (fs::path(opt.out_dir) / "lm.safetensors").string();
+  h.save_model(res.model_path);
+  return res;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Classifier training
+// ---------------------------------------------------------------------------------------------
+std::vector<int> classify_documents(const ClassifierModel& m, const std::vector<Doc>& docs) {
+  std::vector<int> pred(docs.size(), 0);
+  if (docs.empty()) return pred;
+  const Index C = m.config().n_classes;
+  nn::Tensor<float> logits({(Index)docs.size(), C});
+  m.infer_batch(docs, logits.view());
+  for (size_t i = 0; i < docs.size(); ++i) {
+    int best = 0;
+    for (Index c = 1; c < C; ++c)
+      if (logits[(Index)i * C + c] > logits[(Index)i * C + best]) best = (int)c;
+    pred[i] = best;
+  }
+  return pred;
+}
+
+io::BundleContents classifier_bundle(ClassifierModel& m, const Vocab& vocab,
+                                     const std::string& provenance) {
+  io::BundleContents b;
+  const auto& cc = m.config();
+  b.config = model_config_from(cc.enc, "classifier");
+  b.config.bptt = cc.bptt;
+  b.config.max_len = cc.max_len;
+  b.config.lin_ftrs = std::vector<std::int64_t>(cc.lin_ftrs.begin(), cc.lin_ftrs.end());
+  b.config.head_ps = cc.head_ps;
+  b.config.n_classes = cc.n_classes;
+  b.vocab = vocab.itos();
+  b.labels = std::vector<std::string>(kLabels.begin(), kLabels.end());
+  b.temperature = kTemperature;
+  b.provenance = provenance;
+  for (auto& t : m.tensors()) b.tensors.push_back(io::TensorOut::f32(t.key, t.value));
+  return b;
+}
+
+void load_encoder_into_classifier(ClassifierModel& m, const io::Bundle& src) {
+  const auto& c = src.config();
+  const auto& a = m.config().enc;
+  if (c.kind == "classifier")
+    throw std::invalid_argument("expected a language model or encoder bundle, got a classifier");
+  if (c.vocab_size != a.vocab || c.emb_sz != a.emb || c.n_hid != a.hidden ||
+      c.n_layers != a.n_layers)
+    throw std::invalid_argument("encoder sizes in the bundle (vocab " +
+                                std::to_string(c.vocab_size) + ", emb " + std::to_string(c.emb_sz) +
+                                ", hid " + std::to_string(c.n_hid) + ", layers " +
+                                std::to_string(c.n_layers) + ") do not match the classifier");
+  const std::string prefix = c.encoder_prefix();
+  for (auto& t : m.encoder().tensors()) {
+    auto v = src.tensor(prefix + t.key);
+    nn::check_shape(v.shape, t.value.shape, (prefix + t.key).c_str());
+    t.value.copy_from(v);
+  }
+}
+
+ClasResult train_classifier(ClassifierModel& m, const Vocab& vocab, const std::vector<Doc>& train,
+                            const std::vector<std::int32_t>& train_labels,
+                            const std::vector<Doc>& valid,
+                            const std::vector<std::int32_t>& valid_labels, std::size_t bs,
+                            const std::vector<Stage>& stages, const TrainOptions& opt) {
+  const int G = m.config().n_groups();
+  std::vector<nn::Param> params = classifier_params(m);
+  nn::AdamHyper hyper;
+  hyper.wd = opt.wd;
+  nn::Adam adam(params, G, hyper);
+  ClasLoader loader(train, train_labels, bs, /*train=*/true, opt.seed, (std::size_t)m.config().bptt);
+  nn::Rng rng(opt.seed ^ 0xc1a5ULL);
+  ClassifierCache<float> cache;
+  ClasBatch b;
+  std::vector<std::string> labels(kLabels.begin(), kLabels.end());
+
+  Hooks h;
+  h.kind = "classifier";
+  h.title = "classifier";
+  h.n_groups = G;
+  h.iters_per_epoch = (std::int64_t)loader.n_batches();
+  if (h.iters_per_epoch == 0)
+    throw std::invalid_argument("classifier: " + std::to_string(train.size()) +
+                                " training documents make no full batch of " + std::to_string(bs) +
+                                " (hint: lower --bs)");
+  h.adam = &adam;
+  h.rng = &rng;
+  h.set_frozen = [&](const Stage& st) { m.freeze_to(st.freeze_to); };
+  h.begin_epoch = [&]() { loader.begin_epoch(); };
+  h.train_batch = [&](double& loss, long& tokens) {
+    if (!loader.next(b)) return false;
+    nn::CView<TokenId> ids(b.x.data(), {(Index)b.bs, (Index)b.len});
+    nn::CView<std::int32_t> tg(b.y.data(), {(Index)b.bs});
+    ForwardOptions fo;
+    fo.training = true;
+    fo.rng = &rng;
+    loss = m.train_step(ids, tg, cache, fo);
+    tokens = 0;
+    for (auto l : b.lengths) tokens += (long)l;
+    return true;
+  };
+  h.evaluate = [&]() {
+    std::vector<int> gold(valid_labels.begin(), valid_labels.end());
+    auto rep = classification_report(gold, classify_documents(m, valid), labels);
+    return std::map<std::string, double>{{"valid_accuracy", rep.accuracy},
+                                         {"valid_macro_f1", rep.macro_f1},
+                                         {"score", rep.macro_f1}};
+  };
+  h.loader_state = [&]() { return loader.state().to_json(); };
+  h.restore_loader = [&](const nlohmann::json& j) { loader.restore(LoaderState::from_json(j)); };
+  h.save_model = [&](const std::string& path) {
+    io::write_bundle(path, classifier_bundle(m, vocab, opt.provenance));
+  };
+  h.load_model = [&](const std::string& path) {
+    auto bundle = io::Bundle::load(path);
+    auto loaded = ClassifierModel::from_bundle(bundle);
+    auto dst = m.tensors();
+    auto src = loaded.tensors();
+    for (size_t i = 0; i < dst.size(); ++i) dst[i].value.copy_from(src[i].value);
+  };
+  if (valid.empty()) throw std::invalid_argument("classifier: no validation documents");
+
+  auto r = run_stages(stages, opt, h);
+  ClasResult res;
+  res.steps = r.steps;
+  res.valid_accuracy = r.last.count("valid_accuracy") ? r.last["valid_accuracy"] : 0;
+  res.valid_macro_f1 = r.last.count("valid_macro_f1") ? r.last["valid_macro_f1"] : 0;
+  res.best_macro_f1 = r.best;
+  res.best_stage = r.best_stage;
+  res.best_epoch = r.best_epoch;
+  res.last_model_path = (fs::path(opt.out_dir) / "classifier-last.safetensors").string();
+  h.save_model(res.last_model_path);
+  res.model_path = (fs::path(opt.out_dir) / "classifier.safetensors").string();
+  auto best = fs::path(opt.out_dir) / "best.safetensors";
+  if (fs::exists(best))
+    fs::copy_file(best, res.model_path, fs::copy_options::overwrite_existing);
+  else
+    h.save_model(res.model_path);
+  return res;
+}
+
+}  // namespace ulmfit
