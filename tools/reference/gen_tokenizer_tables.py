@@ -21,6 +21,7 @@ import sys
 import spacy
 from fastai.text.core import SpacyTokenizer
 from spacy.lang.char_classes import ALPHA_LOWER
+from spacy.symbols import ORTH
 
 assert spacy.__version__ == "3.8.7", spacy.__version__
 
@@ -167,11 +168,7 @@ alpha_lower_cls = class_of(list(P.parse("[" + ALPHA_LOWER + "]"))[0])
 rules = tokenizer.rules
 specials = []
 for key in sorted(rules):
-    pieces = [d[65] if 65 in d else d["ORTH"] if "ORTH" in d else None for d in rules[key]]
-    if any(p is None for p in pieces):
-        # attribute ids: ORTH may be the int symbol
-        from spacy.symbols import ORTH
-        pieces = [d.get(ORTH, d.get("ORTH")) for d in rules[key]]
+    pieces = [d[ORTH] if ORTH in d else d["ORTH"] for d in rules[key]]
     assert "".join(pieces) == key, (key, pieces)
     in_matcher = bool(tokenizer.find_prefix(key) or tokenizer.find_infix(key)
                       or tokenizer.find_suffix(key) or " " in key)
