@@ -242,7 +242,11 @@ void lstm_forward(const LstmParams<T>& p, CView<T> x, CView<T> h0, CView<T> c0, 
       for (Index t = 0; t < sl; ++t) {
         T* z = gs + (t * bs + b0) * G;
         const T* hp = hs + (t * bs + b0) * H;
-        recurrent_gemm<T>(nb, G, H, hp, H, wt, G, T(1), z, G);
+        if (nb == 1)  // one row: GEMV on W_hh as stored (no transposed read)
+          Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(z, G).noalias() +=
+              mat(p.w_hh) * Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(hp, H);
+        else
+          recurrent_gemm<T>(nb, G, H, hp, H, wt, G, T(1), z, G);
         for (Index b = 0; b < nb; ++b) {
           T* zb = z + b * G;
           gate_activations(zb, H);
@@ -313,7 +317,12 @@ void lstm_backward(const LstmParams<T>& p, LstmCache<T>& cache, CView<T> dy, CVi
           dc = tmp;
         }
         // dh_{t-1} = dZ_t W_hh  (+ nothing else: dy_{t-1} is added at the next iteration)
-        recurrent_gemm<T>(nb, H, G, gs + (t * bs + b0) * G, G, p.w_hh.data, H, T(0), dh_out, H);
+        if (nb == 1)
+          Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(dh_out, H).noalias() =
+              mat(p.w_hh).transpose() *
+              Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(gs + (t * bs + b0) * G, G);
+        else
+          recurrent_gemm<T>(nb, H, G, gs + (t * bs + b0) * G, G, p.w_hh.data, H, T(0), dh_out, H);
       }
     }
   }

@@ -228,7 +228,8 @@ TEST(Lstm, BadShapesAreNamed) {
 // (Eigen) at a size that exercises every register-block remainder (rows 9 = 4+4+1, 4h = 200 =
 // 3·24 + 2·24 + ... + 8, h = 50 = 48 + 2 tail columns).
 TEST(Lstm, FloatMatchesDoubleAtOddSizes) {
-  const Index in = 13, H = 50, bs = 9, sl = 6;
+  for (Index bs : {9, 1}) {  // 1: the single-row (GEMV) path
+  const Index in = 13, H = 50, sl = 6;
   Rng rng(21);
   Layer<double> Ld(in, H);
   Ld.randomize(rng, 0.3);
@@ -258,4 +259,5 @@ TEST(Lstm, FloatMatchesDoubleAtOddSizes) {
   };
   cmp(yf, yd, "y"), cmp(dxf, dxd, "dx"), cmp(dh0f, dh0d, "dh0");
   cmp(Lf.dw_hh, Ld.dw_hh, "dw_hh"), cmp(Lf.dw_ih, Ld.dw_ih, "dw_ih"), cmp(Lf.db_ih, Ld.db_ih, "db");
+  }
 }
