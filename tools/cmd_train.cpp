@@ -462,7 +462,8 @@ int run_train(int argc, char** argv) {
                            lm_epochs >= 0 ? lm_epochs : p.lm_epochs, 1e-3),
         c2.options(lmdir, 1e-7, prov));
     result["lm"] = {{"valid_loss", r.valid_loss}, {"valid_accuracy", r.valid_accuracy},
-                    {"vocab_size", lmd.vocab.size()}};
+                    {"vocab_size", lmd.vocab.size()}, {"train_docs", sides.train.size()},
+                    {"valid_docs", sides.valid.size()}};
   }
 
   // 3. classifier
@@ -474,6 +475,8 @@ int run_train(int argc, char** argv) {
   auto r = classifier_from_lm((fs::path(lmdir) / "lm.safetensors").string(), sides, ca, p, c3,
                               dir("classifier"), prov);
   result["classifier"] = clas_json(r);
+  result["classifier"]["train_docs"] = sides.train.size();
+  result["classifier"]["valid_docs"] = sides.valid.size();
   print_json_result(result);
   return 0;
 }

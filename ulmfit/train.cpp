@@ -379,7 +379,6 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
       logged.erase("score");
       curves.add({(double)step, st.name, logged});
       res.last = m;
-      if (opt.on_epoch) opt.on_epoch(st.name, e, m);
 
       // ---- checkpoint: files first, the pointer last ----
       std::string tag = st.name + "-" + std::to_string(e + 1);
@@ -407,6 +406,8 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
       write_checkpoint(opt.out_dir, ck, h.kind);
       if (prev.model != ck.model) remove_quietly(opt.out_dir, prev.model);
       if (prev.optim != ck.optim) remove_quietly(opt.out_dir, prev.optim);
+      // After the checkpoint: a callback that throws here behaves like a kill after this epoch.
+      if (opt.on_epoch) opt.on_epoch(st.name, e, m);
     }
   }
   res.steps = step;

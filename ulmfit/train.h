@@ -60,7 +60,7 @@ struct TrainOptions {
   double wd = 1e-7;              // LM 1e-7, classifier 1e-6
   double progress_interval_s = 10;  // plain-line interval when not on a TTY
   std::string provenance;        // stored in the bundles (command line, data)
-  // Called after every epoch's validation with (stage, epoch, metrics) — tests and logs.
+  // Called after every epoch's validation and checkpoint with (stage, epoch, metrics).
   std::function<void(const std::string&, int, const std::map<std::string, double>&)> on_epoch;
   // Stop after this many training batches in total (0 = no limit; for smoke tests / --max-steps).
   std::int64_t max_steps = 0;
