@@ -344,6 +344,8 @@ struct Loader {
     if (t->offset < 0) throw std::runtime_error("negative storage offset");
     for (std::size_t d = 0; d < t->shape.size(); ++d)
       if (t->shape[d] < 0 || t->stride[d] < 0) throw std::runtime_error("negative tensor size or stride");
+      else if (t->shape[d] > (std::int64_t(1) << 50) || t->stride[d] > (std::int64_t(1) << 50))
+        throw std::runtime_error("impossibly large tensor size or stride");
     t->storage = ref->storage;  // offsets are fixed up in finish() once storages are known
     tensors.push_back(t);
     tensor_refs.push_back(std::const_pointer_cast<StorageRef>(ref));
@@ -548,8 +550,9 @@ bool is_module_object(const Value* v) {
 }
 
 void collect_module(const Value* mod, const std::string& prefix, StateDict& out, int depth,
-                    std::unordered_map<std::string, std::size_t>& seen) {
+                    std::unordered_map<std::string, std::size_t>& seen, std::size_t& visits) {
   if (depth > 64) throw FormatError(out.source, "module tree deeper than 64 levels (cyclic?)", "'" + prefix + "'");
+  if (++visits > 100000) throw FormatError(out.source, "more than 100000 submodules (hostile module graph?)");
   auto add = [&](const Value* dict, const Value* skip) {
     if (!dict) return;
     if (dict->kind != Kind::Dict)
@@ -578,7 +581,7 @@ void collect_module(const Value* mod, const std::string& prefix, StateDict& out,
       if (!k->is_str() || v->is_none()) continue;
       if (!is_module_object(v))
         throw FormatError(out.source, "submodule '" + prefix + k->s + "' is not an nn.Module object");
-      collect_module(v, prefix + k->s + ".", out, depth + 1, seen);
+      collect_module(v, prefix + k->s + ".", out, depth + 1, seen, visits);
     }
   }
 }
@@ -612,7 +615,8 @@ StateDict module_state_dict(const Value* module, const std::string& source) {
   sd.source = source;
   if (!is_module_object(module)) throw FormatError(source, "object is not an nn.Module: " + pickle::describe(module, 0));
   std::unordered_map<std::string, std::size_t> seen;
-  collect_module(module, "", sd, 0, seen);
+  std::size_t visits = 0;
+  collect_module(module, "", sd, 0, seen, visits);
   return sd;
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "io/errors.h"
 #include "io/pickle.h"
 #include "io/zip.h"

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "io/errors.h"
 #include "io/mmap_file.h"
 #include "io/torch_file.h"
@@ -37,8 +39,18 @@ std::vector<std::uint8_t> read_bytes(const std::string& path) {
   return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
 }
 
+fs::path tmp_dir() { return fs::temp_directory_path() / ("inspire_test_torch_" + std::to_string(::getpid())); }
+
+// Removes the scratch directory when the test program exits.
+struct TmpCleanup {
+  ~TmpCleanup() {
+    std::error_code ec;
+    fs::remove_all(tmp_dir(), ec);
+  }
+} tmp_cleanup;
+
 std::string tmp_path(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("inspire_test_torch_" + std::to_string(::getpid()));
+  fs::path d = tmp_dir();
   fs::create_directories(d);
   return (d / name).string();
 }
