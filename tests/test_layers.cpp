@@ -497,12 +497,14 @@ TEST(Loss, SoftmaxCeGradcheckAndExtremes) {
   expect_invalid([&] { softmax_ce_forward_backward<double>(x, tg, bad); }, {"softmax_ce_forward_backward", "[6, 4]"});
 }
 
+#ifdef INSPIRE_TIMING_TESTS  // a timing loop, not a test: only with -DINSPIRE_TIMING_TESTS=ON
+
 // ---------------------------------------------------------------------------------------------
 // Timing of the fused LM loss at the INSPIRE shape (V=60000, E=400). Disabled by default (it takes
 // seconds); run with:
-//   OMP_NUM_THREADS=1 ./build-a/test_layers --gtest_also_run_disabled_tests --gtest_filter='*Timing*'
+//   OMP_NUM_THREADS=1 ./build/test_layers --gtest_filter='*Timing*'  (build configured with -DINSPIRE_TIMING_TESTS=ON)
 // INSPIRE_CE_ROWS sets N (default 256). Prints the median of 5 runs per chunk size.
-TEST(Loss, DISABLED_LmFusedTiming) {
+TEST(Loss, LmFusedTiming) {
   const Index V = 60000, E = 400;
   const char* env = std::getenv("INSPIRE_CE_ROWS");
   const Index N = env ? std::atol(env) : 256;
@@ -533,3 +535,4 @@ TEST(Loss, DISABLED_LmFusedTiming) {
                 6.0 * N * V * E / cs[2] / 1e9);
   }
 }
+#endif

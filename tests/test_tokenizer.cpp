@@ -4,8 +4,8 @@
 //  * tests/fixtures/tokenizer/golden_sample.jsonl.gz (committed): a sample of every corpus plus
 //    hand-written edge cases; agreement thresholds below.
 //  * tools/reference/out/tokenizer_golden.jsonl.gz (git-ignored, regenerate with the script):
-//    the FULL golden set; FullGoldenSet reports agreement per corpus when it is present and
-//    INSPIRE_TOKENIZER_FULL=1 is set.
+//    the FULL golden set; FullGoldenSet (only in builds with -DINSPIRE_TOKENIZER_FULL_TEST=ON)
+//    reports agreement per corpus.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <zlib.h>
@@ -140,21 +140,21 @@ TEST(Tokenizer, EdgeCasesAgreeWithFastai) {
   EXPECT_GE(n, 20);
 }
 
+// Agreement over the FULL golden set (~25k documents x 2 modes, ~30 s). The set is written by
+// `tools/reference/tokenize_golden.py` into the git-ignored tools/reference/out/, so this test
+// exists only in builds configured with -DINSPIRE_TOKENIZER_FULL_TEST=ON (never skipped: it is
+// either compiled in and must pass, or absent).
+#ifdef INSPIRE_TOKENIZER_FULL_TEST
 TEST(Tokenizer, FullGoldenSet) {
-  // ~25k documents x 2 modes: opt-in (INSPIRE_TOKENIZER_FULL=1) to keep the default suite fast.
-  if (!std::getenv("INSPIRE_TOKENIZER_FULL")) {
-    GTEST_SKIP() << "set INSPIRE_TOKENIZER_FULL=1 to measure agreement over the full golden set";
-  }
-  if (!file_exists(kFull)) {
-    GTEST_SKIP() << "full golden set absent; create it with "
-                    "/work/refenv/bin/python tools/reference/tokenize_golden.py";
-  }
+  ASSERT_TRUE(file_exists(kFull)) << "full golden set absent; create it with "
+                                     "/work/refenv/bin/python tools/reference/tokenize_golden.py";
   auto docs = read_golden(kFull);
   auto a = measure(docs, 60);
   EXPECT_GE(rate(a, "inspire"), 0.999);
   EXPECT_GE(rate(a, "hep"), 0.999);
   EXPECT_GE(rate(a, "imdb"), 0.995);
 }
+#endif
 
 TEST(Tokenizer, InvalidUtf8NamesTheByteOffset) {
   struct Case { std::string text; std::size_t offset; };
