@@ -12,6 +12,10 @@
 #include <string>
 #include <vector>
 
+namespace CLI {
+class App;
+}
+
 namespace cli {
 
 using RunFn = int (*)(int argc, char** argv);
@@ -33,6 +37,10 @@ struct Registrar {
 
 // Prints "inspire-classifier: error: <msg>" to stderr.
 void error(const std::string& msg);
+
+// Parses a subcommand's arguments with CLI11. Returns -1 to go on, or the exit code to return
+// at once: 0 after --help, 2 after a usage error (printed with a hint to run --help).
+int parse(CLI::App& app, int argc, char** argv);
 
 }  // namespace cli
 

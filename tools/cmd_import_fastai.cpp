@@ -68,15 +68,7 @@ int run_import_fastai(int argc, char** argv) {
   ow->excludes(ol);
   ot->excludes(ol);
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    cli::error(e.what());
-    std::cerr << "Run with --help for usage.\n";
-    return 2;
-  }
+  if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
   if (weights.empty() && learner.empty()) {
     cli::error("give --weights FILE (with --itos) or --learner FILE; see --help");
     return 2;

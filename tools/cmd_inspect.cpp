@@ -130,15 +130,7 @@ int run_inspect(int argc, char** argv) {
   app.add_option("--vocab", n_vocab, "how many leading vocab tokens to show")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--json", as_json, "machine-readable output (vocab summarised the same way)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    cli::error(e.what());
-    std::cerr << "Run with --help for usage.\n";
-    return 2;
-  }
+  if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
 
   Kind k = sniff(path);
   if (k == Kind::TorchZip || k == Kind::TorchLegacy)

@@ -20,20 +20,6 @@
 
 namespace {
 
-// CLI11 parse → exit code (0 for --help, 2 for usage errors), or -1 to go on.
-int parse_args(CLI::App& app, int argc, char** argv) {
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    cli::error(e.what());
-    std::cerr << "Run with --help for usage.\n";
-    return 2;
-  }
-  return -1;
-}
-
 // ---------------------------------------------------------------------------------------------
 // predict-coreness TITLE ABSTRACT [--model M]
 // ---------------------------------------------------------------------------------------------
@@ -48,7 +34,7 @@ int run_predict_coreness(int argc, char** argv) {
   app.add_option("abstract", abstract, "the paper's abstract")->required();
   app.add_option("-m,--model", model,
                  "model bundle (.safetensors); default: the model embedded in this build");
-  if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
+  if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
 
   auto clf = ulmfit::Classifier::load_or_default(model);
   try {
@@ -146,7 +132,7 @@ int run_predict(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
   app.add_flag("-q,--quiet", quiet, "no progress or summary on stderr");
-  if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
+  if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
 
   std::ifstream file;
   std::istream* in = &std::cin;

@@ -63,15 +63,7 @@ int run_serve(int argc, char** argv) {
                  "close after it too")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    cli::error(e.what());
-    std::cerr << "Run with --help for usage.\n";
-    return 2;
-  }
+  if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
   o.worker_threads = threads;
 
   auto clf = ulmfit::Classifier::load_or_default(model);

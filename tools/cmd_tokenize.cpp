@@ -77,15 +77,7 @@ int run_tokenize(int argc, char** argv) {
                  "write here (atomically) instead of standard output");
   app.add_option("-t,--threads", threads, "worker threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    cli::error(e.what());
-    std::cerr << "Run 'inspire-classifier tokenize --help' for usage.\n";
-    return 2;
-  }
+  if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
   if (input != "-" && ::access(input.c_str(), R_OK) != 0) {
     cli::error("cannot read input file '" + input + "'");
     return 1;

@@ -30,19 +30,6 @@ using namespace ulmfit;
 
 namespace {
 
-int parse_args(CLI::App& app, int argc, char** argv) {
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    cli::error(e.what());
-    std::cerr << "Run with --help for usage.\n";
-    return 2;
-  }
-  return -1;
-}
-
 std::string command_line(int argc, char** argv) {
   std::string s = "inspire-classifier";
   for (int i = 0; i < argc; ++i) s += std::string(" ") + argv[i];
@@ -274,7 +261,7 @@ int run_lm(int argc, char** argv, bool pretrain) {
   LmArgs a;
   com.add(app);
   a.add(app, pretrain);
-  if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
+  if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
   if (com.threads > 0) nn::set_num_threads(com.threads);
   Preset p = preset(com.preset_name);
   if (!a.max_vocab) a.max_vocab = p.max_vocab;
@@ -375,7 +362,7 @@ int run_train_classifier(int argc, char** argv) {
   ClasArgs a;
   com.add(app);
   a.add(app, true);
-  if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
+  if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
   if (com.threads > 0) nn::set_num_threads(com.threads);
   Preset p = preset(com.preset_name);
   auto sides = read_sides(a.data, com.valid_pct, com.seed, true, com.quiet);
@@ -407,7 +394,7 @@ int run_train(int argc, char** argv) {
   app.add_option("--pretrain-epochs", pre_epochs, "pretraining epochs (default: preset's)");
   app.add_option("--lm-epochs", lm_epochs, "unfrozen LM fine-tuning epochs (default: preset's)");
   app.add_option("--clas-epochs", clas_epochs, "last-stage classifier epochs (default: preset's)");
-  if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
+  if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
   if (com.threads > 0) nn::set_num_threads(com.threads);
   if (!pretrained.empty() && !pretrain_data.empty())
     throw std::runtime_error("give --pretrained or --pretrain-data, not both");

@@ -48,15 +48,7 @@ int run_validate(int argc, char** argv) {
                  "write one CSV row per record: line,id,gold,prediction,score per label");
   app.add_option("--threads", threads, "threads (default: all cores)");
   app.add_flag("-q,--quiet", quiet, "no progress output");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    cli::error(e.what());
-    std::cerr << "Run with --help for usage.\n";
-    return 2;
-  }
+  if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
   if (threads > 0) nn::set_num_threads(threads);
   auto clf = ulmfit::Classifier::load_or_default(model);
   const auto& labels = clf.labels();

@@ -6,6 +6,8 @@
 #include <iostream>
 #include <string>
 
+#include <CLI/CLI.hpp>
+
 #include "tools/cli.h"
 
 #ifndef INSPIRE_VERSION
@@ -18,6 +20,18 @@ std::vector<Command>& registry() {
   return r;
 }
 void error(const std::string& msg) { std::cerr << "inspire-classifier: error: " << msg << "\n"; }
+int parse(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    error(e.what());
+    std::cerr << "Run '" << app.get_name() << " --help' for usage.\n";
+    return 2;
+  }
+  return -1;
+}
 }  // namespace cli
 
 namespace {
