@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def ours(build, reps, flt):
     res = {}
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    for prog in ("bench_lstm", "bench_lm"):
+    for prog in ("bench_lstm", "bench_lm", "bench_predict"):
         exe = os.path.join(build, prog)
         if not os.path.exists(exe):
             print(f"missing {exe}: build it with cmake --build {build} --target {prog}", file=sys.stderr)
@@ -31,7 +31,11 @@ def ours(build, reps, flt):
                               "--benchmark_min_time=0.01", "--benchmark_format=json"],
                              env=env, check=True, capture_output=True, text=True).stdout
         runs = {}
-        for b in json.loads(out)["benchmarks"]:
+        try:
+            benchmarks = json.loads(out)["benchmarks"]
+        except (ValueError, KeyError):  # no case of this program matches --filter
+            continue
+        for b in benchmarks:
             if b.get("run_type") != "iteration":
                 continue
             name = b["run_name"].split("/min_time")[0].split("/real_time")[0]

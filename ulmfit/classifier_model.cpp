@@ -391,8 +391,15 @@ void ClassifierModelT<T>::infer(CView<TokenId> ids, View<T> logits, ClassifierWo
   Index count = 0;
   Index maxw = E;
   for (int l = 0; l < L; ++l) maxw = std::max(maxw, cfg_.enc.layer_hidden(l));
-  for (Index i = 0; i < n; i += cfg_.bptt) {
-    const Index len = std::min(cfg_.bptt, n - i);
+  // For one document in eval mode the SentenceEncoder's chunk-by-chunk run (all layers on chunk
+  // 1, then all layers on chunk 2, ...) equals running each layer over the whole sequence with
+  // its state carried: no dropout, and detaching changes nothing forward. So run layer by layer
+  // over large blocks (8 chunks): a layer's recurrent weights then stay in cache for hundreds of
+  // steps instead of being evicted by the other layers after every 72 tokens. A position is
+  // pooled when its 72-token chunk lies in the last max_len positions, as fastai decides.
+  const Index block = cfg_.bptt * 8;
+  for (Index i = 0; i < n; i += block) {
+    const Index len = std::min(block, n - i);
     CView<TokenId> cid(ids.data + i, Shape{1, len});
     View<T> x = scratch(ws.x, Shape{1, len, E});
     nn::embedding_forward<T>(cid, emb_, CView<T>(), x);
@@ -407,17 +414,17 @@ void ClassifierModelT<T>::infer(CView<TokenId> ids, View<T> logits, ClassifierWo
       in = y;
       cur = 1 - cur;
     }
-    if (n - i <= cfg_.max_len) {
-      for (Index t = 0; t < len; ++t) {
-        const T* yt = y.data + t * E;
-        for (Index e = 0; e < E; ++e) {
-          ws.sum[e] += yt[e];
-          ws.mx[e] = std::max(ws.mx[e], yt[e]);
-        }
+    for (Index t = 0; t < len; ++t) {
+      const Index chunk_start = (i + t) / cfg_.bptt * cfg_.bptt;
+      if (n - chunk_start > cfg_.max_len) continue;
+      const T* yt = y.data + t * E;
+      for (Index e = 0; e < E; ++e) {
+        ws.sum[e] += yt[e];
+        ws.mx[e] = std::max(ws.mx[e], yt[e]);
       }
-      std::copy_n(y.data + (len - 1) * E, E, ws.last.data());
-      count += len;
+      ++count;
     }
+    if (i + len == n) std::copy_n(y.data + (len - 1) * E, E, ws.last.data());
   }
   // [last, max, avg]
   View<T> f = scratch(ws.feat, Shape{1, 3 * E});

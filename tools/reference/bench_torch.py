@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch / fastai peer for bench/bench_lstm.cpp and bench/bench_lm.cpp (same case names).
+"""PyTorch / fastai peer for bench/bench_lstm.cpp, bench_lm.cpp and bench_predict.cpp (same case names).
 
     OMP_NUM_THREADS=1 /work/refenv/bin/python tools/reference/bench_torch.py [--reps 3] [--filter RE]
 
@@ -88,6 +88,28 @@ def lm_case(bs, bptt, stage1):
     return f
 
 
+def predict_case(n_docs):
+    """fastai's text classifier in eval mode on n_docs documents of 250 tokens, one at a time
+    (learn.predict's batch of one; no tokenization), as bench/bench_predict.cpp."""
+    from fastai.text.models.awdlstm import AWD_LSTM
+    from fastai.text.models.core import get_text_classifier
+    model = get_text_classifier(AWD_LSTM, 60008, 3, drop_mult=0.5)
+    model.eval()
+    g = torch.Generator().manual_seed(7)
+    docs = []
+    for _ in range(n_docs):
+        d = torch.randint(9, 60000, (1, 250), generator=g)
+        d[0, 0] = 2
+        docs.append(d)
+
+    def f():
+        with torch.no_grad():
+            for d in docs:
+                model.reset()
+                torch.softmax(model(d)[0], dim=-1)
+    return f
+
+
 CASES = {}
 for m in ("fwd", "fwdbwd", "infer"):
     for (i, h, bs, sl) in ((400, 1152, 64, 70), (1152, 1152, 64, 70), (400, 1152, 1, 250),
@@ -98,6 +120,8 @@ for m in ("fwd", "fwdbwd", "infer"):
 CASES["lm_softmax_ce/V60000xE400/n560"] = lambda: softmax_ce_case(560)
 CASES["lm_train_step/V60000/b8x70"] = lambda: lm_case(8, 70, False)
 CASES["lm_train_step_stage1/V60000/b8x70"] = lambda: lm_case(8, 70, True)
+CASES["predict_doc/V60008/t250"] = lambda: predict_case(1)
+CASES["predict_batch/V60008/16xt250"] = lambda: predict_case(16)
 
 
 def main():

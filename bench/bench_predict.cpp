@@ -1,0 +1,61 @@
+// bench/bench_predict.cpp — serving: the INSPIRE classifier (AWD-LSTM 400/1152/3, V=60008,
+// head 1200→50→3) in eval mode, random weights (the time does not depend on their values).
+//
+//   predict_doc/V60008/t250      one document of 250 tokens: latency (batch of one, no padding,
+//                                as the original's learn.predict and our predict-coreness)
+//   predict_batch/V60008/16xt250 16 such documents: throughput (infer_batch, one by one)
+// Run with OMP_NUM_THREADS=1; bench/compare.py times the fastai peer with the same names.
+// Tokenization is not included (bench_tokenizer measures it; it is ~0.1 ms per abstract).
+#include <benchmark/benchmark.h>
+
+#include <vector>
+
+#include "nn/rng.h"
+#include "ulmfit/classifier_model.h"
+
+using namespace ulmfit;
+
+namespace {
+
+const ClassifierModel& model() {
+  static ClassifierModel m = [] {
+    ClassifierModel mm(ClassifierConfig::inspire(60008));
+    nn::Rng rng(1);
+    mm.init(rng);
+    return mm;
+  }();
+  return m;
+}
+
+std::vector<TokenId> doc(int len, std::uint64_t seed) {
+  nn::Rng rng(seed);
+  std::vector<TokenId> d{2};
+  for (int i = 1; i < len; ++i) d.push_back(9 + (TokenId)rng.below(60000 - 9));
+  return d;
+}
+
+void predict_doc(benchmark::State& st) {
+  const auto& m = model();
+  auto d = doc(250, 7);
+  for (auto _ : st) benchmark::DoNotOptimize(m.infer(d));
+  st.counters["docs/s"] = benchmark::Counter(1, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void predict_batch(benchmark::State& st) {
+  const auto& m = model();
+  std::vector<std::vector<TokenId>> docs;
+  for (int i = 0; i < 16; ++i) docs.push_back(doc(250, 100 + i));
+  nn::Tensor<float> logits({16, 3});
+  for (auto _ : st) {
+    m.infer_batch(docs, logits.view());
+    benchmark::DoNotOptimize(logits.data());
+  }
+  st.counters["docs/s"] = benchmark::Counter(16, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+}  // namespace
+
+BENCHMARK(predict_doc)->Name("predict_doc/V60008/t250")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(predict_batch)->Name("predict_batch/V60008/16xt250")->Unit(benchmark::kMillisecond)->UseRealTime();
+
+BENCHMARK_MAIN();
