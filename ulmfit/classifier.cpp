@@ -23,7 +23,6 @@
 namespace ulmfit {
 
 struct Classifier::Impl {
-  std::optional<io::Bundle> bundle;  // owns (or maps) the weights the model views point into
   Vocab vocab;
   std::vector<std::string> labels;
   float temperature = kTemperature;
@@ -53,8 +52,9 @@ std::shared_ptr<const Classifier::Impl> build(io::Bundle bundle, std::string sou
     throw std::runtime_error(impl->source + ": temperature must be a positive number, got " +
                              std::to_string(impl->temperature));
   impl->vocab = Vocab::from_itos(bundle.vocab());
-  impl->bundle.emplace(std::move(bundle));
-  impl->model = std::make_shared<const ClassifierModel>(ClassifierModel::from_bundle(*impl->bundle));
+  impl->model = std::make_shared<const ClassifierModel>(ClassifierModel::from_bundle(bundle));
+  // The model copied every weight: the mapping is not needed any more (keeping it would hold
+  // the model twice in memory).
   impl->logits = [m = impl->model.get()](const std::vector<std::int32_t>& ids) {
     return m->infer(ids);
   };
