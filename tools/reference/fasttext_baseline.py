@@ -66,6 +66,8 @@ def main():
                                                    "inspire_labeled.jsonl"))
     ap.add_argument("--out", default=os.path.join(here, "out", "fasttext"))
     ap.add_argument("--quick", action="store_true", help="small grid")
+    ap.add_argument("--lrs", default="", help="comma-separated learning rates (part of the grid, "
+                    "e.g. to run the grid in two processes)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     rows = [json.loads(l) for l in open(a.data)]
@@ -79,6 +81,8 @@ def main():
                 dim=[50, 100])
     if a.quick:
         grid = dict(lr=[0.1, 0.5], epoch=[10, 25], wordNgrams=[1, 2], dim=[100])
+    if a.lrs:
+        grid["lr"] = [float(x) for x in a.lrs.split(",")]
     best = None
     t0 = time.time()
     for lr, ep, ng, dim in itertools.product(*grid.values()):
