@@ -3,6 +3,8 @@
 // freezing, state lifecycle, eval path, parameter names/groups, bad input.
 #include <gtest/gtest.h>
 
+#include "tests/golden_json.h"
+
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -43,25 +45,8 @@ struct State {
   }
 };
 
-template <typename T>
-Tensor<T> from_json(const nlohmann::json& j) {
-  Shape s;
-  for (auto& d : j.at("shape")) s.d[s.ndim++] = d.get<Index>();
-  Tensor<T> t(s);
-  auto& data = j.at("data");
-  EXPECT_EQ((Index)data.size(), t.numel());
-  for (Index i = 0; i < t.numel(); ++i) t[i] = (T)data[i].get<double>();
-  return t;
-}
-
-template <typename T>
-double rel_err(CView<T> a, CView<double> b) {
-  double m = 0, scale = 1e-30;
-  EXPECT_EQ(a.numel(), b.numel());
-  for (Index i = 0; i < b.numel(); ++i) scale = std::max(scale, std::fabs(b[i]));
-  for (Index i = 0; i < b.numel(); ++i) m = std::max(m, std::fabs((double)a[i] - b[i]));
-  return m / scale;
-}
+using golden_json::from_json;
+using golden_json::rel_err;
 
 Tensor<TokenId> ids_tensor(const std::vector<int>& v, Index bs, Index sl) {
   Tensor<TokenId> t{bs, sl};

@@ -1,6 +1,8 @@
 // tests/test_lstm.cpp — nn/lstm: finite-difference gradients (double), PyTorch goldens (two
 // consecutive windows with carried state), infer == forward, threading invariance, bad input.
 #include <gtest/gtest.h>
+
+#include "tests/golden_json.h"
 #include <omp.h>
 
 #include <cmath>
@@ -37,25 +39,8 @@ void fill(Tensor<T>& t, Rng& rng, double s = 1) {
   for (Index i = 0; i < t.numel(); ++i) t[i] = (T)rng.uniform(-s, s);
 }
 
-template <typename T>
-Tensor<T> from_json(const nlohmann::json& j) {
-  Shape s;
-  for (auto& d : j.at("shape")) s.d[s.ndim++] = d.get<Index>();
-  Tensor<T> t(s);
-  auto& data = j.at("data");
-  EXPECT_EQ((Index)data.size(), t.numel());
-  for (Index i = 0; i < t.numel(); ++i) t[i] = (T)data[i].get<double>();
-  return t;
-}
-
-// max |a-b| / (max|b| + tiny): relative to the tensor's scale
-template <typename T>
-double rel_err(CView<T> a, CView<double> b) {
-  double m = 0, scale = 1e-30;
-  for (Index i = 0; i < b.numel(); ++i) scale = std::max(scale, std::fabs(b[i]));
-  for (Index i = 0; i < b.numel(); ++i) m = std::max(m, std::fabs((double)a[i] - b[i]));
-  return m / scale;
-}
+using golden_json::from_json;
+using golden_json::rel_err;
 
 }  // namespace
 
