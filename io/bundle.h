@@ -132,6 +132,11 @@ class Bundle {
   // Float tensor by fastai key (aliases resolved). Throws io::FormatError naming the bundle and
   // the key if absent.
   nn::CView<float> tensor(const std::string& name) const;
+  // Part of a tensor has been copied out and will not be read again: let its pages go (see
+  // SafetensorsFile::drop_cached). Loaders use this so a model is not held twice in memory.
+  void drop_cached(const float* p, std::size_t count) const noexcept {
+    file_.drop_cached(p, count * sizeof(float));
+  }
   bool has(const std::string& name) const;
   // Keys in fastai state_dict order (aliases included; optional absent ones skipped).
   std::vector<std::string> names() const;

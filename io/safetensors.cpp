@@ -69,6 +69,20 @@ struct SafetensorsFile::Mapping {
   }
 };
 
+void SafetensorsFile::drop_cached(const void* p, std::size_t n) const noexcept {
+  if (!map_ || !map_->addr || !p || !n) return;
+  auto lo = reinterpret_cast<std::uintptr_t>(map_->addr);
+  auto hi = lo + map_->len;
+  auto a = std::max(reinterpret_cast<std::uintptr_t>(p), lo);
+  auto b = std::min(reinterpret_cast<std::uintptr_t>(p) + n, hi);
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  a = (a + page - 1) / page * page;  // whole pages inside the range only
+  b = b / page * page;
+  // A private read-only file mapping that was never written: MADV_DONTNEED drops the page
+  // cache references; the next access reads the file again. Failure only costs memory.
+  if (b > a) (void)::madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);
+}
+
 SafetensorsFile::SafetensorsFile(SafetensorsFile&&) noexcept = default;
 SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&&) noexcept = default;
 SafetensorsFile::~SafetensorsFile() = default;

@@ -91,6 +91,12 @@ class SafetensorsFile {
   // more than nn::kMaxDims dims.
   nn::CView<float> f32(const std::string& name) const;
 
+  // The caller has copied [p, p+n) out of a file opened with open() and will not read it again
+  // soon: drop those pages from memory (they are re-read from the file if touched again), so
+  // that loading a model does not hold it twice. A no-op for buffers in memory and for bytes
+  // outside the mapping.
+  void drop_cached(const void* p, std::size_t n) const noexcept;
+
  private:
   SafetensorsFile() = default;
   void parse();

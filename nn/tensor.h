@@ -10,6 +10,7 @@
 
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <array>
 #include <cassert>
 #include <cstddef>
@@ -175,20 +176,32 @@ class Arena {
  public:
   Arena() = default;
   explicit Arena(Index elements) { reserve(elements); }
+  // The block comes from calloc: large blocks are fresh zero pages that the OS maps only when
+  // first written, so a reserved part nobody writes (e.g. the gradients of a model that only
+  // serves) costs address space, not memory.
   void reserve(Index elements) {
-    block_.resize(Shape{elements});
-    used_ = 0;
+    std::size_t bytes = sizeof(T) * static_cast<std::size_t>(elements) + kAlign;
+    raw_.reset(std::calloc(bytes, 1));
+    if (!raw_) throw std::bad_alloc();
+    auto a = reinterpret_cast<std::uintptr_t>(raw_.get());
+    base_ = reinterpret_cast<T*>((a + kAlign - 1) / kAlign * kAlign);
+    capacity_ = elements;
+    used_ = dirty_ = 0;
   }
+  // A zeroed view. Memory never handed out before is already zero and is not touched.
   View<T> take(Shape s) {
     Index n = s.numel();
     Index pad = (kAlign / sizeof(T));
     Index start = (used_ + pad - 1) / pad * pad;
-    if (start + n > block_.numel())
+    if (start + n > capacity_)
       throw std::length_error("Arena: out of space (" + std::to_string(start + n) + " > " +
-                              std::to_string(block_.numel()) + " elements)");
+                              std::to_string(capacity_) + " elements)");
     used_ = start + n;
-    View<T> v(block_.data() + start, s);
-    v.zero();
+    View<T> v(base_ + start, s);
+    if (start < dirty_)  // reused after reset(): clear what earlier views may have written
+      std::memset(static_cast<void*>(base_ + start), 0,
+                  sizeof(T) * static_cast<std::size_t>(std::min(used_, dirty_) - start));
+    dirty_ = std::max(dirty_, used_);
     return v;
   }
   // Elements needed to take() the given shapes, alignment included.
@@ -198,13 +211,18 @@ class Arena {
     return total;
   }
   void reset() { used_ = 0; }
-  View<T> all() { return View<T>(block_.data(), Shape{used_}); }
+  View<T> all() { return View<T>(base_, Shape{used_}); }
   Index used() const { return used_; }
-  Index capacity() const { return block_.numel(); }
+  Index capacity() const { return capacity_; }
 
  private:
-  Tensor<T> block_;
-  Index used_ = 0;
+  struct Free {
+    void operator()(void* p) const { std::free(p); }
+  };
+  std::unique_ptr<void, Free> raw_;
+  T* base_ = nullptr;
+  Index capacity_ = 0, used_ = 0;
+  Index dirty_ = 0;  // [0, dirty_) may hold values written through earlier views
 };
 
 // ---- Eigen maps, for use inside kernels only -------------------------------------------------

@@ -35,6 +35,22 @@ TEST(Tensor, ArenaAlignmentAndBounds) {
   EXPECT_EQ(a.used(), 0);
 }
 
+TEST(Tensor, ArenaViewsAreZeroEvenWhenReusedAfterReset) {
+  Arena<float> a(300);
+  auto x = a.take({50});
+  for (auto& v : x) EXPECT_EQ(v, 0.f);  // fresh calloc'd memory
+  for (auto& v : x) v = 7.f;
+  auto y = a.take({40});
+  for (auto& v : y) v = 3.f;
+  a.reset();
+  auto z = a.take({120});  // covers both written views and fresh memory
+  for (Index i = 0; i < z.numel(); ++i) ASSERT_EQ(z[i], 0.f) << "element " << i;
+  for (auto& v : z) v = 1.f;
+  a.reset();
+  auto w = a.take({20});
+  for (auto& v : w) EXPECT_EQ(v, 0.f);
+}
+
 TEST(Backend, GemmMatchesNaiveAllTransposes) {
   Rng rng(7);
   const Index M = 5, N = 7, K = 3;

@@ -494,7 +494,14 @@ ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle) {
       throw std::invalid_argument("classifier model: tensor '" + t.key + "' has shape " +
                                   src.shape.str() + " in the bundle, the model needs " +
                                   t.value.shape.str());
-    for (Index i = 0; i < src.numel(); ++i) t.value[i] = (T)src[i];
+    // Copy in blocks and let each block's pages of the mapped file go once copied: peak memory
+    // stays near one copy of the model, not two.
+    constexpr Index kBlock = Index(1) << 16;
+    for (Index i0 = 0; i0 < src.numel(); i0 += kBlock) {
+      Index i1 = std::min(src.numel(), i0 + kBlock);
+      for (Index i = i0; i < i1; ++i) t.value[i] = (T)src[i];
+      bundle.drop_cached(src.data + i0, static_cast<std::size_t>(i1 - i0));
+    }
   }
   m.enc_.reset();
   return m;
