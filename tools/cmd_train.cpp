@@ -124,11 +124,12 @@ struct Common {
   int threads = 0;
   std::int64_t max_steps = 0;
   double valid_pct = 0.2;
+  std::int64_t emb_sz = 0, n_hid = 0, n_layers = 0;
 
   void add(CLI::App& app) {
     app.add_option("--preset", preset_name,
-                   "model size: original (400/1152/3, 60000 words, as INSPIRE), small (128/512/3, "
-                   "16000 words: the embedded default), tiny (tests)")
+                   "model size: original (400/1152/3, 60000 words, as INSPIRE), small (64/256/3, "
+                   "12000 words: the embedded default), tiny (tests)")
         ->capture_default_str();
     app.add_option("-o,--out", out, "output directory (checkpoints, curves, final model)")->required();
     app.add_option("--seed", seed, "random seed (data order, dropout, init)")->capture_default_str();
@@ -139,6 +140,20 @@ struct Common {
     app.add_option("--valid-pct", valid_pct,
                    "share of records WITHOUT a `split` field that go to validation")
         ->capture_default_str();
+    app.add_option("--emb-sz", emb_sz, "embedding size (default: preset's; original 400)")
+        ->check(CLI::Range(1, 4096));
+    app.add_option("--n-hid", n_hid, "LSTM hidden size (default: preset's; original 1152)")
+        ->check(CLI::Range(1, 8192));
+    app.add_option("--n-layers", n_layers, "LSTM layers (default: preset's; original 3)")
+        ->check(CLI::Range(2, 8));
+  }
+  // The preset with --emb-sz / --n-hid / --n-layers applied.
+  Preset resolved_preset() const {
+    Preset p = preset(preset_name);
+    if (emb_sz) p.emb_sz = emb_sz;
+    if (n_hid) p.n_hid = n_hid;
+    if (n_layers) p.n_layers = n_layers;
+    return p;
   }
   TrainOptions options(const std::string& dir, double wd, const std::string& prov) const {
     TrainOptions o;
@@ -263,7 +278,7 @@ int run_lm(int argc, char** argv, bool pretrain) {
   a.add(app, pretrain);
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
   if (com.threads > 0) nn::set_num_threads(com.threads);
-  Preset p = preset(com.preset_name);
+  Preset p = com.resolved_preset();
   if (!a.max_vocab) a.max_vocab = p.max_vocab;
   if (!a.min_freq) a.min_freq = p.min_freq;
   if (!a.bs) a.bs = p.lm_bs;
@@ -364,7 +379,7 @@ int run_train_classifier(int argc, char** argv) {
   a.add(app, true);
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
   if (com.threads > 0) nn::set_num_threads(com.threads);
-  Preset p = preset(com.preset_name);
+  Preset p = com.resolved_preset();
   auto sides = read_sides(a.data, com.valid_pct, com.seed, true, com.quiet);
   auto r = classifier_from_lm(a.lm, sides, a, p, com, com.out, provenance(argc, argv, a.data));
   print_json_result(clas_json(r));
@@ -398,7 +413,7 @@ int run_train(int argc, char** argv) {
   if (com.threads > 0) nn::set_num_threads(com.threads);
   if (!pretrained.empty() && !pretrain_data.empty())
     throw std::runtime_error("give --pretrained or --pretrain-data, not both");
-  Preset p = preset(com.preset_name);
+  Preset p = com.resolved_preset();
   std::string prov = provenance(argc, argv, data);
   auto dir = [&](const char* sub) { return (fs::path(com.out) / sub).string(); };
   auto done = [&](const std::string& d, const char* file) {

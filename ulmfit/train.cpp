@@ -24,7 +24,7 @@ namespace ulmfit {
 Preset preset(const std::string& name) {
   //            name        emb   hid  lay  max_vocab min_freq lm_bs bptt clas_bs pre fz lm clas
   if (name == "original") return {name, 400, 1152, 3, 60000, 2, 64, 100, 128, 10, 1, 15, 15};
-  if (name == "small") return {name, 128, 512, 3, 16000, 2, 32, 70, 64, 2, 1, 3, 4};
+  if (name == "small") return {name, 64, 256, 3, 12000, 2, 32, 70, 64, 1, 1, 2, 4};
   if (name == "tiny") return {name, 16, 32, 3, 500, 2, 8, 20, 8, 1, 1, 1, 1};
   std::string known;
   for (auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
