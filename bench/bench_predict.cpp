@@ -3,6 +3,9 @@
 //
 //   predict_doc/V60008/t250      one document of 250 tokens: latency (batch of one, no padding,
 //                                as the original's learn.predict and our predict-coreness)
+//   predict_doc/V60008/t250/fp16 the same with half-precision recurrent weights (--fp16,
+//                                LoadOptions::half_recurrent); compare.py sets it against the
+//                                peer's float32 predict_doc
 //   predict_batch/V60008/16xt250 16 such documents: throughput (infer_batch, one by one)
 // Run with OMP_NUM_THREADS=1; bench/compare.py times the fastai peer with the same names.
 // Tokenization is not included (bench_tokenizer measures it; it is ~0.1 ms per abstract).
@@ -27,6 +30,17 @@ const ClassifierModel& model() {
   return m;
 }
 
+const ClassifierModel& model_fp16() {
+  static ClassifierModel m = [] {
+    ClassifierModel mm(ClassifierConfig::inspire(60008));
+    nn::Rng rng(1);
+    mm.init(rng);
+    mm.set_half_recurrent(true);
+    return mm;
+  }();
+  return m;
+}
+
 std::vector<TokenId> doc(int len, std::uint64_t seed) {
   nn::Rng rng(seed);
   std::vector<TokenId> d{2};
@@ -36,6 +50,13 @@ std::vector<TokenId> doc(int len, std::uint64_t seed) {
 
 void predict_doc(benchmark::State& st) {
   const auto& m = model();
+  auto d = doc(250, 7);
+  for (auto _ : st) benchmark::DoNotOptimize(m.infer(d));
+  st.counters["docs/s"] = benchmark::Counter(1, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void predict_doc_fp16(benchmark::State& st) {
+  const auto& m = model_fp16();
   auto d = doc(250, 7);
   for (auto _ : st) benchmark::DoNotOptimize(m.infer(d));
   st.counters["docs/s"] = benchmark::Counter(1, benchmark::Counter::kIsIterationInvariantRate);
@@ -56,6 +77,7 @@ void predict_batch(benchmark::State& st) {
 }  // namespace
 
 BENCHMARK(predict_doc)->Name("predict_doc/V60008/t250")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(predict_doc_fp16)->Name("predict_doc/V60008/t250/fp16")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(predict_batch)->Name("predict_batch/V60008/16xt250")->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

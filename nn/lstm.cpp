@@ -7,6 +7,9 @@
 #endif
 
 #include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -153,6 +156,53 @@ inline void recurrent_gemm(Index M, Index N, Index K, const T* A, Index lda, con
   gemm(false, false, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
 }
 
+// z[r] += Σ_k W[r, k] · h[k] with W in half precision (row-major [R, K]): the batch-1 recurrent
+// step of the serving path. Four rows at a time share each load of h.
+inline void half_gemv_acc(const HalfMatrix& W, const float* h, float* z) {
+  const Index R = W.rows, K = W.cols;
+  const std::uint16_t* w = W.data.data();
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+  const Index K8 = K / 8 * 8;
+  auto hsum = [](__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  };
+  auto load8 = [](const std::uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  };
+  Index r = 0;
+  for (; r + 4 <= R; r += 4) {
+    const std::uint16_t* w0 = w + r * K;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (Index k = 0; k < K8; k += 8) {
+      __m256 hv = _mm256_loadu_ps(h + k);
+      a0 = _mm256_fmadd_ps(load8(w0 + k), hv, a0);
+      a1 = _mm256_fmadd_ps(load8(w0 + K + k), hv, a1);
+      a2 = _mm256_fmadd_ps(load8(w0 + 2 * K + k), hv, a2);
+      a3 = _mm256_fmadd_ps(load8(w0 + 3 * K + k), hv, a3);
+    }
+    float s[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
+    for (int i = 0; i < 4; ++i) {
+      for (Index k = K8; k < K; ++k) s[i] += half_to_float(w0[i * K + k]) * h[k];
+      z[r + i] += s[i];
+    }
+  }
+  for (; r < R; ++r) {
+    float s = 0;
+    for (Index k = 0; k < K; ++k) s += half_to_float(w[r * K + k]) * h[k];
+    z[r] += s;
+  }
+#else
+  for (Index r = 0; r < R; ++r) {
+    float s = 0;
+    for (Index k = 0; k < K; ++k) s += half_to_float(w[r * K + k]) * h[k];
+    z[r] += s;
+  }
+#endif
+}
+
 // Wt[H, 4H] = W_hhᵀ (row-major), blocked for cache friendliness.
 template <typename T>
 void transpose_into(CView<T> W, T* Wt) {
@@ -165,6 +215,50 @@ void transpose_into(CView<T> W, T* Wt) {
 }
 
 }  // namespace
+
+// ---- half precision ------------------------------------------------------------------------------
+std::uint16_t float_to_half(float f) {
+  const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
+  const std::uint32_t sign = (x >> 16) & 0x8000u;
+  const std::uint32_t ax = x & 0x7fffffffu;
+  if (ax >= 0x7f800000u)  // inf or NaN (NaN keeps a quiet payload bit)
+    return static_cast<std::uint16_t>(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0u));
+  if (ax >= 0x477ff000u) return static_cast<std::uint16_t>(sign | 0x7c00u);  // rounds past 65504
+  if (ax < 0x38800000u) {  // below 2^-14: subnormal half (or zero)
+    // value = ax_float; half subnormal unit = 2^-24. Round to nearest even in float arithmetic
+    // (exact: the product is a float with enough bits, and nearbyint rounds ties to even).
+    float v = std::bit_cast<float>(ax) * 16777216.0f;  // / 2^-24
+    return static_cast<std::uint16_t>(sign | static_cast<std::uint32_t>(std::nearbyint(v)));
+  }
+  // normal: rebias the exponent (127 -> 15) and round the 23-bit mantissa to 10 bits
+  std::uint32_t m = ax - 0x38000000u;  // exponent - 112
+  const std::uint32_t lsb = (m >> 13) & 1u;
+  m += 0xfffu + lsb;                   // round to nearest, ties to even
+  return static_cast<std::uint16_t>(sign | (m >> 13));
+}
+
+float half_to_float(std::uint16_t h) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  const std::uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  if (e == 0) {  // zero or subnormal: m · 2^-24
+    float v = static_cast<float>(m) * (1.0f / 16777216.0f);
+    return sign ? -v : v;
+  }
+  if (e == 31) return std::bit_cast<float>(sign | 0x7f800000u | (m << 13));
+  return std::bit_cast<float>(sign | ((e + 112u) << 23) | (m << 13));
+}
+
+HalfMatrix HalfMatrix::from(CView<float> m) {
+  if (m.ndim() != 2) throw std::invalid_argument("HalfMatrix: expected a 2-D matrix, got " + m.shape.str());
+  HalfMatrix h;
+  h.rows = m.dim(0);
+  h.cols = m.dim(1);
+  h.data.resize(static_cast<std::size_t>(m.numel()));
+  for (Index i = 0; i < m.numel(); ++i) h.data[i] = float_to_half(m[i]);
+  return h;
+}
+
+float HalfMatrix::at(Index r, Index c) const { return half_to_float(data[r * cols + c]); }
 
 template <typename T>
 void LstmParams<T>::check() const {
@@ -375,6 +469,20 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
     for (Index r = 0; r < bs * sl; ++r) std::copy_n(bias.data(), G, zx + r * G);
   }
   gemm_rows<T>(false, true, bs * sl, G, in, T(1), x.data, in, p.w_ih.data, in, T(1), zx, G);
+  if constexpr (std::is_same_v<T, float>) {
+    if (bs == 1 && p.w_hh_half) {
+      if (p.w_hh_half->rows != G || p.w_hh_half->cols != H)
+        throw std::invalid_argument("LSTM infer: the half-precision W_hh does not match weight_hh");
+      for (Index t = 0; t < sl; ++t) {
+        T* z = zx + t * G;
+        half_gemv_acc(*p.w_hh_half, h.data, z);
+        gate_activations(z, H);
+        cell_update(z, c.data, c.data, h.data, H);
+        std::copy_n(h.data, H, y.data + t * H);
+      }
+      return;
+    }
+  }
   if (bs == 1) {
     // GEMV per step; x-projection row t is contiguous. h is the previous output row.
     auto W = mat(p.w_hh);

@@ -23,9 +23,25 @@
 // dc0) are WRITTEN. Empty gradient views are skipped (e.g. frozen weights: no dW GEMMs).
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include "nn/tensor.h"
 
 namespace nn {
+
+// A float matrix stored as IEEE 754 half precision (binary16, round to nearest even), for the
+// serving path's recurrent weights: a single document's LSTM step is a GEMV that reads all of
+// W_hh from memory, so halving its bytes nearly halves that time. Values keep 11 significant
+// bits (relative error <= 2^-11); LSTM weights are far inside fp16's range.
+struct HalfMatrix {
+  std::vector<std::uint16_t> data;  // row-major [rows, cols]
+  Index rows = 0, cols = 0;
+  static HalfMatrix from(CView<float> m);  // m must be 2-D
+  float at(Index r, Index c) const;
+};
+std::uint16_t float_to_half(float f);  // round to nearest even; overflow -> inf, NaN kept
+float half_to_float(std::uint16_t h);
 
 template <typename T>
 struct LstmParams {
@@ -33,6 +49,9 @@ struct LstmParams {
   CView<T> w_hh;  // [4h, h]   (for AWD-LSTM: the weight-dropped working copy)
   CView<T> b_ih;  // [4h]
   CView<T> b_hh;  // [4h]
+  // Optional, serving only (T = float): lstm_infer with a batch of one reads W_hh from this
+  // half-precision copy instead of w_hh. Training paths ignore it.
+  const HalfMatrix* w_hh_half = nullptr;
   Index hidden() const { return w_hh.ndim() == 2 ? w_hh.dim(1) : 0; }
   Index input() const { return w_ih.ndim() == 2 ? w_ih.dim(1) : 0; }
   // Throws std::invalid_argument naming the offending tensor if shapes are inconsistent.
@@ -74,6 +93,7 @@ void lstm_backward(const LstmParams<T>& p, LstmCache<T>& cache, CView<T> dy, CVi
 
 // Inference (serving): no cache. h, c [bs, h] are the state, read and updated in place.
 // y [bs, sl, h]. `scratch` is resized as needed (holds the window's input projection).
+// With bs == 1 and p.w_hh_half set (float), the per-step GEMV reads the half-precision W_hh.
 template <typename T>
 void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T> y,
                 Tensor<T>& scratch);

@@ -316,3 +316,20 @@ TEST_F(ClassifierApi, LoadingABundleHoldsTheModelOnce) {
   EXPECT_GT(peak - base, file_kb * 90 / 100) << "the weights should be resident once";
   fs::remove(path);
 }
+
+// --fp16: the same predictions, scores within 1e-3 of float32 (half-precision W_hh).
+TEST_F(ClassifierApi, HalfRecurrentWeightsKeepThePredictions) {
+  ulmfit::LoadOptions lo;
+  lo.half_recurrent = true;
+  auto half = ulmfit::Classifier::load(path_, lo);
+  double maxdiff = 0;
+  for (const auto& r : tiny::golden()["records"]) {
+    std::string t = r["title"], a = r["abstract"];
+    auto p32 = clf().predict_coreness(t, a);
+    auto p16 = half.predict_coreness(t, a);
+    EXPECT_EQ(p32.label, p16.label) << t;
+    for (int k = 0; k < 3; ++k)
+      maxdiff = std::max(maxdiff, (double)std::fabs(p32.scores[k] - p16.scores[k]));
+  }
+  EXPECT_LT(maxdiff, 1e-3);
+}

@@ -15,6 +15,9 @@
 namespace CLI {
 class App;
 }
+namespace ulmfit {
+struct LoadOptions;
+}
 
 namespace cli {
 
@@ -41,6 +44,9 @@ void error(const std::string& msg);
 // Parses a subcommand's arguments with CLI11. Returns -1 to go on, or the exit code to return
 // at once: 0 after --help, 2 after a usage error (printed with a hint to run --help).
 int parse(CLI::App& app, int argc, char** argv);
+
+// The flags that choose how a loaded model computes (--fp16), for the commands that classify.
+void add_load_options(CLI::App& app, ulmfit::LoadOptions& opt);
 
 }  // namespace cli
 

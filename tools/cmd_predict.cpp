@@ -34,9 +34,11 @@ int run_predict_coreness(int argc, char** argv) {
   app.add_option("abstract", abstract, "the paper's abstract")->required();
   app.add_option("-m,--model", model,
                  "model bundle (.safetensors); default: the model embedded in this build");
+  ulmfit::LoadOptions load_opt;
+  cli::add_load_options(app, load_opt);
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
 
-  auto clf = ulmfit::Classifier::load_or_default(model);
+  auto clf = ulmfit::Classifier::load_or_default(model, load_opt);
   try {
     auto p = clf.predict_coreness(title, abstract);
     std::cout << clf.to_json(p) << std::endl;
@@ -132,6 +134,8 @@ int run_predict(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
   app.add_flag("-q,--quiet", quiet, "no progress or summary on stderr");
+  ulmfit::LoadOptions load_opt;
+  cli::add_load_options(app, load_opt);
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
 
   std::ifstream file;
@@ -145,7 +149,7 @@ int run_predict(int argc, char** argv) {
     }
     in = &file;
   }
-  auto clf = ulmfit::Classifier::load_or_default(model);
+  auto clf = ulmfit::Classifier::load_or_default(model, load_opt);
 
   long line_no = 0, good = 0, bad = 0, shown = -1;
   const bool tty = !quiet && ::isatty(STDERR_FILENO);

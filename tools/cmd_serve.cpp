@@ -63,10 +63,12 @@ int run_serve(int argc, char** argv) {
                  "close after it too")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
+  ulmfit::LoadOptions load_opt;
+  cli::add_load_options(app, load_opt);
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
   o.worker_threads = threads;
 
-  auto clf = ulmfit::Classifier::load_or_default(model);
+  auto clf = ulmfit::Classifier::load_or_default(model, load_opt);
 
   // Handle SIGINT/SIGTERM on this thread only: block them before any other thread starts (the
   // server's threads inherit the mask), then wait for one with sigwait.

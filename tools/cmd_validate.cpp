@@ -48,9 +48,11 @@ int run_validate(int argc, char** argv) {
                  "write one CSV row per record: line,id,gold,prediction,score per label");
   app.add_option("--threads", threads, "threads (default: all cores)");
   app.add_flag("-q,--quiet", quiet, "no progress output");
+  ulmfit::LoadOptions load_opt;
+  cli::add_load_options(app, load_opt);
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
   if (threads > 0) nn::set_num_threads(threads);
-  auto clf = ulmfit::Classifier::load_or_default(model);
+  auto clf = ulmfit::Classifier::load_or_default(model, load_opt);
   const auto& labels = clf.labels();
 
   io::DatasetOptions opt;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "nn/backend.h"
 #include "nn/dropout.h"
@@ -145,7 +146,20 @@ std::vector<NamedTensor<T>> AwdLstmEncoderT<T>::tensors() {
 
 template <typename T>
 nn::LstmParams<T> AwdLstmEncoderT<T>::lstm_params(int l) const {
-  return {w_ih_[l], w_hh_[l], b_ih_[l], b_hh_[l]};
+  nn::LstmParams<T> p{w_ih_[l], w_hh_[l], b_ih_[l], b_hh_[l]};
+  if (!whh_half_.empty()) p.w_hh_half = &whh_half_[l];
+  return p;
+}
+
+template <typename T>
+void AwdLstmEncoderT<T>::set_half_recurrent(bool on) {
+  whh_half_.clear();
+  if (!on) return;
+  if constexpr (!std::is_same_v<T, float>) {
+    throw std::invalid_argument("AWD-LSTM: half-precision recurrent weights need a float model");
+  } else {
+    for (int l = 0; l < cfg_.n_layers; ++l) whh_half_.push_back(nn::HalfMatrix::from(w_hh_[l]));
+  }
 }
 template <typename T>
 nn::LstmGrads<T> AwdLstmEncoderT<T>::lstm_grads(int l) const {

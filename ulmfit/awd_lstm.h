@@ -137,6 +137,14 @@ class AwdLstmEncoderT {
   // ---- which parts get gradients (freezing; §3.5, §5) ----
   // A frozen LSTM gets no dW/db GEMMs; backward stops below the lowest part that is trainable.
   void set_trainable(bool embedding, const std::vector<bool>& rnn);
+
+  // ---- serving precision ----
+  // on: keep a half-precision copy of every raw W_hh (nn::HalfMatrix) and use it in batch-1
+  // inference (infer, lstm_infer via lstm_params); single-document latency is bound by reading
+  // W_hh at every step. A snapshot of the current weights: call again after changing them.
+  // off: drop the copies (float32 everywhere).
+  void set_half_recurrent(bool on);
+  bool half_recurrent() const { return !whh_half_.empty(); }
   bool embedding_trainable() const { return train_emb_; }
   bool rnn_trainable(int l) const { return train_rnn_[l]; }
 
@@ -178,6 +186,7 @@ class AwdLstmEncoderT {
   nn::Tensor<T> infer_scratch_, infer_a_, infer_b_;
   std::vector<nn::Tensor<T>> weff_;        // weight-dropped W_hh (scratch, per layer)
   std::vector<nn::Tensor<T>> dweff_;       // dW_hh of the dropped matrix, before the mask
+  std::vector<nn::HalfMatrix> whh_half_;   // serving copies of W_hh (set_half_recurrent)
 };
 
 // The language model: encoder + LinearDecoder (tied weight, bias), fused softmax-CE loss.

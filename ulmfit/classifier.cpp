@@ -34,7 +34,8 @@ struct Classifier::Impl {
 
 namespace {
 
-std::shared_ptr<const Classifier::Impl> build(io::Bundle bundle, std::string source) {
+std::shared_ptr<const Classifier::Impl> build(io::Bundle bundle, std::string source,
+                                              const LoadOptions& opt) {
   auto impl = std::make_shared<Classifier::Impl>();
   impl->source = std::move(source);
   const auto& cfg = bundle.config();
@@ -52,7 +53,9 @@ std::shared_ptr<const Classifier::Impl> build(io::Bundle bundle, std::string sou
     throw std::runtime_error(impl->source + ": temperature must be a positive number, got " +
                              std::to_string(impl->temperature));
   impl->vocab = Vocab::from_itos(bundle.vocab());
-  impl->model = std::make_shared<const ClassifierModel>(ClassifierModel::from_bundle(bundle));
+  auto model = ClassifierModel::from_bundle(bundle);
+  if (opt.half_recurrent) model.set_half_recurrent(true);
+  impl->model = std::make_shared<const ClassifierModel>(std::move(model));
   // The model copied every weight: the mapping is not needed any more (keeping it would hold
   // the model twice in memory).
   impl->logits = [m = impl->model.get()](const std::vector<std::int32_t>& ids) {
@@ -96,22 +99,24 @@ std::string prediction_json(const Prediction& p, const std::vector<std::string>&
   return out + "}}";
 }
 
-Classifier Classifier::load(const std::string& path) {
-  return Classifier(build(io::Bundle::load(path), path));
+Classifier Classifier::load(const std::string& path, const LoadOptions& opt) {
+  return Classifier(build(io::Bundle::load(path), path, opt));
 }
 
-Classifier Classifier::from_memory(std::string_view bytes, const std::string& name) {
+Classifier Classifier::from_memory(std::string_view bytes, const std::string& name,
+                                   const LoadOptions& opt) {
   std::string source = "embedded:" + name;
-  return Classifier(build(io::Bundle::from_memory(bytes.data(), bytes.size(), source), source));
+  return Classifier(
+      build(io::Bundle::from_memory(bytes.data(), bytes.size(), source), source, opt));
 }
 
-Classifier Classifier::load_or_default(const std::string& path) {
-  if (!path.empty()) return load(path);
+Classifier Classifier::load_or_default(const std::string& path, const LoadOptions& opt) {
+  if (!path.empty()) return load(path, opt);
   auto bytes = default_model_bytes();
   if (bytes.empty())
     throw std::runtime_error("no default model embedded in this build; pass --model");
   std::string name = default_model_origin();
-  return from_memory(bytes, name.empty() ? "default" : name);
+  return from_memory(bytes, name.empty() ? "default" : name, opt);
 }
 
 std::vector<std::int32_t> Classifier::encode(std::string_view text) const {

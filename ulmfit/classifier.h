@@ -46,18 +46,28 @@ struct Paper {
 // float(np.float32)).
 std::string prediction_json(const Prediction& p, const std::vector<std::string>& labels);
 
+// How a loaded model computes.
+struct LoadOptions {
+  // Keep the LSTMs' recurrent weights (W_hh) in IEEE half precision for serving: a document's
+  // LSTM step reads all of W_hh, so this cuts single-document latency (about 1.6x at INSPIRE's
+  // full size) for scores that differ from float32 by about 1e-4. Off by default: float32
+  // reproduces fastai's scores to 1e-5.
+  bool half_recurrent = false;
+};
+
 class Classifier {
  public:
   // Loads and validates a classifier bundle (io/bundle.h, kind "classifier" with 3 labels).
   // Throws io::FormatError / std::runtime_error naming the file and the problem.
-  static Classifier load(const std::string& path);
+  static Classifier load(const std::string& path, const LoadOptions& opt = {});
   // A bundle in memory (e.g. the model embedded in the binary); the bytes must outlive the
   // Classifier (the embedded model does). `name` is used in messages and source().
-  static Classifier from_memory(std::string_view bytes, const std::string& name);
+  static Classifier from_memory(std::string_view bytes, const std::string& name,
+                                const LoadOptions& opt = {});
   // `path` when not empty, else the model embedded in this build (ulmfit/default_model.h).
   // Throws std::runtime_error "no default model embedded in this build; pass --model" when
   // there is none.
-  static Classifier load_or_default(const std::string& path);
+  static Classifier load_or_default(const std::string& path, const LoadOptions& opt = {});
 
   // One paper. Throws std::invalid_argument when title or abstract is not valid UTF-8 (naming
   // which, and the byte offset).

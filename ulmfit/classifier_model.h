@@ -155,6 +155,8 @@ class ClassifierModelT {
   // Several documents, one by one (OpenMP over documents, one workspace per thread);
   // logits [n_docs, n_classes].
   void infer_batch(const std::vector<std::vector<TokenId>>& docs, nn::View<T> logits) const;
+  // Serving precision of the LSTMs' recurrent weights (AwdLstmEncoderT::set_half_recurrent).
+  void set_half_recurrent(bool on) { enc_.set_half_recurrent(on); }
 
   // Loads every tensor of a classifier bundle (kind "classifier"); throws io::FormatError /
   // std::invalid_argument naming the tensor on a mismatch.
