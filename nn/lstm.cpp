@@ -248,13 +248,23 @@ float half_to_float(std::uint16_t h) {
   return std::bit_cast<float>(sign | ((e + 112u) << 23) | (m << 13));
 }
 
+void floats_to_half(const float* src, std::uint16_t* dst, Index n) {
+  Index i = 0;
+#if defined(__F16C__)
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+#endif
+  for (; i < n; ++i) dst[i] = float_to_half(src[i]);
+}
+
 HalfMatrix HalfMatrix::from(CView<float> m) {
   if (m.ndim() != 2) throw std::invalid_argument("HalfMatrix: expected a 2-D matrix, got " + m.shape.str());
   HalfMatrix h;
   h.rows = m.dim(0);
   h.cols = m.dim(1);
   h.data.resize(static_cast<std::size_t>(m.numel()));
-  for (Index i = 0; i < m.numel(); ++i) h.data[i] = float_to_half(m[i]);
+  floats_to_half(m.data, h.data.data(), m.numel());
   return h;
 }
 
@@ -500,7 +510,19 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
   }
   // W_hhᵀ once per call (after the projections and the per-row state in scratch)
   T* wt = zx + bs * sl * G + bs * G;
-  transpose_into<T>(p.w_hh, wt);
+  if constexpr (std::is_same_v<T, float>) {
+    if (p.w_hh_half) {  // Wt[k, r] = W_hh[r, k], widened from half precision
+      if (p.w_hh_half->rows != G || p.w_hh_half->cols != H)
+        throw std::invalid_argument("LSTM infer: the half-precision W_hh does not match weight_hh");
+      const std::uint16_t* w = p.w_hh_half->data.data();
+      for (Index r = 0; r < G; ++r)
+        for (Index k = 0; k < H; ++k) wt[k * G + r] = half_to_float(w[r * H + k]);
+    } else {
+      transpose_into<T>(p.w_hh, wt);
+    }
+  } else {
+    transpose_into<T>(p.w_hh, wt);
+  }
   int nt = team_size(bs, (double)bs * G * H);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {

@@ -42,6 +42,7 @@ struct HalfMatrix {
 };
 std::uint16_t float_to_half(float f);  // round to nearest even; overflow -> inf, NaN kept
 float half_to_float(std::uint16_t h);
+void floats_to_half(const float* src, std::uint16_t* dst, Index n);  // vectorised (F16C) where possible
 
 template <typename T>
 struct LstmParams {
@@ -93,7 +94,8 @@ void lstm_backward(const LstmParams<T>& p, LstmCache<T>& cache, CView<T> dy, CVi
 
 // Inference (serving): no cache. h, c [bs, h] are the state, read and updated in place.
 // y [bs, sl, h]. `scratch` is resized as needed (holds the window's input projection).
-// With bs == 1 and p.w_hh_half set (float), the per-step GEMV reads the half-precision W_hh.
+// With p.w_hh_half set (float) W_hh is read from it and p.w_hh is not read at all: batch 1 runs
+// a half-precision GEMV per step, larger batches widen it to float once per call.
 template <typename T>
 void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T> y,
                 Tensor<T>& scratch);

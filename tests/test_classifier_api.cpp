@@ -16,8 +16,10 @@
 #include <nlohmann/json.hpp>
 
 #include "io/bundle.h"
+#include "nn/rng.h"
 #include "tests/tiny_bundle.h"
 #include "ulmfit/classifier.h"
+#include "ulmfit/classifier_model.h"
 #include "ulmfit/default_model.h"
 #include "ulmfit/labels.h"
 
@@ -297,23 +299,29 @@ TEST_F(ClassifierApi, LoadingABundleHoldsTheModelOnce) {
   }
   const long file_kb = static_cast<long>(fs::file_size(path) / 1024);
   ASSERT_GT(file_kb, 50 * 1024);
-  // Reset the peak (VmHWM) to the current RSS, then load and classify once.
-  {
-    std::ofstream clear("/proc/self/clear_refs");
-    clear << "5";
+  // Reset the peak (VmHWM) to the current RSS, then load and classify once. float32 holds the
+  // model once; --fp16 holds W_hh in half precision only (never a float32 copy), so less.
+  for (bool half : {false, true}) {
+    {
+      std::ofstream clear("/proc/self/clear_refs");
+      clear << "5";
+    }
+    const long base = status_kb("VmRSS:");
+    ASSERT_GT(base, 0);
+    {
+      ulmfit::LoadOptions lo;
+      lo.half_recurrent = half;
+      auto big = ulmfit::Classifier::load(path, lo);
+      auto p = big.predict_coreness("A title", "An abstract about quarks.");
+      EXPECT_EQ(p.label.empty(), false);
+    }
+    const long peak = status_kb("VmHWM:");
+    ASSERT_GE(peak, base);
+    const long limit = half ? file_kb * 95 / 100 : file_kb * 115 / 100;
+    EXPECT_LT(peak - base, limit) << (half ? "--fp16: " : "float32: ") << "loading a " << file_kb
+                                  << " kB bundle raised peak RSS by " << (peak - base) << " kB";
+    EXPECT_GT(peak - base, file_kb * 80 / 100) << "the weights should be resident once";
   }
-  const long base = status_kb("VmRSS:");
-  ASSERT_GT(base, 0);
-  {
-    auto big = ulmfit::Classifier::load(path);
-    auto p = big.predict_coreness("A title", "An abstract about quarks.");
-    EXPECT_EQ(p.label.empty(), false);
-  }
-  const long peak = status_kb("VmHWM:");
-  ASSERT_GE(peak, base);
-  EXPECT_LT(peak - base, file_kb * 115 / 100)
-      << "loading a " << file_kb << " kB bundle raised peak RSS by " << (peak - base) << " kB";
-  EXPECT_GT(peak - base, file_kb * 90 / 100) << "the weights should be resident once";
   fs::remove(path);
 }
 
@@ -332,4 +340,32 @@ TEST_F(ClassifierApi, HalfRecurrentWeightsKeepThePredictions) {
       maxdiff = std::max(maxdiff, (double)std::fabs(p32.scores[k] - p16.scores[k]));
   }
   EXPECT_LT(maxdiff, 1e-3);
+}
+
+// A model loaded with half-precision W_hh only serves: training and export say why they can't.
+TEST_F(ClassifierApi, HalfOnlyModelRefusesToTrainOrExport) {
+  auto bundle = io::Bundle::load(path_);
+  auto m = ulmfit::ClassifierModel::from_bundle(bundle, true);
+  EXPECT_FALSE(m.encoder().float_recurrent_loaded());
+  EXPECT_THROW(m.tensors(), std::logic_error);
+  nn::Tensor<std::int32_t> ids({2, 5});
+  for (nn::Index i = 0; i < ids.numel(); ++i) ids[i] = 9;
+  nn::Tensor<float> logits({2, 3});
+  ulmfit::ClassifierCache<float> cache;
+  nn::Rng rng(1);
+  ulmfit::ForwardOptions fo;
+  fo.training = true;
+  fo.rng = &rng;
+  try {
+    m.forward(ids.view(), logits.view(), cache, fo);
+    FAIL() << "a training forward on a half-only model should throw";
+  } catch (const std::logic_error& e) {
+    EXPECT_NE(std::string(e.what()).find("--fp16"), std::string::npos) << e.what();
+  }
+  // ...and its serving logits equal a float32 model switched to half precision afterwards.
+  auto f = ulmfit::ClassifierModel::from_bundle(bundle);
+  f.set_half_recurrent(true);
+  std::vector<std::int32_t> doc = {2, 9, 10, 11, 12, 13, 14, 15, 9, 20};
+  auto a = m.infer(doc), b = f.infer(doc);
+  for (int k = 0; k < 3; ++k) EXPECT_EQ(a[k], b[k]);
 }

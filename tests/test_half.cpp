@@ -93,6 +93,27 @@ TEST(Half, LstmInferMatchesFloatOnRoundedWeights) {
   }
 }
 
+// With a batch of several rows the half-precision W_hh is widened once per call; p.w_hh is not
+// read at all (here it is left zero).
+TEST(Half, BatchedLstmInferReadsOnlyTheHalfWeights) {
+  const Index H = 12, in = 5, sl = 9, bs = 3, G = 4 * H;
+  Rng rng(5);
+  Tensor<float> w_ih({G, in}), w_hh({G, H}), zero_hh({G, H}), b_ih({G}), b_hh({G}), x({bs, sl, in});
+  for (auto* t : {&w_ih, &w_hh, &b_ih, &b_hh})
+    for (Index i = 0; i < t->numel(); ++i) (*t)[i] = (float)rng.uniform(-0.3, 0.3);
+  for (Index i = 0; i < x.numel(); ++i) x[i] = (float)rng.uniform(-1, 1);
+  HalfMatrix half = HalfMatrix::from(w_hh.view());
+  Tensor<float> w_round({G, H});
+  for (Index i = 0; i < w_round.numel(); ++i) w_round[i] = half_to_float(half.data[i]);
+  LstmParams<float> ref{w_ih.view(), w_round.view(), b_ih.view(), b_hh.view()};
+  LstmParams<float> fast{w_ih.view(), zero_hh.view(), b_ih.view(), b_hh.view()};
+  fast.w_hh_half = &half;
+  Tensor<float> h1({bs, H}), c1({bs, H}), h2({bs, H}), c2({bs, H}), y1({bs, sl, H}), y2({bs, sl, H}), s1, s2;
+  lstm_infer<float>(ref, x.view(), h1.view(), c1.view(), y1.view(), s1);
+  lstm_infer<float>(fast, x.view(), h2.view(), c2.view(), y2.view(), s2);
+  for (Index i = 0; i < y1.numel(); ++i) ASSERT_NEAR(y1[i], y2[i], 2e-6) << i;
+}
+
 TEST(Half, MismatchedHalfMatrixIsRefused) {
   Tensor<float> w_ih({16, 3}), w_hh({16, 4}), b({16}), x({1, 2, 3}), h({1, 4}), c({1, 4}), y({1, 2, 4}), s;
   Tensor<float> other({8, 4});

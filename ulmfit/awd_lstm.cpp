@@ -132,6 +132,7 @@ void AwdLstmEncoderT<T>::init(nn::Rng& rng) {
 
 template <typename T>
 std::vector<NamedTensor<T>> AwdLstmEncoderT<T>::tensors() {
+  require_float_recurrent("tensors");
   std::vector<NamedTensor<T>> v;
   v.push_back({"encoder.weight", emb_, demb_, -1, true});
   for (int l = 0; l < cfg_.n_layers; ++l) {
@@ -152,7 +153,32 @@ nn::LstmParams<T> AwdLstmEncoderT<T>::lstm_params(int l) const {
 }
 
 template <typename T>
+void AwdLstmEncoderT<T>::require_float_recurrent(const char* what) const {
+  if (!f32_whh_)
+    throw std::logic_error(std::string("AWD-LSTM ") + what +
+                           ": this model was loaded for serving with half-precision recurrent "
+                           "weights only; load it again without --fp16");
+}
+
+template <typename T>
+void AwdLstmEncoderT<T>::adopt_half_recurrent(std::vector<nn::HalfMatrix> w) {
+  if ((int)w.size() != cfg_.n_layers)
+    throw std::invalid_argument("AWD-LSTM: " + std::to_string(w.size()) +
+                                " half-precision W_hh for " + std::to_string(cfg_.n_layers) +
+                                " layers");
+  for (int l = 0; l < cfg_.n_layers; ++l)
+    if (w[l].rows != w_hh_[l].dim(0) || w[l].cols != w_hh_[l].dim(1))
+      throw std::invalid_argument("AWD-LSTM: half-precision W_hh of layer " + std::to_string(l) +
+                                  " is [" + std::to_string(w[l].rows) + ", " +
+                                  std::to_string(w[l].cols) + "], expected " +
+                                  w_hh_[l].shape.str());
+  whh_half_ = std::move(w);
+  f32_whh_ = false;
+}
+
+template <typename T>
 void AwdLstmEncoderT<T>::set_half_recurrent(bool on) {
+  require_float_recurrent("set_half_recurrent");
   whh_half_.clear();
   if (!on) return;
   if constexpr (!std::is_same_v<T, float>) {
@@ -253,6 +279,7 @@ void AwdLstmEncoderT<T>::sample_masks(AwdLstmCache<T>& cache, const ForwardOptio
 template <typename T>
 void AwdLstmEncoderT<T>::forward(CView<TokenId> ids, View<T> out, AwdLstmCache<T>& cache,
                                  const ForwardOptions& opt) {
+  require_float_recurrent("forward");
   check_ids(ids);
   const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg_.emb;
   const int L = cfg_.n_layers;
@@ -297,6 +324,7 @@ void AwdLstmEncoderT<T>::forward(CView<TokenId> ids, View<T> out, AwdLstmCache<T
 
 template <typename T>
 void AwdLstmEncoderT<T>::backward(AwdLstmCache<T>& cache, CView<T> dout) {
+  require_float_recurrent("backward");
   const Index bs = cache.bs, sl = cache.sl;
   const int L = cfg_.n_layers;
   nn::check_shape(dout.shape, Shape{bs, sl, cfg_.emb}, "AWD-LSTM backward dout");

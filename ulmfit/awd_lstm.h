@@ -145,6 +145,12 @@ class AwdLstmEncoderT {
   // off: drop the copies (float32 everywhere).
   void set_half_recurrent(bool on);
   bool half_recurrent() const { return !whh_half_.empty(); }
+  // Serving only: use these half-precision W_hh (one per layer, [4h_l, h_l]) and treat the
+  // float32 ones as absent (they were never loaded, so they cost no memory). Afterwards
+  // forward/backward (training), tensors() (export) and set_half_recurrent throw
+  // std::logic_error; infer and lstm_infer work.
+  void adopt_half_recurrent(std::vector<nn::HalfMatrix> w_hh);
+  bool float_recurrent_loaded() const { return f32_whh_; }
   bool embedding_trainable() const { return train_emb_; }
   bool rnn_trainable(int l) const { return train_rnn_[l]; }
 
@@ -187,6 +193,8 @@ class AwdLstmEncoderT {
   std::vector<nn::Tensor<T>> weff_;        // weight-dropped W_hh (scratch, per layer)
   std::vector<nn::Tensor<T>> dweff_;       // dW_hh of the dropped matrix, before the mask
   std::vector<nn::HalfMatrix> whh_half_;   // serving copies of W_hh (set_half_recurrent)
+  bool f32_whh_ = true;                    // false after adopt_half_recurrent
+  void require_float_recurrent(const char* what) const;
 };
 
 // The language model: encoder + LinearDecoder (tied weight, bias), fused softmax-CE loss.

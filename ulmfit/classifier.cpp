@@ -53,8 +53,7 @@ std::shared_ptr<const Classifier::Impl> build(io::Bundle bundle, std::string sou
     throw std::runtime_error(impl->source + ": temperature must be a positive number, got " +
                              std::to_string(impl->temperature));
   impl->vocab = Vocab::from_itos(bundle.vocab());
-  auto model = ClassifierModel::from_bundle(bundle);
-  if (opt.half_recurrent) model.set_half_recurrent(true);
+  auto model = ClassifierModel::from_bundle(bundle, opt.half_recurrent);
   impl->model = std::make_shared<const ClassifierModel>(std::move(model));
   // The model copied every weight: the mapping is not needed any more (keeping it would hold
   // the model twice in memory).

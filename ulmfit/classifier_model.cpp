@@ -2,6 +2,7 @@
 #include "ulmfit/classifier_model.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -482,12 +483,14 @@ void ClassifierModelT<T>::infer_batch(const std::vector<std::vector<TokenId>>& d
 // ---- loading ----------------------------------------------------------------------------------
 
 template <typename T>
-ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle) {
+ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle,
+                                                     bool half_recurrent) {
   const auto& mc = bundle.config();
   if (mc.kind != "classifier")
     throw std::invalid_argument("classifier model: the bundle holds a \"" + mc.kind +
                                 "\" model, not a classifier");
   ClassifierModelT<T> m(ClassifierConfig::from_model_config(mc));
+  std::vector<nn::HalfMatrix> half;  // layer order: tensors() lists rnns.0, rnns.1, ...
   for (auto& t : m.tensors()) {
     CView<float> src = bundle.tensor(t.key);
     if (src.numel() != t.value.numel())
@@ -497,12 +500,31 @@ ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle) {
     // Copy in blocks and let each block's pages of the mapped file go once copied: peak memory
     // stays near one copy of the model, not two.
     constexpr Index kBlock = Index(1) << 16;
+    const bool to_half = half_recurrent && t.key.ends_with("weight_hh_l0_raw");
+    if (to_half) {
+      if constexpr (!std::is_same_v<T, float>) {
+        throw std::invalid_argument("classifier model: half-precision weights need a float model");
+      } else {
+        nn::HalfMatrix hm;
+        hm.rows = t.value.dim(0);
+        hm.cols = t.value.dim(1);
+        hm.data.resize(static_cast<std::size_t>(src.numel()));
+        for (Index i0 = 0; i0 < src.numel(); i0 += kBlock) {
+          Index i1 = std::min(src.numel(), i0 + kBlock);
+          nn::floats_to_half(src.data + i0, hm.data.data() + i0, i1 - i0);
+          bundle.drop_cached(src.data + i0, static_cast<std::size_t>(i1 - i0));
+        }
+        half.push_back(std::move(hm));  // the float32 view stays untouched (never resident)
+      }
+      continue;
+    }
     for (Index i0 = 0; i0 < src.numel(); i0 += kBlock) {
       Index i1 = std::min(src.numel(), i0 + kBlock);
       for (Index i = i0; i < i1; ++i) t.value[i] = (T)src[i];
       bundle.drop_cached(src.data + i0, static_cast<std::size_t>(i1 - i0));
     }
   }
+  if (half_recurrent) m.enc_.adopt_half_recurrent(std::move(half));
   m.enc_.reset();
   return m;
 }

@@ -159,8 +159,10 @@ class ClassifierModelT {
   void set_half_recurrent(bool on) { enc_.set_half_recurrent(on); }
 
   // Loads every tensor of a classifier bundle (kind "classifier"); throws io::FormatError /
-  // std::invalid_argument naming the tensor on a mismatch.
-  static ClassifierModelT from_bundle(const io::Bundle& bundle);
+  // std::invalid_argument naming the tensor on a mismatch. half_recurrent (serving only): the
+  // LSTMs' W_hh go straight from the file to half precision and no float32 copy is kept
+  // (AwdLstmEncoderT::adopt_half_recurrent): such a model can infer, not train or export.
+  static ClassifierModelT from_bundle(const io::Bundle& bundle, bool half_recurrent = false);
 
  private:
   void head_forward(ClassifierCache<T>& cache, const ForwardOptions& opt);
