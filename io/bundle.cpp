@@ -348,6 +348,12 @@ Bundle Bundle::load(const std::string& path) {
   return b;
 }
 
+Bundle Bundle::from_file_image(const void* data, std::size_t size, const std::string& label) {
+  Bundle b(SafetensorsFile::from_file_image(data, size, label));
+  b.validate();
+  return b;
+}
+
 Bundle Bundle::from_memory(const void* data, std::size_t size, const std::string& label,
                            bool copy) {
   Bundle b(SafetensorsFile::from_memory(data, size, label, copy));

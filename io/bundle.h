@@ -118,6 +118,9 @@ class Bundle {
   // copy is true.
   static Bundle from_memory(const void* data, std::size_t size, const std::string& label,
                             bool copy = false);
+  // Bytes that map a file read-only (the model embedded in the executable): see
+  // SafetensorsFile::from_file_image.
+  static Bundle from_file_image(const void* data, std::size_t size, const std::string& label);
 
   const ModelConfig& config() const { return config_; }
   const std::vector<std::string>& vocab() const { return vocab_; }

@@ -70,9 +70,9 @@ struct SafetensorsFile::Mapping {
 };
 
 void SafetensorsFile::drop_cached(const void* p, std::size_t n) const noexcept {
-  if (!map_ || !map_->addr || !p || !n) return;
-  auto lo = reinterpret_cast<std::uintptr_t>(map_->addr);
-  auto hi = lo + map_->len;
+  if (!file_backed_ || !bytes_ || !p || !n) return;
+  auto lo = reinterpret_cast<std::uintptr_t>(bytes_);
+  auto hi = lo + size_;
   auto a = std::max(reinterpret_cast<std::uintptr_t>(p), lo);
   auto b = std::min(reinterpret_cast<std::uintptr_t>(p) + n, hi);
   const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
@@ -114,9 +114,17 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     f.map_->addr = p;
     f.map_->len = f.size_;
     f.bytes_ = static_cast<const unsigned char*>(p);
+    f.file_backed_ = true;
   }
   ::close(fd);
   f.parse();
+  return f;
+}
+
+SafetensorsFile SafetensorsFile::from_file_image(const void* data, std::size_t size,
+                                                 const std::string& label) {
+  SafetensorsFile f = from_memory(data, size, label, false);
+  f.file_backed_ = true;
   return f;
 }
 

@@ -70,6 +70,11 @@ class SafetensorsFile {
   static SafetensorsFile from_memory(const void* data, std::size_t size, const std::string& label,
                                      bool copy = false);
 
+  // Like from_memory (no copy), for bytes that are a read-only mapping of a file, such as the
+  // model embedded in the executable: drop_cached may then let their pages go.
+  static SafetensorsFile from_file_image(const void* data, std::size_t size,
+                                         const std::string& label);
+
   SafetensorsFile(SafetensorsFile&&) noexcept;
   SafetensorsFile& operator=(SafetensorsFile&&) noexcept;
   ~SafetensorsFile();
@@ -93,8 +98,8 @@ class SafetensorsFile {
 
   // The caller has copied [p, p+n) out of a file opened with open() and will not read it again
   // soon: drop those pages from memory (they are re-read from the file if touched again), so
-  // that loading a model does not hold it twice. A no-op for buffers in memory and for bytes
-  // outside the mapping.
+  // that loading a model does not hold it twice. A no-op for buffers in memory (from_memory) and
+  // for bytes outside the file.
   void drop_cached(const void* p, std::size_t n) const noexcept;
 
  private:
@@ -106,6 +111,7 @@ class SafetensorsFile {
   std::unique_ptr<Mapping> map_;       // owns the bytes (mmap or heap copy) when not borrowed
   const unsigned char* bytes_ = nullptr;
   std::size_t size_ = 0;
+  bool file_backed_ = false;  // bytes_ map a file read-only (open, from_file_image)
   std::size_t data_start_ = 0;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, std::size_t> index_;

@@ -115,7 +115,10 @@ Classifier Classifier::load_or_default(const std::string& path, const LoadOption
   if (bytes.empty())
     throw std::runtime_error("no default model embedded in this build; pass --model");
   std::string name = default_model_origin();
-  return from_memory(bytes, name.empty() ? "default" : name, opt);
+  // The embedded bytes are part of the executable's read-only image: once copied, their pages
+  // can go (Bundle::from_file_image), so the model is not held twice.
+  std::string source = "embedded:" + (name.empty() ? std::string("default") : name);
+  return Classifier(build(io::Bundle::from_file_image(bytes.data(), bytes.size(), source), source, opt));
 }
 
 std::vector<std::int32_t> Classifier::encode(std::string_view text) const {
