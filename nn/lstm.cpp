@@ -161,6 +161,7 @@ inline void recurrent_gemm(Index M, Index N, Index K, const T* A, Index lda, con
 inline void half_gemv_acc(const HalfMatrix& W, const float* h, float* z) {
   const Index R = W.rows, K = W.cols;
   const std::uint16_t* w = W.data.data();
+  Index r = 0;
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
   const Index K8 = K / 8 * 8;
   auto hsum = [](__m256 v) {
@@ -172,7 +173,6 @@ inline void half_gemv_acc(const HalfMatrix& W, const float* h, float* z) {
   auto load8 = [](const std::uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   };
-  Index r = 0;
   for (; r + 4 <= R; r += 4) {
     const std::uint16_t* w0 = w + r * K;
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -189,18 +189,12 @@ inline void half_gemv_acc(const HalfMatrix& W, const float* h, float* z) {
       z[r + i] += s[i];
     }
   }
-  for (; r < R; ++r) {
-    float s = 0;
-    for (Index k = 0; k < K; ++k) s += half_to_float(w[r * K + k]) * h[k];
-    z[r] += s;
-  }
-#else
-  for (Index r = 0; r < R; ++r) {
-    float s = 0;
-    for (Index k = 0; k < K; ++k) s += half_to_float(w[r * K + k]) * h[k];
-    z[r] += s;
-  }
 #endif
+  for (; r < R; ++r) {  // rows left over (all rows without F16C)
+    float s = 0;
+    for (Index k = 0; k < K; ++k) s += half_to_float(w[r * K + k]) * h[k];
+    z[r] += s;
+  }
 }
 
 // Wt[H, 4H] = W_hhᵀ (row-major), blocked for cache friendliness.
@@ -480,9 +474,9 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
   }
   gemm_rows<T>(false, true, bs * sl, G, in, T(1), x.data, in, p.w_ih.data, in, T(1), zx, G);
   if constexpr (std::is_same_v<T, float>) {
+    if (p.w_hh_half && (p.w_hh_half->rows != G || p.w_hh_half->cols != H))
+      throw std::invalid_argument("LSTM infer: the half-precision W_hh does not match weight_hh");
     if (bs == 1 && p.w_hh_half) {
-      if (p.w_hh_half->rows != G || p.w_hh_half->cols != H)
-        throw std::invalid_argument("LSTM infer: the half-precision W_hh does not match weight_hh");
       for (Index t = 0; t < sl; ++t) {
         T* z = zx + t * G;
         half_gemv_acc(*p.w_hh_half, h.data, z);
@@ -511,9 +505,7 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
   // W_hhᵀ once per call (after the projections and the per-row state in scratch)
   T* wt = zx + bs * sl * G + bs * G;
   if constexpr (std::is_same_v<T, float>) {
-    if (p.w_hh_half) {  // Wt[k, r] = W_hh[r, k], widened from half precision
-      if (p.w_hh_half->rows != G || p.w_hh_half->cols != H)
-        throw std::invalid_argument("LSTM infer: the half-precision W_hh does not match weight_hh");
+    if (p.w_hh_half) {  // Wt[k, r] = W_hh[r, k], widened from half precision (shape checked above)
       const std::uint16_t* w = p.w_hh_half->data.data();
       for (Index r = 0; r < G; ++r)
         for (Index k = 0; k < H; ++k) wt[k * G + r] = half_to_float(w[r * H + k]);

@@ -53,6 +53,23 @@ std::string text_of(const json& r) {
   return ulmfit::join_title_abstract(r["title"].get<std::string>(), r["abstract"].get<std::string>());
 }
 
+// Writes `b` with every stored tensor filled with 0.01 (shapes from io::expected_tensors).
+void write_constant_bundle(io::BundleContents b, const std::string& path) {
+  std::vector<std::vector<float>> store;
+  auto expected = io::expected_tensors(b.config);
+  store.reserve(expected.size());  // the tensors point into `store`: no reallocation
+  for (const auto& e : expected) {
+    if (!e.alias_of.empty() || e.is_i64) continue;
+    store.emplace_back(e.shape.numel(), 0.01f);
+    io::TensorOut t;
+    t.name = e.name;
+    for (int d = 0; d < e.shape.ndim; ++d) t.shape.push_back(e.shape[d]);
+    t.data = store.back().data();
+    b.tensors.push_back(t);
+  }
+  io::write_bundle(path, b);
+}
+
 }  // namespace
 
 TEST(PredictionJson, MatchesPythonsOutputFormat) {
@@ -225,19 +242,8 @@ TEST_F(ClassifierApi, RejectsALanguageModelBundle) {
   b.config.n_hid = 4;
   b.config.n_layers = 1;
   b.vocab = tiny::golden()["vocab"].get<std::vector<std::string>>();
-  std::vector<std::vector<float>> store;
-  store.reserve(32);
-  for (const auto& e : io::expected_tensors(b.config)) {
-    if (!e.alias_of.empty() || e.is_i64) continue;
-    store.emplace_back(e.shape.numel(), 0.01f);
-    io::TensorOut t;
-    t.name = e.name;
-    for (int d = 0; d < e.shape.ndim; ++d) t.shape.push_back(e.shape[d]);
-    t.data = store.back().data();
-    b.tensors.push_back(t);
-  }
   auto lm = (dir_ / "lm.safetensors").string();
-  io::write_bundle(lm, b);
+  write_constant_bundle(b, lm);
   try {
     ulmfit::Classifier::load(lm);
     FAIL();
@@ -284,18 +290,7 @@ TEST_F(ClassifierApi, LoadingABundleHoldsTheModelOnce) {
                           "xxmaj"})
       b.vocab.push_back(s);
     while ((std::int64_t)b.vocab.size() < V) b.vocab.push_back("w" + std::to_string(b.vocab.size()));
-    std::vector<std::vector<float>> store;
-    store.reserve(64);
-    for (const auto& e : io::expected_tensors(b.config)) {
-      if (!e.alias_of.empty() || e.is_i64) continue;
-      store.emplace_back(e.shape.numel(), 0.01f);
-      io::TensorOut t;
-      t.name = e.name;
-      for (int d = 0; d < e.shape.ndim; ++d) t.shape.push_back(e.shape[d]);
-      t.data = store.back().data();
-      b.tensors.push_back(t);
-    }
-    io::write_bundle(path, b);
+    write_constant_bundle(b, path);
   }
   const long file_kb = static_cast<long>(fs::file_size(path) / 1024);
   ASSERT_GT(file_kb, 50 * 1024);

@@ -499,9 +499,15 @@ ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle,
                                   t.value.shape.str());
     // Copy in blocks and let each block's pages of the mapped file go once copied: peak memory
     // stays near one copy of the model, not two.
-    constexpr Index kBlock = Index(1) << 16;
-    const bool to_half = half_recurrent && t.key.ends_with("weight_hh_l0_raw");
-    if (to_half) {
+    auto in_blocks = [&](auto&& copy) {
+      constexpr Index kBlock = Index(1) << 16;
+      for (Index i0 = 0; i0 < src.numel(); i0 += kBlock) {
+        const Index i1 = std::min(src.numel(), i0 + kBlock);
+        copy(i0, i1);
+        bundle.drop_cached(src.data + i0, static_cast<std::size_t>(i1 - i0));
+      }
+    };
+    if (half_recurrent && t.key.ends_with("weight_hh_l0_raw")) {
       if constexpr (!std::is_same_v<T, float>) {
         throw std::invalid_argument("classifier model: half-precision weights need a float model");
       } else {
@@ -509,20 +515,16 @@ ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle,
         hm.rows = t.value.dim(0);
         hm.cols = t.value.dim(1);
         hm.data.resize(static_cast<std::size_t>(src.numel()));
-        for (Index i0 = 0; i0 < src.numel(); i0 += kBlock) {
-          Index i1 = std::min(src.numel(), i0 + kBlock);
+        in_blocks([&](Index i0, Index i1) {
           nn::floats_to_half(src.data + i0, hm.data.data() + i0, i1 - i0);
-          bundle.drop_cached(src.data + i0, static_cast<std::size_t>(i1 - i0));
-        }
+        });
         half.push_back(std::move(hm));  // the float32 view stays untouched (never resident)
       }
       continue;
     }
-    for (Index i0 = 0; i0 < src.numel(); i0 += kBlock) {
-      Index i1 = std::min(src.numel(), i0 + kBlock);
+    in_blocks([&](Index i0, Index i1) {
       for (Index i = i0; i < i1; ++i) t.value[i] = (T)src[i];
-      bundle.drop_cached(src.data + i0, static_cast<std::size_t>(i1 - i0));
-    }
+    });
   }
   if (half_recurrent) m.enc_.adopt_half_recurrent(std::move(half));
   m.enc_.reset();
