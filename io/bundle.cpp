@@ -48,6 +48,7 @@ json ModelConfig::to_json() const {
             {"embed_p", embed_p},   {"input_p", input_p},       {"weight_p", weight_p},
             {"hidden_p", hidden_p}, {"output_p", output_p},     {"bptt", bptt},
             {"max_len", max_len}};
+  if (backwards) j["backwards"] = true;
   if (kind == "lm") {
     j["tie_weights"] = tie_weights;
     j["out_bias"] = out_bias;
@@ -104,6 +105,7 @@ ModelConfig ModelConfig::from_json(const json& j) {
   c.n_hid = get_int(j, "n_hid", 1152, true);
   c.n_layers = get_int(j, "n_layers", 3, true);
   c.pad_idx = get_int(j, "pad_idx", c.pad_idx, false);
+  c.backwards = get_bool(j, "backwards", false);
   c.embed_p = get_num(j, "embed_p", c.embed_p);
   c.input_p = get_num(j, "input_p", c.input_p);
   c.weight_p = get_num(j, "weight_p", c.weight_p);
@@ -172,7 +174,9 @@ void ModelConfig::validate() const {
   }
 }
 
-std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
+std::string ensemble_prefix(std::size_t k) { return "ensemble." + std::to_string(k) + "."; }
+
+std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c, const std::string& prefix) {
   std::vector<ExpectedTensor> out;
   const std::string p = c.encoder_prefix();
   const std::int64_t V = c.vocab_size, E = c.emb_sz;
@@ -206,6 +210,11 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
       out.push_back({b + std::to_string(lin) + ".weight", nn::Shape{dims[i + 1], n}});
     }
   }
+  if (!prefix.empty())
+    for (auto& e : out) {
+      e.name = prefix + e.name;
+      if (!e.alias_of.empty()) e.alias_of = prefix + e.alias_of;
+    }
   return out;
 }
 
@@ -270,10 +279,33 @@ Prepared prepare(const BundleContents& b) {
   for (auto& t : b.tensors)
     if (!given.emplace(t.name, &t).second) bad("tensor '" + t.name + "' given twice");
 
+  std::vector<BundleMember> members = {{"", c}};
+  if (b.extra_members.size() + 1 > kMaxEnsembleMembers)
+    bad("an ensemble has at most " + std::to_string(kMaxEnsembleMembers) + " members, got " +
+        std::to_string(b.extra_members.size() + 1));
+  json ensemble = json::array();
+  for (std::size_t k = 0; k < b.extra_members.size(); ++k) {
+    const BundleMember& m = b.extra_members[k];
+    m.config.validate();
+    if (c.kind != "classifier" || m.config.kind != "classifier")
+      bad("only classifiers can form an ensemble");
+    if (m.prefix != ensemble_prefix(k + 1))
+      bad("ensemble member " + std::to_string(k + 1) + " must have prefix '" +
+          ensemble_prefix(k + 1) + "', got '" + m.prefix + "'");
+    if (m.config.vocab_size != c.vocab_size || m.config.n_classes != c.n_classes)
+      bad("ensemble member " + std::to_string(k + 1) +
+          " has another vocabulary size or number of classes than member 0");
+    members.push_back(m);
+    ensemble.push_back({{"prefix", m.prefix}, {"config", m.config.to_json()}});
+  }
+  std::vector<ExpectedTensor> expected;
+  for (auto& m : members)
+    for (auto& e : expected_tensors(m.config, m.prefix)) expected.push_back(std::move(e));
+
   Prepared p;
   json aliases = json::object();
   std::set<std::string> used;
-  for (auto& e : expected_tensors(c)) {
+  for (auto& e : expected) {
     auto it = given.find(e.name);
     if (!e.alias_of.empty()) {
       aliases[e.name] = e.alias_of;
@@ -318,11 +350,24 @@ Prepared prepare(const BundleContents& b) {
       bad("unexpected tensor '" + t.name + "' for a " + c.kind + " with this config");
 
   p.meta = b.extra_metadata;
-  p.meta["format"] = std::string(kBundleFormatName) + "/" + std::to_string(kBundleFormatVersion);
+  // Version 1 readers know single models; only an ensemble needs version 2.
+  p.meta["format"] = std::string(kBundleFormatName) + "/" + (ensemble.empty() ? "1" : "2");
   p.meta["config"] = c.to_json().dump();
+  if (!ensemble.empty()) p.meta["ensemble"] = ensemble.dump();
   p.meta["vocab"] = json(b.vocab).dump();
   if (!b.labels.empty()) p.meta["labels"] = json(b.labels).dump();
   if (b.temperature) p.meta["temperature"] = format_double(*b.temperature);
+  if (!b.class_weights.empty()) {
+    if (c.kind != "classifier" || (std::int64_t)b.class_weights.size() != c.n_classes)
+      bad("class_weights needs one weight per class of a classifier (" +
+          std::to_string(c.n_classes) + "), got " + std::to_string(b.class_weights.size()));
+    json w = json::array();
+    for (double x : b.class_weights) {
+      if (!(x > 0) || !std::isfinite(x)) bad("class_weights must be positive finite numbers");
+      w.push_back(x);
+    }
+    p.meta["class_weights"] = w.dump();
+  }
   if (!b.provenance.empty()) p.meta["provenance"] = b.provenance;
   if (!aliases.empty()) p.meta["aliases"] = aliases.dump();
   return p;
@@ -434,6 +479,53 @@ void Bundle::validate() {
     temperature_ = v;
   }
   if (const std::string* pv = get("provenance")) provenance_ = *pv;
+  if (get("class_weights")) {
+    json w = parse_json("class_weights");
+    if (!w.is_array() || (std::int64_t)w.size() != config_.n_classes || config_.kind != "classifier")
+      throw FormatError(P, "must be an array of one weight per class of a classifier",
+                        "metadata 'class_weights'");
+    for (auto& x : w) {
+      if (!x.is_number() || !(x.get<double>() > 0) || !std::isfinite(x.get<double>()))
+        throw FormatError(P, "weight " + x.dump() + " is not a positive number",
+                          "metadata 'class_weights'");
+      class_weights_.push_back(x.get<double>());
+    }
+  }
+
+  members_ = {{"", config_}};
+  if (get("ensemble")) {
+    if (version_ < 2)
+      throw FormatError(P, "an ensemble needs format version 2, the file says " +
+                               std::to_string(version_), "metadata 'ensemble'");
+    json e = parse_json("ensemble");
+    if (!e.is_array()) throw FormatError(P, "metadata 'ensemble' is not a JSON array");
+    if (e.size() + 1 > kMaxEnsembleMembers)
+      throw FormatError(P, "an ensemble has at most " + std::to_string(kMaxEnsembleMembers) +
+                               " members, this one " + std::to_string(e.size() + 1),
+                        "metadata 'ensemble'");
+    for (std::size_t k = 0; k < e.size(); ++k) {
+      const std::string where = "metadata 'ensemble' entry " + std::to_string(k);
+      const json& m = e[k];
+      if (!m.is_object() || !m.contains("prefix") || !m["prefix"].is_string() ||
+          !m.contains("config"))
+        throw FormatError(P, "an entry must be {\"prefix\": ..., \"config\": {...}}", where);
+      BundleMember bm;
+      bm.prefix = m["prefix"].get<std::string>();
+      if (bm.prefix != ensemble_prefix(k + 1))
+        throw FormatError(P, "prefix '" + bm.prefix + "', expected '" + ensemble_prefix(k + 1) + "'",
+                          where);
+      try {
+        bm.config = ModelConfig::from_json(m["config"]);
+      } catch (const std::invalid_argument& ex) {
+        throw FormatError(P, ex.what(), where);
+      }
+      if (config_.kind != "classifier" || bm.config.kind != "classifier")
+        throw FormatError(P, "only classifiers can form an ensemble", where);
+      if (bm.config.vocab_size != config_.vocab_size || bm.config.n_classes != config_.n_classes)
+        throw FormatError(P, "vocab_size/n_classes differ from the bundle's", where);
+      members_.push_back(std::move(bm));
+    }
+  }
 
   // Tensors: exactly the expected set, right shapes and dtypes; aliases as declared.
   std::map<std::string, std::string> declared;
@@ -446,8 +538,11 @@ void Bundle::validate() {
       declared[it.key()] = it.value().get<std::string>();
     }
   }
+  std::vector<ExpectedTensor> expected;
+  for (auto& m : members_)
+    for (auto& e : expected_tensors(m.config, m.prefix)) expected.push_back(std::move(e));
   std::set<std::string> known;
-  for (auto& e : expected_tensors(config_)) {
+  for (auto& e : expected) {
     known.insert(e.name);
     if (!e.alias_of.empty()) {
       if (file_.contains(e.name))
@@ -501,8 +596,9 @@ bool Bundle::has(const std::string& name) const {
 
 std::vector<std::string> Bundle::names() const {
   std::vector<std::string> out;
-  for (auto& e : expected_tensors(config_))
-    if (has(e.name)) out.push_back(e.name);
+  for (auto& m : members_)
+    for (auto& e : expected_tensors(m.config, m.prefix))
+      if (has(e.name)) out.push_back(e.name);
   return out;
 }
 

@@ -9,6 +9,15 @@
 //   labels       JSON array of class names in class-index order (classifier; optional otherwise)
 //   temperature  decimal string, e.g. "0.25" (optional)
 //   provenance   free text or JSON: what it was made from, when, by which command (optional)
+//   class_weights  JSON array of n_classes positive numbers (optional): a prior correction; a
+//                classifier's prediction uses p_c * w_c / sum_j p_j * w_j instead of p_c (written
+//                by `calibrate`)
+//   ensemble     (format version 2) JSON array, one object per ADDITIONAL classifier of an
+//                ensemble: {"prefix": "ensemble.<k>.", "config": {...}} for k = 1, 2, ...; member
+//                k's tensors are its fastai keys with that prefix. Member 0 is the top-level
+//                config and tensors. Every member is a classifier with the bundle's vocab and
+//                labels; a prediction averages the members' class probabilities (the ULMFiT
+//                paper's forward + backward ensemble). A bundle without it is version 1.
 //   aliases      JSON object {alias name: stored name} for tied weights (written by the writer)
 //   any other key is kept and ignored.
 //
@@ -35,7 +44,8 @@
 namespace io {
 
 constexpr const char* kBundleFormatName = "inspire-classifier-bundle";
-constexpr int kBundleFormatVersion = 1;
+constexpr int kBundleFormatVersion = 2;  // the newest this build reads and writes
+constexpr std::size_t kMaxEnsembleMembers = 16;
 
 // Architecture + hyper-parameters. Dropout probabilities are the EFFECTIVE ones (fastai's config
 // value times drop_mult): the defaults are fastai's awd_lstm_lm_config x 0.7 (INSPIRE's LM
@@ -47,6 +57,7 @@ struct ModelConfig {
   std::int64_t n_hid = 1152;
   std::int64_t n_layers = 3;
   std::int64_t pad_idx = 1;
+  bool backwards = false;   // reads documents last token first (written only when true)
   double embed_p = 0.014, input_p = 0.175, weight_p = 0.14, hidden_p = 0.105, output_p = 0.07;
   bool tie_weights = true;  // lm: decoder weight == encoder weight
   bool out_bias = true;     // lm: decoder has a bias
@@ -85,7 +96,16 @@ struct ExpectedTensor {
 // aliases included (e.g. lm: 0.encoder.weight, 0.encoder_dp.emb.weight (alias),
 // 0.rnns.0.weight_hh_l0_raw, 0.rnns.0.module.weight_ih_l0, ..., 1.decoder.weight (alias if
 // tie_weights), 1.decoder.bias).
-std::vector<ExpectedTensor> expected_tensors(const ModelConfig& cfg);
+// `prefix` is put before every name (and alias target): an ensemble member's tensors.
+std::vector<ExpectedTensor> expected_tensors(const ModelConfig& cfg, const std::string& prefix = "");
+
+// One classifier of a bundle: member 0 has prefix "" and the bundle's config.
+struct BundleMember {
+  std::string prefix;
+  ModelConfig config;
+};
+// The prefix of ensemble member k (k >= 1): "ensemble.<k>.".
+std::string ensemble_prefix(std::size_t k);
 
 // Total number of unique trainable floats (tied weights counted once; BN running stats and
 // counters excluded), as spec §8.1 counts them.
@@ -97,8 +117,12 @@ struct BundleContents {
   std::vector<std::string> vocab;
   std::vector<std::string> labels;     // classifier: required (size n_classes)
   std::optional<double> temperature;
+  std::vector<double> class_weights;   // empty: none (see the `class_weights` metadata)
   std::string provenance;
   std::map<std::string, std::string> extra_metadata;
+  // Further classifiers of an ensemble (members 1..): prefix ensemble_prefix(k) and their config;
+  // their tensors are in `tensors` under prefixed names. Empty for a single model (version 1).
+  std::vector<BundleMember> extra_members;
   // Named tensors (fastai keys). Alias names may be given too: they must then hold exactly the
   // same values as the stored tensor (checked) and are not written twice.
   std::vector<TensorOut> tensors;
@@ -123,9 +147,12 @@ class Bundle {
   static Bundle from_file_image(const void* data, std::size_t size, const std::string& label);
 
   const ModelConfig& config() const { return config_; }
+  // Every classifier in the bundle: {"" , config()} first, then the ensemble's further members.
+  const std::vector<BundleMember>& members() const { return members_; }
   const std::vector<std::string>& vocab() const { return vocab_; }
   const std::vector<std::string>& labels() const { return labels_; }
   std::optional<double> temperature() const { return temperature_; }
+  const std::vector<double>& class_weights() const { return class_weights_; }  // empty: none
   const std::string& provenance() const { return provenance_; }
   const std::map<std::string, std::string>& metadata() const { return file_.metadata(); }
   const std::map<std::string, std::string>& aliases() const { return aliases_; }
@@ -150,9 +177,11 @@ class Bundle {
 
   SafetensorsFile file_;
   ModelConfig config_;
+  std::vector<BundleMember> members_;
   std::vector<std::string> vocab_;
   std::vector<std::string> labels_;
   std::optional<double> temperature_;
+  std::vector<double> class_weights_;
   std::string provenance_;
   std::map<std::string, std::string> aliases_;
   int version_ = 0;

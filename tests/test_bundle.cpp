@@ -284,8 +284,8 @@ std::string with_meta(const Model& m, const std::string& key, const std::string&
 TEST(Bundle, LoadErrors) {
   Model m(small("lm"));
   expect_load_error(with_meta(m, "format", "", true), {"not an inspire-classifier model bundle"});
-  expect_load_error(with_meta(m, "format", "inspire-classifier-bundle/2"),
-                    {"version 2 is newer", "upgrade"});
+  expect_load_error(with_meta(m, "format", "inspire-classifier-bundle/3"),
+                    {"version 3 is newer", "upgrade"});
   expect_load_error(with_meta(m, "format", "inspire-classifier-bundle/x"), {"bad format version"});
   expect_load_error(with_meta(m, "format", "gguf/1"), {"unknown model format"});
   expect_load_error(with_meta(m, "config", "{bad"), {"'config'", "not valid JSON"});

@@ -193,7 +193,12 @@ int run_inspect(int argc, char** argv) {
     j["tensors"] = tj;
     j["stored_elements"] = elems;
     j["data_bytes"] = f.data_bytes();
-    if (bundle) j["parameters"] = io::parameter_count(bundle->config());
+    if (bundle) {
+      std::int64_t n = 0;
+      for (auto& m : bundle->members()) n += io::parameter_count(m.config);
+      j["parameters"] = n;
+      j["members"] = bundle->members().size();
+    }
     std::cout << j.dump(2) << "\n";
     return 0;
   }
@@ -207,16 +212,28 @@ int run_inspect(int argc, char** argv) {
   if (!bundle) std::cout << "  not a valid model bundle: " << not_bundle << "\n";
 
   if (bundle) {
-    const auto& c = bundle->config();
-    std::cout << "\nmodel: " << c.kind << ", vocab " << c.vocab_size << ", emb_sz " << c.emb_sz
-              << ", n_hid " << c.n_hid << ", " << c.n_layers << " LSTM layers";
-    if (c.kind == "classifier") {
-      std::cout << ", head " << 3 * c.emb_sz;
-      for (auto x : c.lin_ftrs) std::cout << " -> " << x;
-      std::cout << " -> " << c.n_classes;
+    const auto& ms = bundle->members();
+    if (ms.size() > 1)
+      std::cout << "\nensemble of " << ms.size()
+                << " classifiers (a prediction averages their probabilities)";
+    std::int64_t n = 0;
+    for (std::size_t k = 0; k < ms.size(); ++k) {
+      const auto& c = ms[k].config;
+      std::cout << "\n" << (ms.size() > 1 ? "member " + std::to_string(k) + " (" +
+                                                 (ms[k].prefix.empty() ? "no prefix" : ms[k].prefix) +
+                                                 ")"
+                                           : std::string("model"))
+                << ": " << c.kind << ", vocab " << c.vocab_size << ", emb_sz " << c.emb_sz
+                << ", n_hid " << c.n_hid << ", " << c.n_layers << " LSTM layers";
+      if (c.backwards) std::cout << ", backwards";
+      if (c.kind == "classifier") {
+        std::cout << ", head " << 3 * c.emb_sz;
+        for (auto x : c.lin_ftrs) std::cout << " -> " << x;
+        std::cout << " -> " << c.n_classes;
+      }
+      n += io::parameter_count(c);
     }
-    std::cout << "\nparameters: " << with_commas(io::parameter_count(c))
-              << " (trainable, tied weights once)\n";
+    std::cout << "\nparameters: " << with_commas(n) << " (trainable, tied weights once)\n";
   }
   std::cout << "\nmetadata:\n";
   for (auto& [key, v] : meta) {
@@ -224,7 +241,8 @@ int run_inspect(int argc, char** argv) {
       std::cout << "  vocab: " << vocab.size() << " tokens; first " << head.size() << ":";
       for (auto& t : head) std::cout << " " << json(t).dump();
       std::cout << "\n";
-    } else if (key == "config" || key == "provenance" || key == "aliases" || key == "labels") {
+    } else if (key == "config" || key == "provenance" || key == "aliases" || key == "labels" ||
+               key == "ensemble") {
       std::cout << "  " << key << ": " << clip(pretty(v, 2), 4000) << "\n";
     } else {
       std::cout << "  " << key << ": " << clip(v, 400) << "\n";

@@ -175,6 +175,7 @@ struct LmArgs {
   double drop_mult = 0.7, wd = 1e-7;
   int frozen_epochs = -1, epochs = -1;
   double frozen_lr = 1e-2, lr = 1e-3;
+  bool backwards = false;
 
   void add(CLI::App& app, bool pretrain) {
     app.add_option("-d,--data", data,
@@ -193,6 +194,11 @@ struct LmArgs {
     app.add_option("--bptt", bptt, "sequence length (default: preset's; original 100)");
     app.add_option("--drop-mult", drop_mult, "dropout multiplier")->capture_default_str();
     app.add_option("--wd", wd, "weight decay")->capture_default_str();
+    app.add_flag("--backwards", backwards,
+                 pretrain ? "a backward LM: reads every document last token first (fastai's "
+                            "backwards=True; a classifier trained on it is backwards too)"
+                          : "a backward LM: reads every document last token first (default: as "
+                            "the --pretrained model does)");
     if (pretrain) {
       app.add_option("--epochs", epochs, "epochs (default: preset's)");
       app.add_option("--lr", lr, "peak learning rate")->default_val(5e-3);
@@ -241,7 +247,7 @@ void init_lm(AwdLstmLM& lm, const Vocab& vocab, const std::string& pretrained, s
   if (pretrained.empty()) return;
   auto b = io::Bundle::load(pretrained);
   const auto& c = b.config();
-  if (c.kind == "classifier") throw std::runtime_error(pretrained + ": is a classifier, not an LM");
+  // A classifier bundle gives its encoder (the LM decoder's bias starts at zero).
   if (c.emb_sz != lm.config().emb || c.n_hid != lm.config().hidden || c.n_layers != lm.config().n_layers)
     throw std::runtime_error(pretrained + ": sizes (emb " + std::to_string(c.emb_sz) + ", hid " +
                              std::to_string(c.n_hid) + ", layers " + std::to_string(c.n_layers) +
@@ -258,9 +264,19 @@ void init_lm(AwdLstmLM& lm, const Vocab& vocab, const std::string& pretrained, s
   auto m = match_embeds(emb.data, c.vocab_size, c.emb_sz, bias, b.vocab(), vocab.itos());
   std::copy(m.emb.begin(), m.emb.end(), lm.encoder().embedding().data);
   if (!m.bias.empty()) std::copy(m.bias.begin(), m.bias.end(), lm.decoder_bias().data);
-  if (!quiet)
+  if (!quiet) {
     std::fprintf(stderr, "pretrained %s: %lld of %zu tokens matched by string\n",
                  pretrained.c_str(), (long long)m.matched, vocab.size());
+    if (c.backwards != lm.config().backwards)
+      std::fprintf(stderr, "pretrained %s reads %s, this LM reads %s: its weights are a warm start\n",
+                   pretrained.c_str(), c.backwards ? "backwards" : "forwards",
+                   lm.config().backwards ? "backwards" : "forwards");
+  }
+}
+
+// Whether the bundle at `path` (empty: none) holds a backwards model.
+bool bundle_is_backwards(const std::string& path) {
+  return !path.empty() && io::Bundle::load(path).config().backwards;
 }
 
 void print_json_result(const nlohmann::json& j) { std::cout << j.dump() << std::endl; }
@@ -292,6 +308,7 @@ int run_lm(int argc, char** argv, bool pretrain) {
   cfg.emb = p.emb_sz;
   cfg.hidden = p.n_hid;
   cfg.n_layers = (int)p.n_layers;
+  cfg.backwards = a.backwards || bundle_is_backwards(a.pretrained);
   AwdLstmLM lm(cfg);
   if (!com.resume) init_lm(lm, d.vocab, a.pretrained, com.seed, com.quiet);
   auto stages = pretrain ? lm_pretrain_stages(a.epochs, a.lr)
@@ -348,6 +365,7 @@ ClasResult classifier_from_lm(const std::string& lm_path, const Sides& sides, co
   cc.enc.emb = mc.emb_sz;
   cc.enc.hidden = mc.n_hid;
   cc.enc.n_layers = (int)mc.n_layers;
+  cc.enc.backwards = mc.backwards;  // a classifier reads text in its LM's direction
   ClassifierModel m(cc);
   nn::Rng rng(com.seed);
   m.init(rng);
@@ -399,7 +417,11 @@ int run_train(int argc, char** argv) {
   std::string pretrained;
   std::size_t max_vocab = 0, min_freq = 0;
   int pre_epochs = -1, lm_epochs = -1, clas_epochs = -1;
+  bool backwards = false;
   com.add(app);
+  app.add_flag("--backwards", backwards,
+               "train backward models: every document is read last token first (the ULMFiT "
+               "paper's backward LM; ensemble it with a forward classifier by `ensemble`)");
   app.add_option("-d,--data", data, "labeled JSON Lines / CSV (title, abstract, label[, split])")->required();
   app.add_option("--lm-data", lm_data, "extra unlabeled HEP text for LM fine-tuning");
   app.add_option("--pretrain-data", pretrain_data, "general-English corpus: pretrain an LM first");
@@ -431,6 +453,7 @@ int run_train(int argc, char** argv) {
       auto lmd = prepare_lm_data(sides, max_vocab ? max_vocab : p.max_vocab, min_freq ? min_freq : p.min_freq, com.quiet);
       AwdLstmConfig cfg = AwdLstmConfig::lm((Index)lmd.vocab.size(), 0.7);
       cfg.emb = p.emb_sz, cfg.hidden = p.n_hid, cfg.n_layers = (int)p.n_layers;
+      cfg.backwards = backwards;
       AwdLstmLM lm(cfg);
       Common c2 = com;
       c2.resume = com.resume && fs::exists(fs::path(d) / "checkpoint.json");
@@ -454,6 +477,7 @@ int run_train(int argc, char** argv) {
     auto lmd = prepare_lm_data(sides, max_vocab ? max_vocab : p.max_vocab, min_freq ? min_freq : p.min_freq, com.quiet);
     AwdLstmConfig cfg = AwdLstmConfig::lm((Index)lmd.vocab.size(), 0.7);
     cfg.emb = p.emb_sz, cfg.hidden = p.n_hid, cfg.n_layers = (int)p.n_layers;
+    cfg.backwards = backwards;
     AwdLstmLM lm(cfg);
     Common c2 = com;
     c2.resume = com.resume && fs::exists(fs::path(lmdir) / "checkpoint.json");

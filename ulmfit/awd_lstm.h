@@ -36,6 +36,10 @@ struct AwdLstmConfig {
   Index hidden = 1152;  // n_hid
   int n_layers = 3;
   TokenId pad_token = 1;
+  // The model reads each document last token first (fastai's `backwards=True`, the ULMFiT
+  // paper's backward LM). Callers always pass documents in reading order: the training loops and
+  // the classifier's infer() reverse them.
+  bool backwards = false;
   // Dropout probabilities (already multiplied by drop_mult).
   double embed_p = 0.02, input_p = 0.25, weight_p = 0.2, hidden_p = 0.15, output_p = 0.1;
 

@@ -26,10 +26,11 @@ struct Classifier::Impl {
   Vocab vocab;
   std::vector<std::string> labels;
   float temperature = kTemperature;
+  std::vector<double> class_weights;  // empty: none (the bundle's prior correction)
   std::string source;
-  // Eval-mode forward of one document: ids → 3 logits. Thread-safe (own workspace per call).
-  std::function<std::array<float, 3>(const std::vector<std::int32_t>&)> logits;
-  std::shared_ptr<const ClassifierModel> model;
+  // The bundle's classifiers: one, or an ensemble whose probabilities are averaged. Eval-mode
+  // forward is thread-safe (each call uses its own workspace).
+  std::vector<std::shared_ptr<const ClassifierModel>> models;
 };
 
 namespace {
@@ -53,13 +54,12 @@ std::shared_ptr<const Classifier::Impl> build(io::Bundle bundle, std::string sou
     throw std::runtime_error(impl->source + ": temperature must be a positive number, got " +
                              std::to_string(impl->temperature));
   impl->vocab = Vocab::from_itos(bundle.vocab());
-  auto model = ClassifierModel::from_bundle(bundle, opt.half_recurrent);
-  impl->model = std::make_shared<const ClassifierModel>(std::move(model));
-  // The model copied every weight: the mapping is not needed any more (keeping it would hold
+  impl->class_weights = bundle.class_weights();
+  for (std::size_t k = 0; k < bundle.members().size(); ++k)
+    impl->models.push_back(std::make_shared<const ClassifierModel>(
+        ClassifierModel::from_bundle(bundle, opt.half_recurrent, k)));
+  // The models copied every weight: the mapping is not needed any more (keeping it would hold
   // the model twice in memory).
-  impl->logits = [m = impl->model.get()](const std::vector<std::int32_t>& ids) {
-    return m->infer(ids);
-  };
   return impl;
 }
 
@@ -86,6 +86,16 @@ std::array<float, 3> softmax3(const std::array<float, 3>& z) {
 }
 
 }  // namespace
+
+std::array<float, 3> corrected(const std::array<float, 3>& p, const std::vector<double>& w) {
+  if (w.empty()) return p;
+  double s = 0;
+  std::array<double, 3> q{};
+  for (int i = 0; i < 3; ++i) s += (q[i] = (double)p[i] * w[(std::size_t)i]);
+  std::array<float, 3> out{};
+  for (int i = 0; i < 3; ++i) out[i] = static_cast<float>(q[i] / s);
+  return out;
+}
 
 std::string prediction_json(const Prediction& p, const std::vector<std::string>& labels) {
   using nlohmann::json;
@@ -126,12 +136,23 @@ std::vector<std::int32_t> Classifier::encode(std::string_view text) const {
 }
 
 std::array<float, 3> Classifier::probabilities(const std::vector<std::int32_t>& ids) const {
-  return softmax3(impl_->logits(ids));
+  const auto& ms = impl_->models;
+  if (ms.size() == 1) return softmax3(ms[0]->infer(ids));
+  // An ensemble: the mean of the members' probabilities.
+  std::array<double, 3> sum{};
+  for (const auto& m : ms) {
+    auto p = softmax3(m->infer(ids));
+    for (int i = 0; i < 3; ++i) sum[i] += p[i];
+  }
+  std::array<float, 3> out{};
+  for (int i = 0; i < 3; ++i) out[i] = static_cast<float>(sum[i] / static_cast<double>(ms.size()));
+  return out;
 }
 
-Prediction Classifier::finish(const std::array<float, 3>& p) const {
+Prediction Classifier::finish(const std::array<float, 3>& raw) const {
   Prediction r;
-  r.probabilities = p;
+  r.probabilities = corrected(raw, impl_->class_weights);
+  const auto& p = r.probabilities;
   r.scores = temperature_scores(p, impl_->temperature);
   r.index = static_cast<std::size_t>(std::max_element(p.begin(), p.end()) - p.begin());
   r.label = impl_->labels[r.index];
@@ -179,6 +200,8 @@ std::vector<Prediction> Classifier::predict_batch(const std::vector<Paper>& pape
 const std::vector<std::string>& Classifier::labels() const { return impl_->labels; }
 float Classifier::temperature() const { return impl_->temperature; }
 std::size_t Classifier::vocab_size() const { return impl_->vocab.size(); }
+std::size_t Classifier::n_members() const { return impl_->models.size(); }
+const std::vector<double>& Classifier::class_weights() const { return impl_->class_weights; }
 const std::string& Classifier::source() const { return impl_->source; }
 
 }  // namespace ulmfit

@@ -9,6 +9,9 @@
 //   text = title + " <ENDTITLE> " + abstract            (join_title_abstract, no stripping)
 //   ids  = numericalize(tokenize(text, Predict))         (OOV → 0 = xxunk; no replace_space)
 //   p    = softmax(classifier_eval_forward(ids))          (72-token chunks, last ≤1440 pooled)
+//          (an ensemble bundle: the mean of its members' p; a backwards member reads ids reversed)
+//   p    = p * w / sum(p * w)                             (only if the bundle has class_weights:
+//                                                         a prior correction set by `calibrate`)
 //   s    = temperature_scores(p, T)                       (T from the bundle, default 0.25)
 //   prediction = labels[argmax p]
 //
@@ -31,7 +34,8 @@ namespace ulmfit {
 struct Prediction {
   std::size_t index = 0;                  // argmax class (== argmax of scores)
   std::string label;                      // labels()[index], e.g. "core"
-  std::array<float, 3> probabilities{};   // softmax of the logits (fastai's learn.predict)
+  std::array<float, 3> probabilities{};   // softmax of the logits (fastai's learn.predict), times
+                                          // the bundle's class weights if it has any, renormalised
   std::array<float, 3> scores{};          // INSPIRE's temperature scores (what the API reports)
 };
 
@@ -45,6 +49,9 @@ struct Paper {
 // are float32 values printed as the shortest decimal of their double value (as Python prints
 // float(np.float32)).
 std::string prediction_json(const Prediction& p, const std::vector<std::string>& labels);
+
+// p_c * w_c / sum_j p_j * w_j (w empty: p unchanged). The prior correction of a calibrated bundle.
+std::array<float, 3> corrected(const std::array<float, 3>& p, const std::vector<double>& w);
 
 // How a loaded model computes.
 struct LoadOptions {
@@ -81,11 +88,14 @@ class Classifier {
   // The steps, for tools and tests.
   std::vector<std::int32_t> encode(std::string_view text) const;  // tokenize + numericalize
   std::array<float, 3> probabilities(const std::vector<std::int32_t>& ids) const;
-  Prediction finish(const std::array<float, 3>& probabilities) const;  // scores + argmax
+  // Prior correction (class_weights(), if any) + scores + argmax.
+  Prediction finish(const std::array<float, 3>& probabilities) const;
 
   const std::vector<std::string>& labels() const;
   float temperature() const;
   std::size_t vocab_size() const;
+  std::size_t n_members() const;  // classifiers in the model: 1, or an ensemble's size
+  const std::vector<double>& class_weights() const;  // the bundle's prior correction (or empty)
   const std::string& source() const;  // the path, or "embedded:<name>"
   std::string to_json(const Prediction& p) const { return prediction_json(p, labels()); }
 

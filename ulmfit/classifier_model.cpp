@@ -40,6 +40,7 @@ ClassifierConfig ClassifierConfig::from_model_config(const io::ModelConfig& mc) 
   c.enc.hidden = mc.n_hid;
   c.enc.n_layers = (int)mc.n_layers;
   c.enc.pad_token = (TokenId)mc.pad_idx;
+  c.enc.backwards = mc.backwards;
   c.enc.embed_p = mc.embed_p;
   c.enc.input_p = mc.input_p;
   c.enc.weight_p = mc.weight_p;
@@ -375,6 +376,11 @@ void ClassifierModelT<T>::infer(CView<TokenId> ids, View<T> logits, ClassifierWo
   const int L = cfg_.enc.n_layers;
   if (n == 0) throw std::invalid_argument("classifier: empty document (no tokens)");
   nn::check_shape(logits.shape, Shape{cfg_.n_classes}, "classifier infer logits");
+  if (cfg_.enc.backwards) {  // callers pass reading order; a backwards model reads it reversed
+    ws.reversed.assign(ids.data, ids.data + n);
+    std::reverse(ws.reversed.begin(), ws.reversed.end());
+    ids = CView<TokenId>(ws.reversed.data(), Shape{n});
+  }
   enc_.check_ids(CView<TokenId>(ids.data, Shape{1, n}));
   ws.h.resize(L);
   ws.c.resize(L);
@@ -484,15 +490,20 @@ void ClassifierModelT<T>::infer_batch(const std::vector<std::vector<TokenId>>& d
 
 template <typename T>
 ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle,
-                                                     bool half_recurrent) {
-  const auto& mc = bundle.config();
+                                                     bool half_recurrent, std::size_t member) {
+  if (member >= bundle.members().size())
+    throw std::invalid_argument("classifier model: the bundle has " +
+                                std::to_string(bundle.members().size()) + " member(s), no member " +
+                                std::to_string(member));
+  const auto& mc = bundle.members()[member].config;
+  const std::string& prefix = bundle.members()[member].prefix;
   if (mc.kind != "classifier")
     throw std::invalid_argument("classifier model: the bundle holds a \"" + mc.kind +
                                 "\" model, not a classifier");
   ClassifierModelT<T> m(ClassifierConfig::from_model_config(mc));
   std::vector<nn::HalfMatrix> half;  // layer order: tensors() lists rnns.0, rnns.1, ...
   for (auto& t : m.tensors()) {
-    CView<float> src = bundle.tensor(t.key);
+    CView<float> src = bundle.tensor(prefix + t.key);
     if (src.numel() != t.value.numel())
       throw std::invalid_argument("classifier model: tensor '" + t.key + "' has shape " +
                                   src.shape.str() + " in the bundle, the model needs " +

@@ -102,6 +102,7 @@ struct ClassifierWorkspace {
   std::vector<nn::Tensor<T>> h, c;   // per layer [1, h_l]
   nn::Tensor<T> x, y0, y1, scratch;  // chunk buffers
   nn::Tensor<T> sum, mx, last, feat, a, b;
+  std::vector<TokenId> reversed;     // a backwards model's document, last token first
 };
 
 template <typename T>
@@ -162,7 +163,9 @@ class ClassifierModelT {
   // std::invalid_argument naming the tensor on a mismatch. half_recurrent (serving only): the
   // LSTMs' W_hh go straight from the file to half precision and no float32 copy is kept
   // (AwdLstmEncoderT::adopt_half_recurrent): such a model can infer, not train or export.
-  static ClassifierModelT from_bundle(const io::Bundle& bundle, bool half_recurrent = false);
+  // `member`: which classifier of an ensemble bundle (io::Bundle::members()); 0 for a single one.
+  static ClassifierModelT from_bundle(const io::Bundle& bundle, bool half_recurrent = false,
+                                      std::size_t member = 0);
 
  private:
   void head_forward(ClassifierCache<T>& cache, const ForwardOptions& opt);

@@ -66,6 +66,7 @@ AwdLstmConfig awd_config_from(const io::ModelConfig& c) {
   a.hidden = c.n_hid;
   a.n_layers = (int)c.n_layers;
   a.pad_token = (TokenId)c.pad_idx;
+  a.backwards = c.backwards;
   a.embed_p = c.embed_p;
   a.input_p = c.input_p;
   a.weight_p = c.weight_p;
@@ -83,6 +84,7 @@ io::ModelConfig model_config_from(const AwdLstmConfig& a, const std::string& kin
   c.n_hid = a.hidden;
   c.n_layers = a.n_layers;
   c.pad_idx = a.pad_token;
+  c.backwards = a.backwards;
   c.embed_p = a.embed_p;
   c.input_p = a.input_p;
   c.weight_p = a.weight_p;
@@ -229,8 +231,16 @@ void apply_lm_freezing(AwdLstmLM& lm, const nn::Adam& opt) {
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 // ---------------------------------------------------------------------------------------------
-std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vector<Doc>& docs,
+static std::vector<Doc> reading_direction(const std::vector<Doc>& docs, bool backwards) {
+  if (!backwards) return docs;
+  std::vector<Doc> out(docs);
+  for (auto& d : out) std::reverse(d.begin(), d.end());
+  return out;
+}
+
+std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vector<Doc>& docs_in,
                                                   std::size_t bs, std::size_t bptt) {
+  const std::vector<Doc> docs = reading_direction(docs_in, lm.config().backwards);
   std::size_t total = 0;
   for (auto& d : docs) total += d.size();
   bs = std::max<std::size_t>(1, std::min(bs, total > 1 ? (total - 1) / 2 : 1));
@@ -427,7 +437,9 @@ LmResult train_language_model(AwdLstmLM& lm, const Vocab& vocab, const std::vect
   nn::AdamHyper hyper;
   hyper.wd = opt.wd;
   nn::Adam adam(params, L + 1, hyper);
-  LMLoader loader(train, bs, bptt, /*shuffle=*/true, opt.seed);
+  // A backwards LM learns on every document reversed (fastai's backwards=True).
+  LMLoader loader(reading_direction(train, lm.config().backwards), bs, bptt, /*shuffle=*/true,
+                  opt.seed);
   nn::Rng rng(opt.seed ^ 0x5eedULL);
   AwdLstmCache<float> cache;
   LMBatch b;
@@ -544,7 +556,9 @@ ClasResult train_classifier(ClassifierModel& m, const Vocab& vocab, const std::v
   nn::AdamHyper hyper;
   hyper.wd = opt.wd;
   nn::Adam adam(params, G, hyper);
-  ClasLoader loader(train, train_labels, bs, /*train=*/true, opt.seed, (std::size_t)m.config().bptt);
+  // A backwards model trains on reversed documents; validation (infer) reverses by itself.
+  ClasLoader loader(reading_direction(train, m.config().enc.backwards), train_labels, bs,
+                    /*train=*/true, opt.seed, (std::size_t)m.config().bptt);
   nn::Rng rng(opt.seed ^ 0xc1a5ULL);
   ClassifierCache<float> cache;
   ClasBatch b;
