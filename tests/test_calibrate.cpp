@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_helpers.h"
 #include "io/bundle.h"
 #include "io/errors.h"
 #include "io/safetensors.h"
@@ -21,22 +22,11 @@
 #include "ulmfit/classifier.h"
 
 namespace fs = std::filesystem;
+using clitest::kBin;
+using clitest::kData;
+using clitest::run;
 
 namespace {
-
-const std::string kBin = INSPIRE_BINARY_DIR "/inspire-classifier";
-const std::string kData = INSPIRE_SOURCE_DIR "/../shared/data/labeled/inspire_labeled.jsonl";
-
-std::string run(const std::string& cmd, int* rc) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>/dev/null").c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  *rc = pclose(p);
-  return out;
-}
 
 class Calibrate : public ::testing::Test {
  protected:

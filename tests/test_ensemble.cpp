@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_helpers.h"
 #include "io/bundle.h"
 #include "io/errors.h"
 #include "io/safetensors.h"
@@ -24,29 +25,13 @@
 
 namespace fs = std::filesystem;
 using namespace ulmfit;
+using clitest::fresh_dir;
+using clitest::kBin;
+using clitest::kData;
 
 namespace {
 
-const std::string kBin = INSPIRE_BINARY_DIR "/inspire-classifier";
-const std::string kData = INSPIRE_SOURCE_DIR "/../shared/data/labeled/inspire_labeled.jsonl";
-
-std::string run(const std::string& cmd, int* rc) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  *rc = pclose(p);
-  return out;
-}
-
-fs::path fresh_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("inspire_ens_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+std::string run(const std::string& cmd, int* rc) { return clitest::run(cmd, rc, true); }
 
 Vocab test_vocab(std::int64_t n) {
   std::vector<std::string> v = {"xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj"};
@@ -75,6 +60,15 @@ std::vector<std::int32_t> test_ids(std::size_t n) {
   std::vector<std::int32_t> ids = {2};
   for (std::size_t i = 1; i < n; ++i) ids.push_back(9 + (std::int32_t)((i * 7 + i / 3) % 31));
   return ids;
+}
+
+// Appends `member` to `c` as ensemble member k (its config, and its tensors under the prefix).
+void add_member(io::BundleContents& c, const io::BundleContents& member, std::size_t k) {
+  c.extra_members.push_back({io::ensemble_prefix(k), member.config});
+  for (auto t : member.tensors) {
+    t.name = io::ensemble_prefix(k) + t.name;
+    c.tensors.push_back(t);
+  }
 }
 
 void write_classifier(ClassifierModel& m, const Vocab& v, const std::string& path) {
@@ -130,11 +124,7 @@ TEST(Ensemble, BundleRoundTrip) {
                 .at("format"),
             "inspire-classifier-bundle/1");
   auto c1 = classifier_bundle(m1, v, "");
-  c.extra_members.push_back({io::ensemble_prefix(1), c1.config});
-  for (auto t : c1.tensors) {
-    t.name = io::ensemble_prefix(1) + t.name;
-    c.tensors.push_back(t);
-  }
+  add_member(c, c1, 1);
   std::string bytes = io::serialize_bundle(c);
   auto b = io::Bundle::from_memory(bytes.data(), bytes.size(), "ens", true);
   EXPECT_EQ(b.metadata().at("format"), "inspire-classifier-bundle/2");
@@ -194,11 +184,7 @@ TEST(Ensemble, LoaderRefusesBadMetadata) {
   auto m0 = random_classifier(1, false), m1 = random_classifier(2, false);
   auto c = classifier_bundle(m0, v, "");
   auto c1 = classifier_bundle(m1, v, "");
-  c.extra_members.push_back({io::ensemble_prefix(1), c1.config});
-  for (auto t : c1.tensors) {
-    t.name = io::ensemble_prefix(1) + t.name;
-    c.tensors.push_back(t);
-  }
+  add_member(c, c1, 1);
   // Re-serialise the same tensors with tampered metadata through the plain safetensors writer.
   std::string good = io::serialize_bundle(c);
   auto ok = io::SafetensorsFile::from_memory(good.data(), good.size(), "good", true);
@@ -287,20 +273,8 @@ TEST(Ensemble, ClassifierAveragesItsMembersAndTheCommandBuildsIt) {
 // falls, and the classifier predicts.
 TEST(Backwards, TinyPipelineTrainsBackwardModels) {
   ASSERT_TRUE(fs::exists(kData)) << kData;
-  fs::path dir = fresh_dir("pipeline");
-  {
-    std::ifstream in(kData);
-    std::ofstream out(dir / "sample.jsonl");
-    std::string line;
-    int n = 0;
-    while (n < 60 && std::getline(in, line)) {
-      auto j = nlohmann::json::parse(line);
-      if (j["split"] != "train") continue;
-      out << nlohmann::json{{"title", j["title"]}, {"abstract", j["abstract"]}, {"label", j["label"]}}.dump()
-          << "\n";
-      ++n;
-    }
-  }
+  fs::path dir = fresh_dir("bwd_pipeline");
+  clitest::write_sample(dir / "sample.jsonl", 60);
   int rc = -1;
   std::string out = run(kBin + " train --backwards --preset tiny --threads 1 --max-vocab 300 "
                                "--lm-epochs 2 --clas-epochs 1 -q -d " +

@@ -11,57 +11,23 @@
 #include <sstream>
 #include <string>
 
+#include "cli_helpers.h"
 #include "io/bundle.h"
 #include "ulmfit/curves.h"
 #include "ulmfit/train.h"
 
 namespace fs = std::filesystem;
 using namespace ulmfit;
-
-namespace {
-
-const std::string kBin = INSPIRE_BINARY_DIR "/inspire-classifier";
-const std::string kData = INSPIRE_SOURCE_DIR "/../shared/data/labeled/inspire_labeled.jsonl";
-
-std::string run(const std::string& cmd, int* rc) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>/dev/null").c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  *rc = pclose(p);
-  return out;
-}
-
-fs::path fresh_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("inspire_test_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-}  // namespace
+using clitest::fresh_dir;
+using clitest::kBin;
+using clitest::kData;
+using clitest::run;
 
 TEST(Pipeline, TinyEndToEndLikeTheOriginalIntegrationTest) {
   ASSERT_TRUE(fs::exists(kData)) << kData;
   fs::path dir = fresh_dir("pipeline");
-  // A tiny sample: the first 100 labeled train-split papers, without their split field, so that
-  // the tool makes its own random 80/20 train/valid split as the original does.
-  {
-    std::ifstream in(kData);
-    std::ofstream out(dir / "sample.jsonl");
-    std::string line;
-    int n = 0;
-    while (n < 100 && std::getline(in, line)) {
-      auto j = nlohmann::json::parse(line);
-      if (j["split"] != "train") continue;
-      out << nlohmann::json{{"title", j["title"]}, {"abstract", j["abstract"]}, {"label", j["label"]}}
-                 .dump()
-          << "\n";
-      ++n;
-    }
-  }
+  // A tiny sample: the first 100 labeled train-split papers, without their split field.
+  clitest::write_sample(dir / "sample.jsonl", 100);
   int rc = -1;
   std::string out = run(kBin + " train --preset tiny --threads 1 --max-vocab 500 --lm-epochs 2 -q -d " +
                             (dir / "sample.jsonl").string() + " -o " + (dir / "out").string(),
