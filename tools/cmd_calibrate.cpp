@@ -19,10 +19,10 @@
 #include <vector>
 
 #include "io/bundle.h"
-#include "io/dataset.h"
 #include "io/safetensors.h"
 #include "nn/backend.h"
 #include "tools/cli.h"
+#include "tools/labeled.h"
 #include "ulmfit/classifier.h"
 #include "ulmfit/metrics.h"
 #include "ulmfit/progress.h"
@@ -101,14 +101,7 @@ int run_calibrate(int argc, char** argv) {
 
   auto clf = ulmfit::Classifier::load(model);
   const auto& labels = clf.labels();
-  io::DatasetOptions opt;
-  opt.labels = labels;
-  opt.require_label = true;
-  std::vector<io::Record> recs;
-  io::read_dataset(
-      data, [&](io::Record& r) { if (split.empty() || r.split == split) recs.push_back(std::move(r)); },
-      [&](const io::RecordError& e) { std::fprintf(stderr, "warning: skipping %s\n", e.what().c_str()); },
-      opt);
+  std::vector<io::Record> recs = cli::read_labeled(data, split, labels);
   if (recs.empty())
     throw std::runtime_error(data + ": no labeled records" + (split.empty() ? "" : " with split '" + split + "'"));
   if (folds > (long)recs.size()) throw std::runtime_error("--folds is larger than the number of records");

@@ -165,6 +165,9 @@ int run_inspect(int argc, char** argv) {
 
   std::int64_t elems = 0;
   for (auto& t : f.tensors()) elems += t.numel();
+  std::int64_t params = 0;  // every member of an ensemble counts
+  if (bundle)
+    for (auto& m : bundle->members()) params += io::parameter_count(m.config);
 
   if (as_json) {
     json j;
@@ -194,9 +197,7 @@ int run_inspect(int argc, char** argv) {
     j["stored_elements"] = elems;
     j["data_bytes"] = f.data_bytes();
     if (bundle) {
-      std::int64_t n = 0;
-      for (auto& m : bundle->members()) n += io::parameter_count(m.config);
-      j["parameters"] = n;
+      j["parameters"] = params;
       j["members"] = bundle->members().size();
     }
     std::cout << j.dump(2) << "\n";
@@ -216,7 +217,6 @@ int run_inspect(int argc, char** argv) {
     if (ms.size() > 1)
       std::cout << "\nensemble of " << ms.size()
                 << " classifiers (a prediction averages their probabilities)";
-    std::int64_t n = 0;
     for (std::size_t k = 0; k < ms.size(); ++k) {
       const auto& c = ms[k].config;
       std::cout << "\n" << (ms.size() > 1 ? "member " + std::to_string(k) + " (" +
@@ -231,9 +231,8 @@ int run_inspect(int argc, char** argv) {
         for (auto x : c.lin_ftrs) std::cout << " -> " << x;
         std::cout << " -> " << c.n_classes;
       }
-      n += io::parameter_count(c);
     }
-    std::cout << "\nparameters: " << with_commas(n) << " (trainable, tied weights once)\n";
+    std::cout << "\nparameters: " << with_commas(params) << " (trainable, tied weights once)\n";
   }
   std::cout << "\nmetadata:\n";
   for (auto& [key, v] : meta) {

@@ -15,6 +15,7 @@
 #include "io/dataset.h"
 #include "nn/backend.h"
 #include "tools/cli.h"
+#include "tools/labeled.h"
 #include "ulmfit/classifier.h"
 #include "ulmfit/metrics.h"
 #include "ulmfit/progress.h"
@@ -55,21 +56,8 @@ int run_validate(int argc, char** argv) {
   auto clf = ulmfit::Classifier::load_or_default(model, load_opt);
   const auto& labels = clf.labels();
 
-  io::DatasetOptions opt;
-  opt.labels = labels;
-  opt.require_label = true;
-  std::vector<io::Record> recs;
   std::size_t bad = 0;
-  io::read_dataset(
-      data,
-      [&](io::Record& r) {
-        if (split.empty() || r.split == split) recs.push_back(std::move(r));
-      },
-      [&](const io::RecordError& e) {
-        ++bad;
-        std::fprintf(stderr, "warning: skipping %s\n", e.what().c_str());
-      },
-      opt);
+  std::vector<io::Record> recs = cli::read_labeled(data, split, labels, &bad);
   if (recs.empty()) {
     cli::error(data + ": no labeled records" + (split.empty() ? "" : " with split '" + split + "'"));
     return 1;

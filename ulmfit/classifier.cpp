@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <optional>
 #include <stdexcept>
 
@@ -136,9 +135,9 @@ std::vector<std::int32_t> Classifier::encode(std::string_view text) const {
 }
 
 std::array<float, 3> Classifier::probabilities(const std::vector<std::int32_t>& ids) const {
+  // The mean of the members' probabilities (for one member, exactly its own: a float summed in
+  // double and divided by 1 is unchanged).
   const auto& ms = impl_->models;
-  if (ms.size() == 1) return softmax3(ms[0]->infer(ids));
-  // An ensemble: the mean of the members' probabilities.
   std::array<double, 3> sum{};
   for (const auto& m : ms) {
     auto p = softmax3(m->infer(ids));

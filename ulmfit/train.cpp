@@ -231,16 +231,20 @@ void apply_lm_freezing(AwdLstmLM& lm, const nn::Adam& opt) {
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 // ---------------------------------------------------------------------------------------------
+// The documents as a model reads them: a copy, reversed if it reads backwards.
 static std::vector<Doc> reading_direction(const std::vector<Doc>& docs, bool backwards) {
-  if (!backwards) return docs;
   std::vector<Doc> out(docs);
-  for (auto& d : out) std::reverse(d.begin(), d.end());
+  if (backwards)
+    for (auto& d : out) std::reverse(d.begin(), d.end());
   return out;
 }
 
 std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vector<Doc>& docs_in,
                                                   std::size_t bs, std::size_t bptt) {
-  const std::vector<Doc> docs = reading_direction(docs_in, lm.config().backwards);
+  // A forward LM reads docs_in as they are; only a backwards one needs a (reversed) copy.
+  std::vector<Doc> reversed;
+  if (lm.config().backwards) reversed = reading_direction(docs_in, true);
+  const std::vector<Doc>& docs = lm.config().backwards ? reversed : docs_in;
   std::size_t total = 0;
   for (auto& d : docs) total += d.size();
   bs = std::max<std::size_t>(1, std::min(bs, total > 1 ? (total - 1) / 2 : 1));
