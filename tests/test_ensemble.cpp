@@ -245,6 +245,34 @@ TEST(Ensemble, ClassifierAveragesItsMembersAndTheCommandBuildsIt) {
     auto pa = ca.probabilities(ids), pb = cb.probabilities(ids), pe = ce.probabilities(ids);
     for (int i = 0; i < 3; ++i) EXPECT_NEAR(pe[i], (pa[i] + pb[i]) / 2, 1e-7) << n << " " << i;
   }
+  // --member K writes member K back out as a single classifier: the same predictions, the same
+  // direction; an index out of range or more than one input is refused and nothing is written.
+  std::string x1 = (dir / "x1.safetensors").string(), x0 = (dir / "x0.safetensors").string();
+  out = run(kBin + " ensemble --member 1 " + e + " -o " + x1, &rc);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("\"backwards\":true"), std::string::npos) << out;
+  out = run(kBin + " ensemble --member 0 " + e + " -o " + x0, &rc);
+  ASSERT_EQ(rc, 0) << out;
+  {
+    auto cx1 = Classifier::load(x1), cx0 = Classifier::load(x0);
+    EXPECT_EQ(cx1.n_members(), 1u);
+    EXPECT_TRUE(io::Bundle::load(x1).config().backwards);
+    EXPECT_FALSE(io::Bundle::load(x0).config().backwards);
+    for (std::size_t n : {1, 9, 33}) {
+      auto ids = test_ids(n);
+      EXPECT_EQ(cx1.probabilities(ids), cb.probabilities(ids)) << n;
+      EXPECT_EQ(cx0.probabilities(ids), ca.probabilities(ids)) << n;
+    }
+  }
+  std::string x2 = (dir / "x2.safetensors").string();
+  out = run(kBin + " ensemble --member 2 " + e + " -o " + x2, &rc);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("--member 2 is out of range; it has 2 member(s)"), std::string::npos) << out;
+  out = run(kBin + " ensemble --member 0 " + e + " " + a + " -o " + x2, &rc);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("exactly one bundle"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(x2));
+
   // An ensemble of an ensemble and a single model flattens to three members.
   std::string e3 = (dir / "e3.safetensors").string();
   out = run(kBin + " ensemble " + e + " " + a + " -o " + e3, &rc);

@@ -2,6 +2,8 @@
 // predictions average the members' class probabilities (the ULMFiT paper's forward + backward
 // ensemble). The members must share the vocabulary and labels; each keeps its own sizes and
 // reading direction. An input that is itself an ensemble contributes all of its members.
+// `ensemble --member K E -o OUT` does the reverse: member K of E as a single classifier bundle
+// (e.g. to warm-start `finetune-lm --pretrained` from the backward member of the default model).
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -15,6 +17,44 @@
 
 namespace {
 
+// Copies the stored (non-alias) tensors of member `m` of `b` into `c`, renamed from m's prefix to
+// `dst`.
+void copy_member(const io::Bundle& b, const io::BundleMember& m, const std::string& dst,
+                 io::BundleContents& c) {
+  for (const auto& e : io::expected_tensors(m.config, m.prefix)) {
+    if (!e.alias_of.empty() || !b.file().contains(e.name)) continue;
+    const io::TensorInfo& t = b.file().info(e.name);
+    io::TensorOut o;
+    o.name = dst + e.name.substr(m.prefix.size());
+    o.dtype = t.dtype;
+    o.shape = t.shape;
+    o.data = b.file().data(t);
+    c.tensors.push_back(std::move(o));
+  }
+}
+
+// `--member K`: member K of one ensemble bundle, written as a version-1 classifier bundle.
+int extract_member(const std::vector<std::string>& inputs, long long k, const std::string& out) {
+  if (inputs.size() != 1)
+    throw std::runtime_error("--member takes exactly one bundle, got " + std::to_string(inputs.size()));
+  io::Bundle b = io::Bundle::load(inputs[0]);
+  const auto& ms = b.members();
+  if (k < 0 || (std::size_t)k >= ms.size())
+    throw std::runtime_error(inputs[0] + ": --member " + std::to_string(k) + " is out of range; it has " +
+                             std::to_string(ms.size()) + " member(s), numbered from 0");
+  io::BundleContents c;
+  c.config = ms[(std::size_t)k].config;
+  c.vocab = b.vocab();
+  c.labels = b.labels();
+  c.temperature = b.temperature();
+  c.provenance = nlohmann::json{{"member_of", inputs[0]}, {"member", k}, {"provenance", b.provenance()}}.dump();
+  copy_member(b, ms[(std::size_t)k], "", c);
+  io::write_bundle(out, c);
+  std::cout << nlohmann::json{{"model", out}, {"member", k}, {"backwards", c.config.backwards}}.dump()
+            << std::endl;
+  return 0;
+}
+
 int run_ensemble(int argc, char** argv) {
   CLI::App app(
       "Combine classifier bundles into one ensemble bundle (format version 2). A prediction is\n"
@@ -24,11 +64,16 @@ int run_ensemble(int argc, char** argv) {
       "inspire-classifier ensemble");
   std::vector<std::string> inputs;
   std::string out;
-  app.add_option("models", inputs, "classifier bundles (two or more members in all)")
+  app.add_option("models", inputs, "classifier bundles (two or more members in all; one with --member)")
       ->required()
       ->check(CLI::ExistingFile);
   app.add_option("-o,--out", out, "the ensemble bundle to write (atomically)")->required();
+  long long member = -1;
+  app.add_option("--member", member,
+                 "instead: write member K (0 = the first) of ONE ensemble bundle as a single "
+                 "classifier (no class weights)");
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+  if (member >= 0 || app.count("--member")) return extract_member(inputs, member, out);
 
   std::vector<io::Bundle> bundles;
   for (auto& p : inputs) {
@@ -60,16 +105,7 @@ int run_ensemble(int argc, char** argv) {
     for (const auto& m : b.members()) {
       const std::string dst = k == 0 ? "" : io::ensemble_prefix(k);
       if (k > 0) c.extra_members.push_back({dst, m.config});
-      for (const auto& e : io::expected_tensors(m.config, m.prefix)) {
-        if (!e.alias_of.empty() || !b.file().contains(e.name)) continue;
-        const io::TensorInfo& t = b.file().info(e.name);
-        io::TensorOut o;
-        o.name = dst + e.name.substr(m.prefix.size());
-        o.dtype = t.dtype;
-        o.shape = t.shape;
-        o.data = b.file().data(t);
-        c.tensors.push_back(std::move(o));
-      }
+      copy_member(b, m, dst, c);
       ++k;
     }
   }
