@@ -176,6 +176,16 @@ void ModelConfig::validate() const {
 
 std::string ensemble_prefix(std::size_t k) { return "ensemble." + std::to_string(k) + "."; }
 
+namespace {
+// Every member's expected tensors, member 0 first (its names unprefixed).
+std::vector<ExpectedTensor> members_tensors(const std::vector<BundleMember>& members) {
+  std::vector<ExpectedTensor> out;
+  for (auto& m : members)
+    for (auto& e : expected_tensors(m.config, m.prefix)) out.push_back(std::move(e));
+  return out;
+}
+}  // namespace
+
 std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c, const std::string& prefix) {
   std::vector<ExpectedTensor> out;
   const std::string p = c.encoder_prefix();
@@ -298,14 +308,11 @@ Prepared prepare(const BundleContents& b) {
     members.push_back(m);
     ensemble.push_back({{"prefix", m.prefix}, {"config", m.config.to_json()}});
   }
-  std::vector<ExpectedTensor> expected;
-  for (auto& m : members)
-    for (auto& e : expected_tensors(m.config, m.prefix)) expected.push_back(std::move(e));
 
   Prepared p;
   json aliases = json::object();
   std::set<std::string> used;
-  for (auto& e : expected) {
+  for (auto& e : members_tensors(members)) {
     auto it = given.find(e.name);
     if (!e.alias_of.empty()) {
       aliases[e.name] = e.alias_of;
@@ -538,11 +545,8 @@ void Bundle::validate() {
       declared[it.key()] = it.value().get<std::string>();
     }
   }
-  std::vector<ExpectedTensor> expected;
-  for (auto& m : members_)
-    for (auto& e : expected_tensors(m.config, m.prefix)) expected.push_back(std::move(e));
   std::set<std::string> known;
-  for (auto& e : expected) {
+  for (auto& e : members_tensors(members_)) {
     known.insert(e.name);
     if (!e.alias_of.empty()) {
       if (file_.contains(e.name))
@@ -596,9 +600,8 @@ bool Bundle::has(const std::string& name) const {
 
 std::vector<std::string> Bundle::names() const {
   std::vector<std::string> out;
-  for (auto& m : members_)
-    for (auto& e : expected_tensors(m.config, m.prefix))
-      if (has(e.name)) out.push_back(e.name);
+  for (auto& e : members_tensors(members_))
+    if (has(e.name)) out.push_back(e.name);
   return out;
 }
 

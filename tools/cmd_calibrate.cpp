@@ -106,16 +106,14 @@ int run_calibrate(int argc, char** argv) {
     throw std::runtime_error(data + ": no labeled records" + (split.empty() ? "" : " with split '" + split + "'"));
   if (folds > (long)recs.size()) throw std::runtime_error("--folds is larger than the number of records");
 
-  // Raw probabilities (any weights the model already has are undone).
-  std::vector<double> undo;
-  for (double w : clf.class_weights()) undo.push_back(1.0 / w);
+  // Raw probabilities: probabilities() is before any weights the model already has.
   std::vector<P3> p(recs.size());
   std::vector<int> gold(recs.size());
   ulmfit::Progress prog("predicting", (long)recs.size(), stderr, quiet);
   const long n = (long)recs.size();
 #pragma omp parallel for schedule(dynamic, 1)
   for (long i = 0; i < n; ++i) {
-    p[i] = ulmfit::corrected(clf.predict_text(recs[i].text).probabilities, undo);
+    p[i] = clf.probabilities(clf.encode(recs[i].text));
 #pragma omp critical(inspire_calibrate_progress)
     prog.update(1);
   }

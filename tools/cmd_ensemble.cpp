@@ -73,7 +73,7 @@ int run_ensemble(int argc, char** argv) {
                  "instead: write member K (0 = the first) of ONE ensemble bundle as a single "
                  "classifier (no class weights)");
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
-  if (member >= 0 || app.count("--member")) return extract_member(inputs, member, out);
+  if (app.count("--member")) return extract_member(inputs, member, out);
 
   std::vector<io::Bundle> bundles;
   for (auto& p : inputs) {

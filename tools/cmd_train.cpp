@@ -274,6 +274,16 @@ void init_lm(AwdLstmLM& lm, const Vocab& vocab, const std::string& pretrained, s
   }
 }
 
+// An LM of the preset's sizes over `vocab_size` tokens.
+AwdLstmConfig lm_config(const Preset& p, std::size_t vocab_size, double drop_mult, bool backwards) {
+  AwdLstmConfig cfg = AwdLstmConfig::lm((Index)vocab_size, drop_mult);
+  cfg.emb = p.emb_sz;
+  cfg.hidden = p.n_hid;
+  cfg.n_layers = (int)p.n_layers;
+  cfg.backwards = backwards;
+  return cfg;
+}
+
 // Whether the bundle at `path` (empty: none) holds a backwards model.
 bool bundle_is_backwards(const std::string& path) {
   return !path.empty() && io::Bundle::load(path).config().backwards;
@@ -304,12 +314,7 @@ int run_lm(int argc, char** argv, bool pretrain) {
 
   auto sides = read_sides(a.data, com.valid_pct, com.seed, false, com.quiet);
   auto d = prepare_lm_data(sides, a.max_vocab, a.min_freq, com.quiet);
-  AwdLstmConfig cfg = AwdLstmConfig::lm((Index)d.vocab.size(), a.drop_mult);
-  cfg.emb = p.emb_sz;
-  cfg.hidden = p.n_hid;
-  cfg.n_layers = (int)p.n_layers;
-  cfg.backwards = a.backwards || bundle_is_backwards(a.pretrained);
-  AwdLstmLM lm(cfg);
+  AwdLstmLM lm(lm_config(p, d.vocab.size(), a.drop_mult, a.backwards || bundle_is_backwards(a.pretrained)));
   if (!com.resume) init_lm(lm, d.vocab, a.pretrained, com.seed, com.quiet);
   auto stages = pretrain ? lm_pretrain_stages(a.epochs, a.lr)
                          : lm_finetune_stages(a.pretrained.empty() ? 0 : a.frozen_epochs,
@@ -451,10 +456,7 @@ int run_train(int argc, char** argv) {
     } else {
       auto sides = read_sides(pretrain_data, 0.05, com.seed, false, com.quiet);
       auto lmd = prepare_lm_data(sides, max_vocab ? max_vocab : p.max_vocab, min_freq ? min_freq : p.min_freq, com.quiet);
-      AwdLstmConfig cfg = AwdLstmConfig::lm((Index)lmd.vocab.size(), 0.7);
-      cfg.emb = p.emb_sz, cfg.hidden = p.n_hid, cfg.n_layers = (int)p.n_layers;
-      cfg.backwards = backwards;
-      AwdLstmLM lm(cfg);
+      AwdLstmLM lm(lm_config(p, lmd.vocab.size(), 0.7, backwards));
       Common c2 = com;
       c2.resume = com.resume && fs::exists(fs::path(d) / "checkpoint.json");
       if (!c2.resume) init_lm(lm, lmd.vocab, "", com.seed, com.quiet);
@@ -475,10 +477,7 @@ int run_train(int argc, char** argv) {
     files.insert(files.end(), lm_data.begin(), lm_data.end());
     auto sides = read_sides(files, com.valid_pct, com.seed, false, com.quiet);
     auto lmd = prepare_lm_data(sides, max_vocab ? max_vocab : p.max_vocab, min_freq ? min_freq : p.min_freq, com.quiet);
-    AwdLstmConfig cfg = AwdLstmConfig::lm((Index)lmd.vocab.size(), 0.7);
-    cfg.emb = p.emb_sz, cfg.hidden = p.n_hid, cfg.n_layers = (int)p.n_layers;
-    cfg.backwards = backwards;
-    AwdLstmLM lm(cfg);
+    AwdLstmLM lm(lm_config(p, lmd.vocab.size(), 0.7, backwards));
     Common c2 = com;
     c2.resume = com.resume && fs::exists(fs::path(lmdir) / "checkpoint.json");
     if (!c2.resume) init_lm(lm, lmd.vocab, pretrained, com.seed, com.quiet);
