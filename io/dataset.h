@@ -4,7 +4,9 @@
 //  * JSON Lines (.jsonl, .json, .ndjson): one object per line with the fields
 //      id (string or number), title, abstract, text (strings), label (string, or an integer
 //      index into the label list), split (string), is_valid (bool or 0/1),
-//      title_abstract_split (bool; false = the title is already inside `abstract`).
+//      title_abstract_split (bool; false = the title is already inside `abstract`),
+//      title_matches_labeled_split (string: an unlabeled record whose title is that of a
+//      labeled paper in this split; see ../shared/data/README.md §3).
 //  * CSV (.csv, .tsv is not supported): RFC 4180 (quoted fields may hold commas, quotes
 //    written "" and newlines); the header row names the columns: `title` and `abstract`
 //    and/or `text`, optional `label`, `id`, `split`, `is_valid`. Unknown columns are ignored.
@@ -42,6 +44,7 @@ struct Record {
   int label_index = -1;  // index of `label` in DatasetOptions::labels; -1 when no label
   std::string split;     // "train", "valid", "test", "fixture", ... ("" when absent);
                          // is_valid true/false gives "valid"/"train"
+  std::string title_match_split;  // title_matches_labeled_split ("" when absent)
 };
 
 struct RecordError {

@@ -88,6 +88,31 @@ TEST(JsonLines, ReadsTheInspireLabeledSet) {
   EXPECT_EQ(n_joined, 4812u);
 }
 
+// The unlabeled HEP corpus marks records whose title is a labeled paper's
+// (title_matches_labeled_split); training leaves out the valid/test ones (tools/cmd_train.cpp).
+TEST(JsonLines, TitleMatchesOfLabeledPapersAreRead) {
+  std::map<std::string, int> matches;
+  std::vector<RecordError> errs;
+  auto st = io::read_dataset(
+      kData + "unlabeled/hep_abstracts_unlabeled.jsonl",
+      [&](Record& r) {
+        EXPECT_TRUE(r.split.empty());
+        if (!r.title_match_split.empty()) matches[r.title_match_split]++;
+      },
+      [&](const RecordError& e) { errs.push_back(e); });
+  EXPECT_EQ(st.records, 14127u);  // 14,132 less the 5 test matches
+  EXPECT_TRUE(errs.empty());
+  EXPECT_EQ(matches["train"], 54);
+  EXPECT_EQ(matches["valid"], 6);
+  EXPECT_EQ(matches.size(), 2u);  // the test matches were removed from the file
+  auto p = write("match.jsonl", R"({"text": "x", "title_matches_labeled_split": 3})" "\n");
+  std::vector<RecordError> bad;
+  EXPECT_TRUE(io::read_all(p, &bad).empty());
+  ASSERT_EQ(bad.size(), 1u);
+  EXPECT_TRUE(contains(bad[0].message, "'title_matches_labeled_split' must be a string")) << bad[0].message;
+  std::filesystem::remove(p);
+}
+
 TEST(JsonLines, GzipIsReadTransparently) {
   std::string content;
   for (int i = 0; i < 3000; ++i)

@@ -329,3 +329,46 @@ TEST(Backwards, TinyPipelineTrainsBackwardModels) {
   EXPECT_TRUE(nlohmann::json::parse(out).contains("scores")) << out;
   fs::remove_all(dir);
 }
+
+// train-classifier --lm takes a single classifier's encoder (its head is not copied); an ensemble
+// is refused with a pointer to `ensemble --member K`.
+TEST(Ensemble, ClassifierEncoderSeedsANewClassifier) {
+  fs::path dir = fresh_dir("encoder");
+  Vocab v = test_vocab(40);
+  auto src = random_classifier(21, true), other = random_classifier(22, true);
+  std::string a = (dir / "a.safetensors").string(), b = (dir / "b.safetensors").string(),
+              e = (dir / "e.safetensors").string();
+  write_classifier(src, v, a);
+  write_classifier(other, v, b);
+  auto fresh = random_classifier(23, true);
+  load_encoder_into_classifier(fresh, io::Bundle::load(a));
+  auto want = src.encoder().tensors(), got = fresh.encoder().tensors();
+  ASSERT_EQ(want.size(), got.size());
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(want[i].value.numel(), got[i].value.numel()) << want[i].key;
+    for (Index k = 0; k < want[i].value.numel(); ++k)
+      ASSERT_EQ(want[i].value[k], got[i].value[k]) << want[i].key << " " << k;
+  }
+  // the head stays the new model's own
+  auto init = random_classifier(23, true);
+  auto src_all = src.tensors(), fresh_all = fresh.tensors(), init_all = init.tensors();
+  bool head_differs = false;
+  for (std::size_t i = 0; i < fresh_all.size(); ++i)
+    if (fresh_all[i].key.rfind("1.", 0) == 0) {
+      for (Index k = 0; k < fresh_all[i].value.numel(); ++k) {
+        ASSERT_EQ(fresh_all[i].value[k], init_all[i].value[k]) << fresh_all[i].key;
+        head_differs |= fresh_all[i].value[k] != src_all[i].value[k];
+      }
+    }
+  EXPECT_TRUE(head_differs);
+  int rc = -1;
+  std::string out = run(kBin + " ensemble " + a + " " + b + " -o " + e, &rc);
+  ASSERT_EQ(rc, 0) << out;
+  try {
+    load_encoder_into_classifier(fresh, io::Bundle::load(e));
+    ADD_FAILURE() << "an ensemble was accepted as an encoder";
+  } catch (const std::invalid_argument& ex) {
+    EXPECT_NE(std::string(ex.what()).find("ensemble --member K"), std::string::npos) << ex.what();
+  }
+  fs::remove_all(dir);
+}

@@ -57,12 +57,18 @@ bool is_plain_text(const std::string& path) {
 
 // Texts and labels of the train and valid sides. Records whose `split` is "train"/"valid" go
 // there; records with another split ("test", "fixture") are left out; records without a split are
-// split at random (valid_pct, seeded) like fastai's RandomSplitter.
+// split at random (valid_pct, seeded) like fastai's RandomSplitter, except those whose title is
+// a valid or test paper's (`title_matches_labeled_split`): training on them, even as unlabeled LM
+// text, would leak the papers the model is scored on.
 struct Sides {
   std::vector<std::string> train, valid;
   std::vector<std::int32_t> train_labels, valid_labels;
-  std::size_t skipped = 0, bad = 0;
+  std::size_t skipped = 0, bad = 0, held_out_matches = 0;
 };
+
+bool matches_held_out_paper(const io::Record& r) {
+  return r.split.empty() && (r.title_match_split == "valid" || r.title_match_split == "test");
+}
 
 Sides read_sides(const std::vector<std::string>& files, double valid_pct, std::uint64_t seed,
                  bool need_labels, bool quiet) {
@@ -90,6 +96,8 @@ Sides read_sides(const std::vector<std::string>& files, double valid_pct, std::u
           } else if (r.split == "valid") {
             s.valid.push_back(std::move(r.text));
             s.valid_labels.push_back(r.label_index);
+          } else if (matches_held_out_paper(r)) {
+            s.held_out_matches++;
           } else if (r.split.empty()) {
             free_texts.push_back(std::move(r.text));
             free_labels.push_back(r.label_index);
@@ -109,8 +117,10 @@ Sides read_sides(const std::vector<std::string>& files, double valid_pct, std::u
     for (auto i : sp.valid) s.valid.push_back(free_texts[i]), s.valid_labels.push_back(free_labels[i]);
   }
   if (!quiet)
-    std::fprintf(stderr, "data: %zu train / %zu valid documents (%zu in other splits left out, %zu bad)\n",
-                 s.train.size(), s.valid.size(), s.skipped, s.bad);
+    std::fprintf(stderr,
+                 "data: %zu train / %zu valid documents (%zu in other splits and %zu matching a valid "
+                 "or test paper's title left out, %zu bad)\n",
+                 s.train.size(), s.valid.size(), s.skipped, s.held_out_matches, s.bad);
   if (s.train.empty()) throw std::runtime_error("no training documents in the given data");
   return s;
 }
@@ -325,6 +335,8 @@ int run_lm(int argc, char** argv, bool pretrain) {
                      {"vocab_size", d.vocab.size()},
                      {"valid_loss", r.valid_loss},
                      {"valid_accuracy", r.valid_accuracy},
+                     {"train_docs", sides.train.size()},
+                     {"valid_docs", sides.valid.size()},
                      {"steps", r.steps}});
   return 0;
 }
@@ -343,7 +355,7 @@ struct ClasArgs {
     app.add_option("-d,--data", data, "labeled JSON Lines / CSV (title, abstract, label[, split])")
         ->required();
     if (with_lm)
-      app.add_option("--lm", lm, "fine-tuned LM or encoder bundle (its vocabulary is used)")
+      app.add_option("--lm", lm, "fine-tuned LM, encoder or classifier bundle: its encoder and vocabulary are used")
           ->required();
     app.add_option("--bs", bs, "batch size (default: preset's; original 128)");
     app.add_option("--drop-mult", drop_mult, "dropout multiplier")->capture_default_str();

@@ -534,8 +534,11 @@ io::BundleContents classifier_bundle(ClassifierModel& m, const Vocab& vocab,
 void load_encoder_into_classifier(ClassifierModel& m, const io::Bundle& src) {
   const auto& c = src.config();
   const auto& a = m.config().enc;
-  if (c.kind == "classifier")
-    throw std::invalid_argument("expected a language model or encoder bundle, got a classifier");
+  // A classifier gives its encoder (its head is not used); an ensemble has several, so which one
+  // is ambiguous: `ensemble --member K` extracts one.
+  if (c.kind == "classifier" && src.members().size() > 1)
+    throw std::invalid_argument("the bundle is an ensemble of " + std::to_string(src.members().size()) +
+                                " classifiers; extract one with `ensemble --member K`");
   if (c.vocab_size != a.vocab || c.emb_sz != a.emb || c.n_hid != a.hidden ||
       c.n_layers != a.n_layers)
     throw std::invalid_argument("encoder sizes in the bundle (vocab " +
