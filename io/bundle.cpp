@@ -1,5 +1,6 @@
 // io/bundle.cpp — see io/bundle.h.
 #include "io/bundle.h"
+#include "nn/lstm.h"  // half_to_float
 
 #include <cmath>
 #include <cstdlib>
@@ -322,9 +323,9 @@ Prepared prepare(const BundleContents& b) {
         const TensorOut& a = *it->second;
         if (src == given.end()) bad("'" + e.alias_of + "' missing (needed for alias " + e.name + ")");
         const TensorOut& s = *src->second;
-        if (a.dtype != DType::F32 || a.shape != s.shape ||
+        if (a.dtype != s.dtype || a.shape != s.shape ||
             (a.data != s.data &&
-             std::memcmp(a.data, s.data, sizeof(float) * numel_of(a.shape)) != 0))
+             std::memcmp(a.data, s.data, dtype_size(a.dtype) * numel_of(a.shape)) != 0))
           bad("'" + e.name + "' is a tied alias of '" + e.alias_of +
               "' but holds different values" +
               (c.kind == "lm" && e.name == "1.decoder.weight"
@@ -345,10 +346,9 @@ Prepared prepare(const BundleContents& b) {
         got += (i ? ", " : "") + std::to_string(t.shape[i]);
       bad("tensor '" + e.name + "' has shape " + got + "], expected " + e.shape.str());
     }
-    DType want = e.is_i64 ? DType::I64 : DType::F32;
-    if (t.dtype != want)
+    if (e.is_i64 ? t.dtype != DType::I64 : (t.dtype != DType::F32 && t.dtype != DType::F16))
       bad("tensor '" + e.name + "' has dtype " + dtype_name(t.dtype) + ", expected " +
-          dtype_name(want));
+          (e.is_i64 ? "I64" : "F32 or F16"));
     p.tensors.push_back(t);
     used.insert(e.name);
   }
@@ -566,15 +566,23 @@ void Bundle::validate() {
                                  e.shape.str() + ")");
       continue;
     }
-    DType want = e.is_i64 ? DType::I64 : DType::F32;
-    if (t->dtype != want)
+    if (e.is_i64 ? t->dtype != DType::I64 : (t->dtype != DType::F32 && t->dtype != DType::F16))
       throw FormatError(P, std::string("dtype ") + dtype_name(t->dtype) + ", expected " +
-                               dtype_name(want),
+                               (e.is_i64 ? "I64" : "F32 or F16"),
                         "tensor '" + e.name + "'");
     if (!same_shape(t->shape, e.shape))
       throw FormatError(P, "shape " + t->shape_str() + ", expected " + e.shape.str() +
                                " for this config",
                         "tensor '" + e.name + "'");
+    if (t->dtype == DType::F16) {
+      // Stored in half precision: widened once here; tensor() returns these floats.
+      const std::size_t n = numel_of(t->shape);
+      std::vector<std::uint16_t> h(n);
+      if (n) std::memcpy(h.data(), file_.data(*t), 2 * n);
+      std::vector<float> f(n);
+      for (std::size_t i = 0; i < n; ++i) f[i] = nn::half_to_float(h[i]);
+      decoded_[e.name] = std::move(f);
+    }
   }
   for (auto& [a, target] : declared)
     if (!aliases_.count(a))
@@ -591,6 +599,13 @@ nn::CView<float> Bundle::tensor(const std::string& name) const {
   if (!file_.contains(real))
     throw FormatError(file_.path(), "no tensor named '" + name + "' in this " + config_.kind +
                                         " bundle");
+  if (auto d = decoded_.find(real); d != decoded_.end()) {
+    const TensorInfo& t = file_.info(real);
+    nn::Shape sh;
+    sh.ndim = static_cast<int>(t.shape.size());
+    for (int i = 0; i < sh.ndim; ++i) sh.d[i] = t.shape[i];
+    return nn::CView<float>(d->second.data(), sh);
+  }
   return file_.f32(real);
 }
 

@@ -26,7 +26,8 @@
 // `encoder_dp.emb.weight`) and ties the LM decoder (`1.decoder.weight`) to it. The bundle stores
 // only `<prefix>encoder.weight`; the other names are listed in the `aliases` metadata and
 // Bundle::tensor() resolves them to the same memory. BatchNorm `num_batches_tracked` counters
-// are optional I64 scalars; every other tensor is F32.
+// are optional I64 scalars; every other tensor is F32, or F16 (IEEE half: a bundle half the size,
+// e.g. `ensemble --f16`; widened to float32 once at load, so computing is unchanged).
 #pragma once
 
 #include <cstdint>
@@ -134,7 +135,7 @@ struct BundleContents {
 void write_bundle(const std::string& path, const BundleContents& b);
 std::string serialize_bundle(const BundleContents& b);
 
-// A loaded, validated bundle. Tensor views point into the mapping (zero-copy).
+// A loaded, validated bundle. F32 tensor views point into the mapping (zero-copy).
 class Bundle {
  public:
   static Bundle load(const std::string& path);
@@ -159,8 +160,8 @@ class Bundle {
   const SafetensorsFile& file() const { return file_; }
   int format_version() const { return version_; }
 
-  // Float tensor by fastai key (aliases resolved). Throws io::FormatError naming the bundle and
-  // the key if absent.
+  // Float tensor by fastai key (aliases resolved): zero-copy for F32, the widened copy for F16.
+  // Throws io::FormatError naming the bundle and the key if absent.
   nn::CView<float> tensor(const std::string& name) const;
   // Part of a tensor has been copied out and will not be read again: let its pages go (see
   // SafetensorsFile::drop_cached). Loaders use this so a model is not held twice in memory.
@@ -184,6 +185,7 @@ class Bundle {
   std::vector<double> class_weights_;
   std::string provenance_;
   std::map<std::string, std::string> aliases_;
+  std::map<std::string, std::vector<float>> decoded_;  // F16 tensors, widened at load
   int version_ = 0;
 };
 

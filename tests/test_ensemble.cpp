@@ -18,6 +18,7 @@
 #include "io/bundle.h"
 #include "io/errors.h"
 #include "io/safetensors.h"
+#include "nn/lstm.h"
 #include "ulmfit/curves.h"
 #include "ulmfit/classifier.h"
 #include "ulmfit/classifier_model.h"
@@ -369,6 +370,84 @@ TEST(Ensemble, ClassifierEncoderSeedsANewClassifier) {
     ADD_FAILURE() << "an ensemble was accepted as an encoder";
   } catch (const std::invalid_argument& ex) {
     EXPECT_NE(std::string(ex.what()).find("ensemble --member K"), std::string::npos) << ex.what();
+  }
+  fs::remove_all(dir);
+}
+
+// `ensemble --f16` stores the weights as IEEE half: about half the bytes, every float tensor F16
+// and equal to the float32 value rounded to half, predictions within 1e-3; `--member` and
+// loading keep it; a bundle with another float dtype (BF16) is refused, naming the tensor.
+TEST(Ensemble, HalfPrecisionStorage) {
+  fs::path dir = fresh_dir("f16");
+  Vocab v = test_vocab(40);
+  auto m0 = random_classifier(31, false), m1 = random_classifier(32, true);
+  std::string a = (dir / "a.safetensors").string(), b = (dir / "b.safetensors").string(),
+              e = (dir / "e.safetensors").string(), h = (dir / "h.safetensors").string(),
+              h1 = (dir / "h1.safetensors").string();
+  write_classifier(m0, v, a);
+  write_classifier(m1, v, b);
+  int rc = -1;
+  std::string out = run(kBin + " ensemble " + a + " " + b + " -o " + e, &rc);
+  ASSERT_EQ(rc, 0) << out;
+  out = run(kBin + " ensemble --f16 " + a + " " + b + " -o " + h, &rc);
+  ASSERT_EQ(rc, 0) << out;
+  auto be = io::Bundle::load(e), bh = io::Bundle::load(h);
+  EXPECT_LT(bh.file().data_bytes() * 10, be.file().data_bytes() * 6);  // I64 counters stay 8 bytes
+  std::size_t n_half = 0;
+  for (const auto& t : bh.file().tensors()) {
+    if (t.dtype == io::DType::I64) continue;
+    ASSERT_EQ(t.dtype, io::DType::F16) << t.name;
+    ++n_half;
+    auto x = be.tensor(t.name), y = bh.tensor(t.name);
+    ASSERT_EQ(x.numel(), y.numel()) << t.name;
+    for (Index i = 0; i < x.numel(); ++i)
+      ASSERT_EQ(y[i], nn::half_to_float(nn::float_to_half(x[i]))) << t.name << " " << i;
+  }
+  EXPECT_GT(n_half, 20u);
+  auto ce = Classifier::load(e), ch = Classifier::load(h);
+  EXPECT_EQ(ch.n_members(), 2u);
+  for (std::size_t n : {1, 9, 33}) {
+    auto ids = test_ids(n);
+    auto pe = ce.probabilities(ids), ph = ch.probabilities(ids);
+    for (int i = 0; i < 3; ++i) EXPECT_NEAR(ph[i], pe[i], 1e-3) << n << " " << i;
+  }
+  out = run(kBin + " ensemble --member 1 " + h + " -o " + h1, &rc);
+  ASSERT_EQ(rc, 0) << out;
+  auto b1 = io::Bundle::load(h1);
+  EXPECT_TRUE(b1.config().backwards);
+  EXPECT_EQ(b1.file().info("1.layers.0.2.weight").dtype, io::DType::F16);
+  for (const auto& t : b1.file().tensors()) {
+    if (t.dtype == io::DType::I64) continue;
+    EXPECT_EQ(t.dtype, io::DType::F16) << t.name;
+    auto x = b1.tensor(t.name), y = bh.tensor(io::ensemble_prefix(1) + t.name);
+    ASSERT_EQ(x.numel(), y.numel()) << t.name;
+    for (Index i = 0; i < x.numel(); ++i) ASSERT_EQ(x[i], y[i]) << t.name << " " << i;
+  }
+
+  // BF16 is not a bundle dtype
+  {
+    io::SafetensorsFile f = io::SafetensorsFile::open(a);
+    std::vector<io::TensorOut> ts;
+    std::vector<std::vector<std::uint16_t>> keep;
+    for (auto& t : f.tensors()) {
+      io::TensorOut o{t.name, t.dtype, t.shape, f.data(t)};
+      if (t.name == "1.layers.0.2.weight") {
+        auto x = f.f32(t.name);
+        keep.emplace_back(x.numel(), std::uint16_t{0x3f80});
+        o.dtype = io::DType::BF16;
+        o.data = keep.back().data();
+      }
+      ts.push_back(o);
+    }
+    std::string bad = (dir / "bf16.safetensors").string();
+    io::write_safetensors(bad, ts, f.metadata());
+    try {
+      io::Bundle::load(bad);
+      ADD_FAILURE() << "a BF16 tensor was accepted";
+    } catch (const io::FormatError& ex) {
+      EXPECT_NE(std::string(ex.what()).find("expected F32 or F16"), std::string::npos) << ex.what();
+      EXPECT_NE(std::string(ex.what()).find("1.layers.0.2.weight"), std::string::npos) << ex.what();
+    }
   }
   fs::remove_all(dir);
 }
