@@ -72,6 +72,12 @@ void add_member(io::BundleContents& c, const io::BundleContents& member, std::si
   }
 }
 
+// The same number of values, each bit-equal (`what` names the tensor in a failure).
+void expect_same_values(nn::CView<float> want, nn::CView<float> got, const std::string& what) {
+  ASSERT_EQ(want.numel(), got.numel()) << what;
+  for (Index i = 0; i < want.numel(); ++i) ASSERT_EQ(want[i], got[i]) << what << " " << i;
+}
+
 void write_classifier(ClassifierModel& m, const Vocab& v, const std::string& path) {
   io::write_bundle(path, classifier_bundle(m, v, "test_ensemble"));
 }
@@ -345,11 +351,7 @@ TEST(Ensemble, ClassifierEncoderSeedsANewClassifier) {
   load_encoder_into_classifier(fresh, io::Bundle::load(a));
   auto want = src.encoder().tensors(), got = fresh.encoder().tensors();
   ASSERT_EQ(want.size(), got.size());
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    ASSERT_EQ(want[i].value.numel(), got[i].value.numel()) << want[i].key;
-    for (Index k = 0; k < want[i].value.numel(); ++k)
-      ASSERT_EQ(want[i].value[k], got[i].value[k]) << want[i].key << " " << k;
-  }
+  for (std::size_t i = 0; i < want.size(); ++i) expect_same_values(want[i].value, got[i].value, want[i].key);
   // the head stays the new model's own
   auto init = random_classifier(23, true);
   auto src_all = src.tensors(), fresh_all = fresh.tensors(), init_all = init.tensors();
@@ -419,9 +421,7 @@ TEST(Ensemble, HalfPrecisionStorage) {
   for (const auto& t : b1.file().tensors()) {
     if (t.dtype == io::DType::I64) continue;
     EXPECT_EQ(t.dtype, io::DType::F16) << t.name;
-    auto x = b1.tensor(t.name), y = bh.tensor(io::ensemble_prefix(1) + t.name);
-    ASSERT_EQ(x.numel(), y.numel()) << t.name;
-    for (Index i = 0; i < x.numel(); ++i) ASSERT_EQ(x[i], y[i]) << t.name << " " << i;
+    expect_same_values(bh.tensor(io::ensemble_prefix(1) + t.name), b1.tensor(t.name), t.name);
   }
 
   // BF16 is not a bundle dtype
