@@ -15,6 +15,7 @@ PKGS=(
   libcli11-dev             # command-line parsing
   zlib1g-dev               # gzip'd datasets
   libboost-dev             # Boost.Beast/Asio, header-only: the REST server (io/http_server.cpp)
+  ccache                   # compiler cache (optional; CMake uses it when present)
 )
 missing=()
 for p in "${PKGS[@]}"; do
