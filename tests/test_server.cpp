@@ -1,4 +1,4 @@
-// HTTP behaviour of the REST API (io/http_server + io/http_api) over a real loopback socket on
+// HTTP behaviour of the REST API (server/http_server + server/http_api) over a real loopback socket on
 // an ephemeral port. The model is injected as a function here (its own tests live in
 // test_classifier_api.cpp; the served binary is exercised in test_cli_predict.cpp).
 #include <gtest/gtest.h>
@@ -13,8 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "io/http_api.h"
-#include "io/http_server.h"
+#include "server/http_api.h"
+#include "server/http_server.h"
 #include "tests/http_test_client.h"
 
 using nlohmann::json;
@@ -36,23 +36,23 @@ std::string fake_predict(const std::string& title, const std::string& abstract) 
 }
 
 struct Fixture {
-  io::HttpServer server;
+  server::HttpServer server;
   std::atomic<int> calls{0};
   std::chrono::milliseconds delay{0};
 
-  explicit Fixture(io::HttpServerOptions o = {}, std::chrono::milliseconds d = 0ms)
+  explicit Fixture(server::HttpServerOptions o = {}, std::chrono::milliseconds d = 0ms)
       : server(with_port0(o)), delay(d) {
-    io::CorenessApi api;
+    server::CorenessApi api;
     api.predict = [this](const std::string& t, const std::string& a) {
       ++calls;
       if (delay.count()) std::this_thread::sleep_for(delay);
       return fake_predict(t, a);
     };
     api.health_extra = {{"model", "fake"}};
-    io::add_coreness_routes(server, api);
+    server::add_coreness_routes(server, api);
     server.start();
   }
-  static io::HttpServerOptions with_port0(io::HttpServerOptions o) {
+  static server::HttpServerOptions with_port0(server::HttpServerOptions o) {
     o.host = "127.0.0.1";
     o.port = 0;
     return o;
@@ -110,7 +110,7 @@ TEST(Server, BatchKeepsOrder) {
 }
 
 TEST(Server, BatchRunsItemsInParallel) {
-  io::HttpServerOptions o;
+  server::HttpServerOptions o;
   o.worker_threads = 4;
   Fixture f(o, 150ms);
   json batch = json::array();
@@ -203,7 +203,7 @@ TEST(Server, ModelErrorsBecome422Or500) {
 }
 
 TEST(Server, BodyOverTheLimitIs413) {
-  io::HttpServerOptions o;
+  server::HttpServerOptions o;
   o.max_body_bytes = 1024;
   Fixture f(o);
   std::string big = paper(std::string(4000, 'x'), "a").dump();
@@ -258,7 +258,7 @@ TEST(Server, KeepAliveServesSeveralRequestsOnOneConnection) {
 }
 
 TEST(Server, ManyParallelClientsAndHealthWhileBusy) {
-  io::HttpServerOptions o;
+  server::HttpServerOptions o;
   o.worker_threads = 4;
   Fixture f(o, 100ms);
   constexpr int kClients = 32;
@@ -295,7 +295,7 @@ TEST(Server, ManyParallelClientsAndHealthWhileBusy) {
 }
 
 TEST(Server, FullQueueAnswers503) {
-  io::HttpServerOptions o;
+  server::HttpServerOptions o;
   o.worker_threads = 1;
   o.max_queue = 1;
   Fixture f(o, 300ms);
@@ -317,7 +317,7 @@ TEST(Server, FullQueueAnswers503) {
 }
 
 TEST(Server, GracefulStopFinishesRequestsInFlight) {
-  io::HttpServerOptions o;
+  server::HttpServerOptions o;
   o.worker_threads = 2;
   auto f = std::make_unique<Fixture>(o, 300ms);
   auto port = f->port();
@@ -339,9 +339,9 @@ TEST(Server, GracefulStopFinishesRequestsInFlight) {
 
 TEST(Server, ListenErrorsNameTheAddress) {
   Fixture f;
-  io::HttpServerOptions o;
+  server::HttpServerOptions o;
   o.port = f.port();  // already taken
-  io::HttpServer s2(o);
+  server::HttpServer s2(o);
   try {
     s2.start();
     FAIL() << "expected a bind error";
@@ -350,8 +350,8 @@ TEST(Server, ListenErrorsNameTheAddress) {
               std::string::npos)
         << e.what();
   }
-  io::HttpServerOptions bad;
+  server::HttpServerOptions bad;
   bad.host = "not-an-ip";
-  io::HttpServer s3(bad);
+  server::HttpServer s3(bad);
   EXPECT_THROW(s3.start(), std::runtime_error);
 }

@@ -1,4 +1,4 @@
-// tools/cmd_serve.cpp — `serve`: INSPIRE's REST API for the classifier (io/http_api.h).
+// tools/cmd_serve.cpp — `serve`: INSPIRE's REST API for the classifier (server/http_api.h).
 #include <omp.h>
 #include <signal.h>
 
@@ -10,8 +10,8 @@
 #include <string>
 #include <thread>
 
-#include "io/http_api.h"
-#include "io/http_server.h"
+#include "server/http_api.h"
+#include "server/http_server.h"
 #include "tools/cli.h"
 #include "ulmfit/classifier.h"
 
@@ -31,7 +31,7 @@ int run_serve(int argc, char** argv) {
       "Errors are JSON with status 400 (bad JSON / UTF-8), 422 (missing or wrongly typed field), "
       "413 (body too large), 404, 405, 503 (queue full). Stops gracefully on SIGINT/SIGTERM.",
       "inspire-classifier serve");
-  io::HttpServerOptions o;
+  server::HttpServerOptions o;
   std::string model;
   int threads = static_cast<int>(std::thread::hardware_concurrency());
   if (threads < 1) threads = 1;
@@ -80,8 +80,8 @@ int run_serve(int argc, char** argv) {
   // A client that disconnects early must not kill the process.
   signal(SIGPIPE, SIG_IGN);
 
-  io::HttpServer server(o);
-  io::CorenessApi api;
+  server::HttpServer server(o);
+  server::CorenessApi api;
   api.predict = [clf](const std::string& title, const std::string& abstract) {
     omp_set_num_threads(1);  // parallelism comes from the worker pool, one paper per worker
     return clf.to_json(clf.predict_coreness(title, abstract));
@@ -93,7 +93,7 @@ int run_serve(int argc, char** argv) {
                       {"vocab_size", clf.vocab_size()},
                       {"workers", threads},
                       {"version", INSPIRE_VERSION}};
-  io::add_coreness_routes(server, api);
+  server::add_coreness_routes(server, api);
   server.start();
   std::printf("inspire-classifier: serving %s on http://%s:%u with %d worker thread%s "
               "(Ctrl-C to stop)\n",

@@ -14,7 +14,7 @@ PKGS=(
   nlohmann-json3-dev       # JSON (CLI, bundle metadata, server)
   libcli11-dev             # command-line parsing
   zlib1g-dev               # gzip'd datasets
-  libboost-dev             # Boost.Beast/Asio, header-only: the REST server (io/http_server.cpp)
+  libboost-dev             # Boost.Beast/Asio, header-only: the REST server (server/http_server.cpp)
   ccache                   # compiler cache (optional; CMake uses it when present)
 )
 missing=()

@@ -1,5 +1,5 @@
-// io/http_api.cpp — request validation and fan-out for the coreness REST API.
-#include "io/http_api.h"
+// server/http_api.cpp — request validation and fan-out for the coreness REST API.
+#include "server/http_api.h"
 
 #include <atomic>
 #include <chrono>
@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <vector>
 
-namespace io {
+namespace server {
 
 namespace {
 
@@ -197,4 +197,4 @@ void add_coreness_routes(HttpServer& server, CorenessApi api_in) {
                });
 }
 
-}  // namespace io
+}  // namespace server

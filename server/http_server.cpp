@@ -1,10 +1,10 @@
-// io/http_server.cpp — HTTP/1.1 transport on Boost.Beast (header-only, links statically).
+// server/http_server.cpp — HTTP/1.1 transport on Boost.Beast (header-only, links statically).
 //
 // One Session per TCP connection, all of its I/O on its own strand. A complete request is
 // routed on the I/O thread; kWorker routes are posted to the worker pool, and their response
 // is posted back to the session's strand. Every worker job holds a work guard on the
 // io_context, so the I/O threads never leave run() while an answer is still being computed.
-#include "io/http_server.h"
+#include "server/http_server.h"
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -25,7 +25,7 @@
 #include <thread>
 #include <unordered_map>
 
-namespace io {
+namespace server {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -360,4 +360,4 @@ bool HttpServer::post_work(std::function<void()> job) {
 std::size_t HttpServer::pending_work() const { return impl_->pending.load(); }
 std::uint64_t HttpServer::requests_served() const { return impl_->served.load(); }
 
-}  // namespace io
+}  // namespace server

@@ -1,4 +1,4 @@
-// io/http_api.h — INSPIRE's REST API for the coreness classifier, on io::HttpServer.
+// server/http_api.h — INSPIRE's REST API for the coreness classifier, on server::HttpServer.
 //
 //   GET  /api/health                  {"status": "ok", "date": ..., "queue": n, ...extra}
 //                                     (answered on the I/O thread: never waits for the model)
@@ -19,9 +19,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "io/http_server.h"
+#include "server/http_server.h"
 
-namespace io {
+namespace server {
 
 struct CorenessApi {
   // Predicts one paper and returns its JSON object text ({"prediction": ..., "scores": ...}).
@@ -39,4 +39,4 @@ void add_coreness_routes(HttpServer& server, CorenessApi api);
 // The 422 body: {"error": message, "status": 422, "field": field}.
 HttpResponse field_error(const std::string& field, const std::string& message);
 
-}  // namespace io
+}  // namespace server

@@ -1,4 +1,4 @@
-// io/http_server.h — a small HTTP/1.1 server for the REST API (Boost.Beast inside, hidden here).
+// server/http_server.h — a small HTTP/1.1 server for the REST API (Boost.Beast inside, hidden here).
 //
 // Threads: `io_threads` threads run the sockets (accept, read, parse, write) and any route
 // marked Dispatch::kInline (cheap handlers such as a health check); a separate pool of
@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-namespace io {
+namespace server {
 
 struct HttpRequest {
   std::string method;  // "GET", "POST", ...
@@ -99,4 +99,4 @@ class HttpServer {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace io
+}  // namespace server
