@@ -1,3 +1,4 @@
+// ctest-labels: golden
 // tests/test_awd_lstm.cpp — AWD-LSTM encoder + LM: finite-difference gradients (double, with
 // fixed dropout masks), fastai 2.7 goldens (two consecutive batches, with and without dropout),
 // freezing, state lifecycle, eval path, parameter names/groups, bad input.

@@ -1,3 +1,4 @@
+// ctest-labels: unit
 // tests/test_bundle.cpp — io/bundle.h: config, expected tensors, write/load, validation errors.
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -1,3 +1,4 @@
+// ctest-labels: cli data
 // tests/test_calibrate.cpp — the prior correction: a bundle's `class_weights` (write, load,
 // validation), the Classifier applying p_c * w_c / sum_j p_j * w_j before scores and argmax, and
 // the `calibrate` command choosing the weights on labeled data (real valid records, the tiny

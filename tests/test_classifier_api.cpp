@@ -1,3 +1,4 @@
+// ctest-labels: golden
 // ulmfit::Classifier end to end on a real (tiny, random-weight) fastai 2.7 classifier: the
 // golden fixture holds fastai's ids, logits, probabilities and INSPIRE's scores for 15 papers
 // (real INSPIRE records plus edge cases: empty, Unicode/HTML, all caps/repetitions, > 1440

@@ -1,3 +1,4 @@
+// ctest-labels: golden
 // tests/test_classifier_model.cpp — the ULMFiT text classifier (ulmfit/classifier_model.h):
 // agreement with fastai's get_text_classifier on a golden fixture (train-mode logits, loss and
 // every gradient; eval-mode logits on padded batches; single-document serving logits), freezing

@@ -1,3 +1,4 @@
+// ctest-labels: cli
 // The predict-coreness / predict / serve subcommands, through the built binary, on the tiny
 // fastai-made classifier bundle (tests/tiny_bundle.h).
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// ctest-labels: cli golden
 // tests/test_cli_tokenize.cpp — `inspire-classifier tokenize` end to end, through the built
 // binary: fastai's tokens (golden fixture tests/fixtures/data/tokenize_cli.jsonl, written by
 // tools/reference/gen_vocab_data_goldens.py), ids, bad lines, empty input, exit codes.

@@ -1,3 +1,4 @@
+// ctest-labels: golden
 // tests/test_data.cpp — ulmfit/data.h loaders against fastai 2.7.19 (LMDataLoader, SortedDL,
 // Pad_Chunk) on golden fixtures written by tools/reference/gen_vocab_data_goldens.py, plus
 // the properties fastai cannot give us (our own shuffles, resumable state, splits).

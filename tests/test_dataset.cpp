@@ -1,3 +1,4 @@
+// ctest-labels: data
 // tests/test_dataset.cpp — io/dataset.h: JSON Lines / CSV readers, gzip, per-line errors.
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -1,3 +1,4 @@
+// ctest-labels: data
 // tests/test_default_model.cpp — the model embedded in this build (models/default.safetensors,
 // ulmfit/default_model.h), on the real INSPIRE data in ../shared/data:
 //   * it loads, has INSPIRE's labels and the documented size (README "Default model");

@@ -1,3 +1,4 @@
+// ctest-labels: cli data
 // tests/test_ensemble.cpp — backward models and ensembles (the ULMFiT paper's forward + backward
 // classifier): the `backwards` config flag, a backwards classifier reading reversed ids, the
 // ensemble bundle (format version 2: write, load, every validation error), the Classifier

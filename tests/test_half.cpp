@@ -1,3 +1,4 @@
+// ctest-labels: unit
 // tests/test_half.cpp — half-precision recurrent weights for serving (nn::HalfMatrix, the
 // --fp16 / LoadOptions::half_recurrent path): the conversions, and the batch-1 LSTM GEMV that
 // reads them, against the float32 LSTM run on the same (rounded) weights.

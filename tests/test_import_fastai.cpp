@@ -1,3 +1,4 @@
+// ctest-labels: cli golden
 // tests/test_import_fastai.cpp — ulmfit/fastai_import.h and the import-fastai / inspect commands.
 //
 // Fixtures: tests/fixtures/torch/ (real fastai 2.7 files written by

@@ -1,3 +1,4 @@
+// ctest-labels: golden
 // Issue #4's end-to-end proof: a whole fastai Learner exported the way INSPIRE does
 // (tests/fixtures/torch/classifier.h5, written by tools/reference/gen_torch_fixtures.py with
 // torch 1.13 + fastai 2.7.19) is imported with no Python, and our predict path gives fastai's

@@ -1,3 +1,4 @@
+// ctest-labels: unit
 // tests/test_layers.cpp — finite-difference gradient checks (double) for every nn/ building
 // block, dropout-mask statistics, and bad-shape errors. Golden agreement with PyTorch is in
 // tests/test_layers_golden.cpp.

@@ -1,3 +1,4 @@
+// ctest-labels: golden
 // tests/test_layers_golden.cpp — agreement with PyTorch / fastai 2.7.19 on golden fixtures
 // written by tools/reference/gen_layer_goldens.py (tests/fixtures/layers/*.json, float64).
 //

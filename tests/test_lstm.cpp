@@ -1,3 +1,4 @@
+// ctest-labels: unit golden
 // tests/test_lstm.cpp — nn/lstm: finite-difference gradients (double), PyTorch goldens (two
 // consecutive windows with carried state), infer == forward, threading invariance, bad input.
 #include <gtest/gtest.h>

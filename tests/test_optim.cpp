@@ -1,3 +1,4 @@
+// ctest-labels: golden
 // tests/test_optim.cpp — nn::Adam and the one-cycle schedule: hand-computed values, state
 // save/restore, and a replay of fastai's real Adam + fit_one_cycle
 // (tests/fixtures/optim/adam_one_cycle.json, written by tools/reference/gen_adam_goldens.py).

@@ -1,3 +1,4 @@
+// ctest-labels: unit
 // Tests for the inert pickle VM (io/pickle.h): hand-assembled pickles for every opcode family,
 // hostile inputs, resource limits, and the pickles written by Python in tests/fixtures/torch/.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// ctest-labels: cli data
 // The original's integration test, ported: the whole pipeline (LM fine-tuning → classifier →
 // predict-coreness) on a tiny config and a tiny sample of the real INSPIRE data, through the
 // real command-line tool; plus exact --resume of a killed training run.

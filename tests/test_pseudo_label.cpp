@@ -1,3 +1,4 @@
+// ctest-labels: cli data
 // tests/test_pseudo_label.cpp — `pseudo-label` (self-training data) on real unlabeled HEP
 // abstracts with the embedded default model: the papers it keeps are the ones `predict` scores
 // highest for each label, records of labeled data are left out, and bad requests are refused.

@@ -1,3 +1,4 @@
+// ctest-labels: unit
 // tests/test_safetensors.cpp — io/safetensors.h: round trips and every validation failure.
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -1,3 +1,4 @@
+// ctest-labels: unit
 // HTTP behaviour of the REST API (server/http_server + server/http_api) over a real loopback socket on
 // an ephemeral port. The model is injected as a function here (its own tests live in
 // test_classifier_api.cpp; the served binary is exercised in test_cli_predict.cpp).

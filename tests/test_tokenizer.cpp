@@ -1,3 +1,4 @@
+// ctest-labels: golden
 // tests/test_tokenizer.cpp — parity of ulmfit::tokenize with the real fastai 2.7.19 + spaCy 3.8.7.
 //
 // Golden tokens come from tools/reference/tokenize_golden.py (real fastai in /work/refenv):

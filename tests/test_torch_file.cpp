@@ -1,3 +1,4 @@
+// ctest-labels: golden
 // Tests for io/torch_file.h (and io/zip.h through it) on real files written by torch 1.13 and
 // fastai 2.7.19 (tools/reference/gen_torch_fixtures.py → tests/fixtures/torch/).
 #include <gtest/gtest.h>

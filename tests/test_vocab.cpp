@@ -1,3 +1,4 @@
+// ctest-labels: golden
 // tests/test_vocab.cpp — ulmfit::Vocab against fastai 2.7.19's make_vocab / Numericalize
 // (golden fixtures written by tools/reference/gen_vocab_data_goldens.py from fastai-tokenized
 // INSPIRE abstracts; the tokens come from fastai itself, so these tests do not depend on our
