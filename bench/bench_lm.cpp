@@ -1,10 +1,10 @@
 // bench/bench_lm.cpp — the LM pieces at V = 60000 (Google Benchmark).
 //
 //   lm_softmax_ce/V60000xE400/n<rows>   fused tied decoder + softmax-CE, forward + backward
-//                                      (nn/loss.h, helper A's function)
+//                                      (nn/loss.h)
 //   lm_train_step/V60000/b<bs>x<bptt>   one AWD-LSTM (400/1152/3) LM training step: forward,
 //                                      backward (everything unfrozen), Adam step (nn/optim.h)
-//   lm_fwdbwd_stage1/V60000/b<bs>x<bptt> the same with only the embedding/decoder group
+//   lm_train_step_stage1/V60000/b<bs>x<bptt> the same with only the embedding/decoder group
 //                                      trainable (LM stage 1: LSTM dW GEMMs skipped)
 // Batch 8 × bptt 70 keeps one iteration to a few seconds on one core; per-token cost is flat in
 // the batch size to first order. Counter "tok/s" = positions per second.

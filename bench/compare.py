@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run our Google Benchmark programs and the PyTorch/fastai peer with one thread, print a table.
 
-    python3 bench/compare.py [--build build] [--reps 3] [--filter REGEX] [--python /work/refenv/bin/python]
+    python3 bench/compare.py [--build build] [--reps 3] [--filter REGEX] [--python ../refenv/bin/python]
 
 Both sides run with OMP_NUM_THREADS=1 (torch.set_num_threads(1) in the peer), in the same
 session. Times are medians over --reps repetitions. The ratio is PyTorch time / our time
@@ -61,7 +61,7 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--filter", default=".")
-    ap.add_argument("--python", default="/work/refenv/bin/python")
+    ap.add_argument("--python", default="../refenv/bin/python")
     a = ap.parse_args()
     o = ours(a.build, a.reps, a.filter)
     p = peer(a.python, a.reps, a.filter)

@@ -6,7 +6,7 @@
 //      index into the label list), split (string), is_valid (bool or 0/1),
 //      title_abstract_split (bool; false = the title is already inside `abstract`),
 //      title_matches_labeled_split (string: an unlabeled record whose title is that of a
-//      labeled paper in this split; see ../shared/data/README.md §3).
+//      labeled paper in this split; see docs/training-log.md).
 //  * CSV (.csv, .tsv is not supported): RFC 4180 (quoted fields may hold commas, quotes
 //    written "" and newlines); the header row names the columns: `title` and `abstract`
 //    and/or `text`, optional `label`, `id`, `split`, `is_valid`. Unknown columns are ignored.

@@ -1,7 +1,7 @@
 // ctest-labels: data
 // tests/test_default_model.cpp — the model embedded in this build (models/default.safetensors,
 // ulmfit/default_model.h), on the real INSPIRE data in ../shared/data:
-//   * it loads, has INSPIRE's labels and the documented size (README "Default model");
+//   * it loads, has INSPIRE's labels and the documented size (docs/training-log.md, "Default model");
 //   * its accuracy and macro-F1 on the `valid` split stay at what the README reports (a floor
 //     a little under the reported figures, so a regression in tokenizer, vocab, model or
 //     post-processing that costs accuracy fails here);
@@ -22,7 +22,7 @@ namespace {
 const std::string kData = INSPIRE_SOURCE_DIR "/../shared/data/labeled/inspire_labeled.jsonl";
 
 // The figures the README reports for the embedded model on `valid` (508 papers); see
-// "Default model" there for the command that measures them.
+// docs/training-log.md "Default model" for the command that measures them.
 constexpr double kReportedAccuracy = 0.8169;
 constexpr double kReportedMacroF1 = 0.7903;
 constexpr double kSlack = 0.01;  // other CPUs may round a borderline paper differently
@@ -47,7 +47,7 @@ TEST(DefaultModel, IsEmbeddedAndKeepsItsReportedValidScores) {
   EXPECT_LE(ulmfit::default_model_bytes().size(), 25u << 20) << "the issue caps it at 25 MB";
   auto clf = ulmfit::Classifier::load_or_default("");
   ASSERT_EQ(clf.labels(), (std::vector<std::string>{"rejected", "non_core", "core"}));
-  // README "Default model": a forward + a backward classifier (self-trained), calibrated on valid.
+  // docs/training-log.md "Default model": a forward + a backward classifier (self-trained), calibrated on valid.
   EXPECT_EQ(clf.n_members(), 2u);
   ASSERT_EQ(clf.class_weights().size(), 3u);
   EXPECT_GT(clf.class_weights()[1], 1.0);

@@ -1,7 +1,7 @@
 // ctest-labels: golden
 // tests/test_tokenizer.cpp — parity of ulmfit::tokenize with the real fastai 2.7.19 + spaCy 3.8.7.
 //
-// Golden tokens come from tools/reference/tokenize_golden.py (real fastai in /work/refenv):
+// Golden tokens come from tools/reference/tokenize_golden.py (real fastai in ../refenv):
 //  * tests/fixtures/tokenizer/golden_sample.jsonl.gz (committed): a sample of every corpus plus
 //    hand-written edge cases; agreement thresholds below.
 //  * tools/reference/out/tokenizer_golden.jsonl.gz (git-ignored, regenerate with the script):
@@ -148,7 +148,7 @@ TEST(Tokenizer, EdgeCasesAgreeWithFastai) {
 #ifdef INSPIRE_TOKENIZER_FULL_TEST
 TEST(Tokenizer, FullGoldenSet) {
   ASSERT_TRUE(file_exists(kFull)) << "full golden set absent; create it with "
-                                     "/work/refenv/bin/python tools/reference/tokenize_golden.py";
+                                     "../refenv/bin/python tools/reference/tokenize_golden.py";
   auto docs = read_golden(kFull);
   auto a = measure(docs, 60);
   EXPECT_GE(rate(a, "inspire"), 0.999);

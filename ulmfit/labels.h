@@ -10,7 +10,7 @@ namespace ulmfit {
 inline const std::array<std::string, 3> kLabels = {"rejected", "non_core", "core"};
 constexpr float kTemperature = 0.25f;
 
-// INSPIRE's post-processing (spec §6.6): a *second* softmax, over the class probabilities p
+// INSPIRE's post-processing (spec §6, step 6): a *second* softmax, over the class probabilities p
 // (not logits), with temperature T, in float32. Every score lies in [0.01767, 0.96466].
 std::array<float, 3> temperature_scores(const std::array<float, 3>& probabilities,
                                         float temperature = kTemperature);

@@ -5,7 +5,7 @@
   predict: Tokenizer(SpacyTokenizer()) called once per document (fastai's predict path)
   batch:   TokenizeWithRules(SpacyTokenizer()) over all documents (the training path, one worker)
 
-Usage: OMP_NUM_THREADS=1 /work/refenv/bin/python tools/reference/bench_tokenizer_fastai.py [--reps 3]
+Usage: OMP_NUM_THREADS=1 ../refenv/bin/python tools/reference/bench_tokenizer_fastai.py [--reps 3]
 Prints docs/s per repetition and the median, by wall time and by process CPU time
 (the CPU-time figure is comparable with Google Benchmark's items_per_second, which uses CPU time).
 """

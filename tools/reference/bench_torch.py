@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch / fastai peer for bench/bench_lstm.cpp, bench_lm.cpp and bench_predict.cpp (same case names).
 
-    OMP_NUM_THREADS=1 /work/refenv/bin/python tools/reference/bench_torch.py [--reps 3] [--filter RE]
+    OMP_NUM_THREADS=1 ../refenv/bin/python tools/reference/bench_torch.py [--reps 3] [--filter RE]
 
 torch.set_num_threads(1). Each case: 1 warm-up, then --reps timed runs; prints one JSON object
 {case: {"cpu_ms": median process CPU time, "wall_ms": median wall time, "reps": n}} on stdout.

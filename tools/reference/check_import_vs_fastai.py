@@ -4,7 +4,7 @@
 clean_raw_keys), tensor by tensor. Reads the safetensors file by hand (no safetensors package;
 torch only: the reference env's torch 1.13 cannot use its numpy 2).
 
-    /work/refenv/bin/python tools/reference/check_import_vs_fastai.py W I [T] BUNDLE
+    ../refenv/bin/python tools/reference/check_import_vs_fastai.py W I [T] BUNDLE
 """
 import json
 import pickle

@@ -17,7 +17,7 @@ hyper-parameters fastai set for each group (lr, mom, sqr_mom, eps, wd), the grad
 parameter that had one (others are null: never-trained parameters), and every parameter's value
 after the step. The C++ test replays the gradients through nn::Adam + nn::OneCycle.
 
-Usage: /work/refenv/bin/python tools/reference/gen_adam_goldens.py [out.json]
+Usage: ../refenv/bin/python tools/reference/gen_adam_goldens.py [out.json]
 """
 import json
 import os

@@ -2,7 +2,7 @@
 """Golden fixtures for ulmfit/awd_lstm: fastai 2.7's real AWD_LSTM + tied LinearDecoder.
 
 Writes tests/fixtures/awd_lm/awd_lm_golden.json. Run from the repo root:
-    /work/refenv/bin/python tools/reference/gen_awd_lm_goldens.py
+    ../refenv/bin/python tools/reference/gen_awd_lm_goldens.py
 
 Tiny config (V=17, E=6, H=8, 3 layers, pad 1), computed in float64, training mode, two
 consecutive batches (bs=2, sl=5) so that the carried, detached hidden state is checked.

@@ -5,7 +5,7 @@ copies), legacy (pre-1.6) torch format, V = 60000, emb 400, hidden 1152, 3 layer
 60000-token itos pickle and a 60000-token target vocab (half of it unknown words, padded with
 xxfake like INSPIRE's). Nothing here is committed; it goes to OUTDIR (default /tmp/wt103-size).
 
-    /work/refenv/bin/python tools/reference/gen_big_lm.py [OUTDIR]
+    ../refenv/bin/python tools/reference/gen_big_lm.py [OUTDIR]
     /usr/bin/time -v build/inspire-classifier import-fastai --weights OUTDIR/lstm_fwd.pth \
         --itos OUTDIR/itos_wt103.pkl --target-vocab OUTDIR/target_itos.pkl --out /tmp/lm.safetensors
 """

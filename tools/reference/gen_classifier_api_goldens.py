@@ -2,7 +2,7 @@
 """End-to-end golden fixture for ulmfit::Classifier (title, abstract -> prediction, scores).
 
 Writes tests/fixtures/classifier_api/tiny_classifier_golden.json. Run from the repo root:
-    /work/refenv/bin/python tools/reference/gen_classifier_api_goldens.py
+    ../refenv/bin/python tools/reference/gen_classifier_api_goldens.py
 
 What it does, exactly as INSPIRE's predict path (spec section 6), with fastai 2.7's own objects:
   * a tiny fastai text classifier, get_text_classifier(AWD_LSTM, V, 3, config=clas config with

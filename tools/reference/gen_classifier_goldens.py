@@ -15,7 +15,7 @@ rows. For each batch the file records:
   * eval mode (BN running stats): logits;
 and for every document on its own (batch of 1, no padding, eval): logits — the serving path.
 
-Usage: /work/refenv/bin/python tools/reference/gen_classifier_goldens.py [out.json]
+Usage: ../refenv/bin/python tools/reference/gen_classifier_goldens.py [out.json]
 """
 import json
 import os

@@ -2,7 +2,7 @@
 """Write golden fixtures for the nn/ building-block layers (tests/test_layers_golden.cpp).
 
 Run with the reference environment (torch 1.13, fastai 2.7.19):
-    /work/refenv/bin/python tools/reference/gen_layer_goldens.py [--out tests/fixtures/layers]
+    ../refenv/bin/python tools/reference/gen_layer_goldens.py [--out tests/fixtures/layers]
 
 Every case builds the layer in torch/fastai (fastai's EmbeddingDropout, RNNDropout,
 WeightDropout, BatchNorm, masked_concat_pool; torch's Linear, F.cross_entropy, F.relu,

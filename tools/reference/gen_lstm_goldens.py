@@ -2,7 +2,7 @@
 """Golden fixtures for nn/lstm: torch.nn.LSTM forward + backward over two consecutive windows.
 
 Writes tests/fixtures/lstm/lstm_golden.json. Run from the repo root with the reference env:
-    /work/refenv/bin/python tools/reference/gen_lstm_goldens.py
+    ../refenv/bin/python tools/reference/gen_lstm_goldens.py
 Everything is computed in float64 (torch.double); the C++ test compares its double path tightly
 and its float path at ~1e-5 relative.
 

@@ -16,7 +16,7 @@ Outputs (tests/fixtures/bundle/):
                                          load_pretrained without a DataLoaders
 
 Run from the repository root with the reference environment:
-    /work/refenv/bin/python tools/reference/gen_match_embeds_golden.py
+    ../refenv/bin/python tools/reference/gen_match_embeds_golden.py
 """
 import json
 import pickle

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate ulmfit/tok_tables.inc from the REAL reference libraries in /work/refenv:
+"""Generate ulmfit/tok_tables.inc from the REAL reference libraries in ../refenv:
 
   * spaCy 3.8.7 blank("en") tokenizer as fastai 2.7.19's SpacyTokenizer builds it
     (prefix/suffix/infix regex alternatives, compiled into a tiny node program; every
@@ -9,7 +9,7 @@
   * Python's html.entities.html5 table and html's invalid-charref tables,
   * the code points for which Python's str.isspace() is true.
 
-Usage:  /work/refenv/bin/python tools/reference/gen_tokenizer_tables.py > ulmfit/tok_tables.inc
+Usage:  ../refenv/bin/python tools/reference/gen_tokenizer_tables.py > ulmfit/tok_tables.inc
 """
 import html
 import html.entities

@@ -5,7 +5,7 @@ tests/test_pickle.cpp into tests/fixtures/torch/.
 Run from the repository root with the reference environment (torch 1.13, fastai 2.7.19,
 spaCy 3.8.7, pandas):
 
-    /work/refenv/bin/python tools/reference/gen_torch_fixtures.py
+    ../refenv/bin/python tools/reference/gen_torch_fixtures.py
 
 Every tensor file X.pt gets X.values.json: for each state-dict entry, in order, its dtype,
 shape and values (logical row-major order, as float64/int; JSON floats are shortest

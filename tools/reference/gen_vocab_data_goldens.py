@@ -3,7 +3,7 @@
 
 Run from the repository root with the reference environment:
 
-    /work/refenv/bin/python tools/reference/gen_vocab_data_goldens.py
+    ../refenv/bin/python tools/reference/gen_vocab_data_goldens.py
 
 Reads the first records of ../shared/data/labeled/inspire_labeled.jsonl (split "train"),
 tokenizes them with fastai's own training path (tokenize_df: rules + spaCy + replace_space), and

@@ -13,7 +13,7 @@ Writes tools/reference/out/random_inspire_classifier.pth (state_dict) and .../it
 Also prints fastai's own single-paper latency (learn.predict path: tokenize, numericalize, model
 eval, softmax) with torch set to 1 thread, as the peer number for docs/serving.md.
 
-    /work/refenv/bin/python tools/reference/make_random_inspire_classifier.py [--docs 4000] [--time 50]
+    ../refenv/bin/python tools/reference/make_random_inspire_classifier.py [--docs 4000] [--time 50]
 A small one (fast model, to load-test the HTTP layer itself with thousands of requests):
     ... make_random_inspire_classifier.py --emb 16 --hid 32 --time 0 --name small_random_classifier
 """

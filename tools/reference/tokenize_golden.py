@@ -17,7 +17,7 @@ Writes one JSON object per line {"corpus","id","text","predict","train"}:
   tools/reference/out/tokenizer_golden.jsonl.gz     (all documents; git-ignored)
   tests/fixtures/tokenizer/golden_sample.jsonl.gz   (every --every-th document of each corpus)
 
-Usage: /work/refenv/bin/python tools/reference/tokenize_golden.py [--every 8]
+Usage: ../refenv/bin/python tools/reference/tokenize_golden.py [--every 8]
 """
 import argparse
 import gzip
