@@ -8,7 +8,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
 
-#include <cstdio>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <memory>
