@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the build and the test suite need on a fresh Debian 12 (bookworm) machine.
-# Python is NOT needed: tools/reference/ scripts are only used to regenerate golden fixtures.
+# Python is needed only for the Python package (python/; .ci/run builds and tests it in a venv);
+# tools/reference/ scripts are only used to regenerate golden fixtures.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
@@ -16,6 +17,7 @@ PKGS=(
   zlib1g-dev               # gzip'd datasets
   libboost-dev             # Boost.Beast/Asio, header-only: the REST server (server/http_server.cpp)
   ccache                   # compiler cache (optional; CMake uses it when present)
+  python3 python3-venv python3-dev  # the Python package (pip install .; .ci/run tests it)
 )
 missing=()
 for p in "${PKGS[@]}"; do

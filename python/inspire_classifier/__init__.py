@@ -1,0 +1,226 @@
+"""INSPIRE's paper classifier (core / non_core / rejected), backed by a C++ library.
+
+A drop-in replacement for the original ``inspire_classifier`` package's prediction API, with no
+torch, fastai or NumPy::
+
+    from inspire_classifier import Classifier
+    classifier = Classifier()                      # the embedded default model
+    classifier = Classifier(model_path="classifier.h5")   # or the original's exported learner
+    classifier.predict_coreness(title, abstract)
+    # {'prediction': 'core', 'scores': {'rejected': 0.0177, 'non_core': 0.0177, 'core': 0.9647}}
+
+The scores are the ``inspire-classifier predict-coreness`` command's (the same float values).
+Training and dataset creation are not available from Python yet (use the command).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+__all__ = ["Classifier", "Prediction", "Paper", "has_default_model", "__version__"]
+
+
+def _check_cpu() -> None:
+    # The library is compiled for x86-64-v3 (AVX2 + FMA) like the command: on an older CPU,
+    # say so instead of dying with SIGILL on import.
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    missing = [x for x in ("avx2", "fma") if x not in flags]
+                    if missing:
+                        raise ImportError(
+                            "inspire_classifier: this build needs an x86-64-v3 CPU (AVX2 + FMA); "
+                            "this CPU lacks " + ", ".join(missing) + ". Rebuild for your CPU with "
+                            "CMAKE_ARGS='-DINSPIRE_ARCH=x86-64' pip install ."
+                        )
+                    return
+    except OSError:
+        return
+
+
+_check_cpu()
+
+from . import _core  # noqa: E402
+
+__version__: str = _core.__version__
+
+#: What predict_coreness returns: {'prediction': label, 'scores': {label: score, ...}}.
+Prediction = Dict[str, Any]
+#: One paper for predict_coreness_batch: a (title, abstract) pair or a mapping with those keys.
+Paper = Union[Tuple[Union[str, bytes], Union[str, bytes]], Mapping[str, Union[str, bytes]]]
+
+
+def has_default_model() -> bool:
+    """True when this build embeds a default model (``Classifier()`` without a path)."""
+    return _core.has_default_model()
+
+
+def _text(value: object, what: str) -> bytes:
+    """A title or abstract as UTF-8 bytes; TypeError for anything but str or bytes."""
+    if isinstance(value, str):
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate: not text
+            raise ValueError(f"{what} is not valid Unicode text: {e}") from None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{what} must be str (or UTF-8 bytes), got {type(value).__name__}")
+
+
+def _check_threads(threads: object) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError(f"threads must be an int, got {type(threads).__name__}")
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0 (0 = all cores), got {threads}")
+    return threads
+
+
+class Classifier:
+    """A loaded INSPIRE classifier.
+
+    Args:
+        model_path: the model to load: the original's exported fastai learner (``.h5`` /
+            ``.pkl``; read by a safe in-memory importer that never runs code from the file), a
+            model bundle (``.safetensors``, e.g. written by ``inspire-classifier train`` or
+            ``import-fastai``), or None for the default model embedded in this package.
+        fp16: keep the LSTMs' recurrent weights in half precision (faster single-paper
+            predictions; scores differ from float32 by about 1e-4).
+        threads: worker threads for :meth:`predict_coreness_batch` (0 = all cores).
+
+    Raises:
+        FileNotFoundError: ``model_path`` does not exist.
+        ValueError: the file is not a valid model (corrupt, truncated, hostile pickle, wrong kind).
+        TypeError: an argument has the wrong type.
+
+    A Classifier is immutable: any number of threads may call its methods at once (the GIL is
+    released while it computes).
+    """
+
+    def __init__(
+        self,
+        model_path: Optional[Union[str, "os.PathLike[str]"]] = None,
+        *,
+        fp16: bool = False,
+        threads: int = 0,
+    ) -> None:
+        if model_path is None:
+            path = ""
+        elif isinstance(model_path, (str, os.PathLike)):
+            path = os.fspath(model_path)
+            if not isinstance(path, str):
+                raise TypeError("model_path must be a str path, not bytes")
+            if path == "":
+                raise ValueError("model_path is empty (pass None for the embedded default model)")
+        else:
+            raise TypeError(
+                f"model_path must be a str, an os.PathLike or None, got {type(model_path).__name__}"
+            )
+        if not isinstance(fp16, bool):
+            raise TypeError(f"fp16 must be a bool, got {type(fp16).__name__}")
+        self._threads = _check_threads(threads)
+        self._fp16 = fp16
+        self._model = _core.Model(path, fp16)
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        """The class names in class-index order, e.g. ('rejected', 'non_core', 'core')."""
+        return self._model.labels
+
+    @property
+    def source(self) -> str:
+        """Where the model came from: its path, or 'embedded:<name>'."""
+        return self._model.source
+
+    @property
+    def temperature(self) -> float:
+        """The temperature of INSPIRE's score softmax (0.25)."""
+        return self._model.temperature
+
+    @property
+    def vocab_size(self) -> int:
+        """The number of tokens in the model's vocabulary."""
+        return self._model.vocab_size
+
+    @property
+    def n_members(self) -> int:
+        """Classifiers in the model: 1, or an ensemble's size."""
+        return self._model.n_members
+
+    @property
+    def fp16(self) -> bool:
+        return self._fp16
+
+    @property
+    def threads(self) -> int:
+        return self._threads
+
+    def __repr__(self) -> str:
+        return (
+            f"Classifier(source={self.source!r}, labels={self.labels!r}, "
+            f"fp16={self._fp16}, threads={self._threads})"
+        )
+
+    def predict_coreness(self, title: Union[str, bytes], abstract: Union[str, bytes]) -> Prediction:
+        """Classifies one paper exactly as INSPIRE's classifier does.
+
+        Returns ``{'prediction': 'core', 'scores': {'rejected': s0, 'non_core': s1, 'core': s2}}``
+        (the original's keys, in that order; the scores are the command's float values).
+
+        Raises:
+            TypeError: title or abstract is not str (or bytes).
+            ValueError: the text is not valid UTF-8 / Unicode.
+        """
+        return self._model.predict(_text(title, "title"), _text(abstract, "abstract"))
+
+    def predict_coreness_batch(
+        self, papers: Iterable[Paper], *, threads: Optional[int] = None
+    ) -> List[Prediction]:
+        """Classifies many papers in parallel (GIL released); results in input order.
+
+        Each paper is a ``(title, abstract)`` pair or a mapping with ``"title"`` and
+        ``"abstract"`` keys. Each result equals :meth:`predict_coreness` of that paper.
+        ``threads`` overrides the Classifier's setting for this call (0 = all cores).
+        """
+        n_threads = self._threads if threads is None else _check_threads(threads)
+        if isinstance(papers, (str, bytes, Mapping)):
+            raise TypeError("papers must be a list of (title, abstract) pairs or dicts")
+        try:
+            items = list(papers)
+        except TypeError:
+            raise TypeError(
+                f"papers must be an iterable of papers, got {type(papers).__name__}"
+            ) from None
+        batch: List[Tuple[bytes, bytes]] = []
+        for i, paper in enumerate(items):
+            if isinstance(paper, Mapping):
+                missing = [k for k in ("title", "abstract") if k not in paper]
+                if missing:
+                    raise ValueError(f"papers[{i}]: missing key {missing[0]!r}")
+                title, abstract = paper["title"], paper["abstract"]
+            elif isinstance(paper, Sequence) and not isinstance(paper, (str, bytes)):
+                if len(paper) != 2:
+                    raise ValueError(
+                        f"papers[{i}]: expected a (title, abstract) pair, got {len(paper)} items"
+                    )
+                title, abstract = paper[0], paper[1]
+            else:
+                raise TypeError(
+                    f"papers[{i}] must be a (title, abstract) pair or a dict, "
+                    f"got {type(paper).__name__}"
+                )
+            t = _text(title, f"papers[{i}] title")
+            a = _text(abstract, f"papers[{i}] abstract")
+            for what, given, b in (("title", title, t), ("abstract", abstract, a)):
+                if not isinstance(given, str):  # bytes: name the paper if not UTF-8
+                    try:
+                        b.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        raise ValueError(f"papers[{i}] {what} is not valid UTF-8: {e}") from None
+            batch.append((t, a))
+        return self._model.predict_batch(batch, n_threads)
