@@ -266,7 +266,7 @@ TEST(Cli, ControlBytesInErrorsAreEscaped) {
   for (const std::string& args : std::vector<std::string>{
            "'" + evil + "'",                                         // unknown command
         "predict -q -m " + t.model.string() + " -i '/nonexistent/" + evil + ".jsonl'",  // a path
-        "predict -q --bogus-" + evil.substr(1, 3) + " '" + evil + "'",   // CLI11's parse errors
+        "predict -q '--bogus-" + evil + "'",   // CLI11's parse errors
         "inspect '" + (t.dir / evil).string() + "'"}) {
     run2(kBin + " " + args, t.dir, &rc, &err);
     EXPECT_NE(rc, 0);
