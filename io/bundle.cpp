@@ -2,6 +2,7 @@
 #include "io/bundle.h"
 #include "nn/lstm.h"  // half_to_float
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -427,11 +428,18 @@ void Bundle::check_finite(const std::string& P, const std::string& name, const T
       if (!std::isfinite(d->second[i])) fail(i, d->second[i]);
     return;
   }
+  // Scanned block by block, each block's pages dropped again once checked (a file mapping
+  // re-reads them when the weights are copied), so the check does not hold the file in memory.
   const unsigned char* p = static_cast<const unsigned char*>(file_.data(t));
-  for (std::size_t i = 0; i < n; ++i) {
-    float v;
-    std::memcpy(&v, p + 4 * i, 4);
-    if (!std::isfinite(v)) fail(i, v);
+  constexpr std::size_t kBlock = std::size_t(1) << 20;  // floats
+  for (std::size_t b = 0; b < n; b += kBlock) {
+    const std::size_t e = std::min(n, b + kBlock);
+    for (std::size_t i = b; i < e; ++i) {
+      float v;
+      std::memcpy(&v, p + 4 * i, 4);
+      if (!std::isfinite(v)) fail(i, v);
+    }
+    file_.drop_cached(p + 4 * b, 4 * (e - b));
   }
 }
 

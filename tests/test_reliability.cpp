@@ -561,7 +561,16 @@ TEST(ServerReliability, BodiesInFlightAreBoundedAcrossConnections) {
 
 // The load test: slow clients, huge bodies and normal traffic at once on loopback, for a few
 // seconds; every normal request is answered 200 and the bodies held stay under the cap.
+static long rss_kb() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return 0;
+}
+
 TEST(ServerReliability, LoadMixSlowHugeAndNormal) {
+  const long rss0 = rss_kb();
   server::HttpServerOptions o;
   o.max_body_bytes = 1 << 20;
   o.max_inflight_body_bytes = 4 << 20;
@@ -624,8 +633,13 @@ TEST(ServerReliability, LoadMixSlowHugeAndNormal) {
   EXPECT_EQ(slow_answered.load(), 40);
   EXPECT_LE(peak.load(), std::size_t(4) << 20);
   EXPECT_GT(peak.load(), std::size_t(2) << 20);  // the slow clients did fill the budget
-  std::fprintf(stderr, "load mix: %d normal requests answered 200, peak body bytes held %zu\n",
-               normal_ok.load(), peak.load());
+  const long grown_kb = rss_kb() - rss0;
+  // 40 x 1 MB + 10 x 50 MB were offered; the process (server and clients) grew by far less.
+  EXPECT_LT(grown_kb, 128 * 1024);
+  std::fprintf(stderr,
+               "load mix: %d normal requests answered 200 (0 errors), %d huge bodies got 413, %d "
+               "slow clients got 408/503, peak body bytes held %zu, RSS growth %ld KiB\n",
+               normal_ok.load(), huge_413.load(), slow_answered.load(), peak.load(), grown_kb);
 }
 
 // ---- 5 / 10. --resume: provenance is checked, paths are confined --------------------------
