@@ -665,12 +665,14 @@ struct TinyRun {
     for (int i = 0; i < 40; ++i) itos.push_back("t" + std::to_string(i));
     vocab = ulmfit::Vocab::from_itos(itos);
   }
-  // Trains; throws "killed" after `kill_after` epochs when > 0.
+  // Trains; throws "killed" after `kill_after` epochs when > 0. poison: every weight NaN.
   void go(const fs::path& dir, bool resume, int kill_after, const std::vector<ulmfit::Doc>& tr,
-          const ulmfit::Vocab& v) {
+          const ulmfit::Vocab& v, bool poison = false) {
     ulmfit::AwdLstmLM lm(cfg);
     nn::Rng rng(7);
     lm.init(rng);
+    if (poison)
+      for (auto& w : lm.values()) w = std::nanf("");
     ulmfit::TrainOptions o;
     o.out_dir = dir.string();
     o.quiet = true;
@@ -747,6 +749,21 @@ TEST(TrainReliability, CheckpointPathsAreConfinedToTheRunFolder) {
   EXPECT_TRUE(fs::exists(outside / "ckpt-x-1.safetensors"));
   EXPECT_TRUE(fs::exists(outside / "ckpt-x-1.optim"));
   fs::remove_all(root);
+}
+
+// ---- 7 (second half). a NaN loss stops training with a clear error ------------------------
+TEST(TrainReliability, NaNLossStopsTraining) {
+  TinyRun t;
+  fs::path d = fresh_dir("rel_nanloss");
+  try {
+    t.go(d, false, -1, t.train, t.vocab, /*poison=*/true);
+    ADD_FAILURE() << "trained on with a NaN loss";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("training diverged: loss is"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("nan"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(d / "checkpoint.json"));  // nothing NaN was checkpointed
+  fs::remove_all(d);
 }
 
 // ---- 17. all inputs are checked before any training ---------------------------------------
