@@ -2,6 +2,7 @@
 #include "io/bundle.h"
 #include "nn/lstm.h"  // half_to_float
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -413,6 +414,35 @@ Bundle Bundle::from_memory(const void* data, std::size_t size, const std::string
   return b;
 }
 
+// A NaN or infinite weight would make every score NaN: refuse the file, naming the tensor and
+// the first bad element.
+void Bundle::check_finite(const std::string& P, const std::string& name, const TensorInfo& t) const {
+  const std::size_t n = numel_of(t.shape);
+  auto fail = [&](std::size_t i, float v) {
+    throw FormatError(P, std::string("weight is ") + (std::isnan(v) ? "NaN" : "infinite") +
+                             " at element " + std::to_string(i),
+                      "tensor '" + name + "'", "the model file is corrupt or its training diverged");
+  };
+  if (auto d = decoded_.find(name); d != decoded_.end()) {
+    for (std::size_t i = 0; i < n; ++i)
+      if (!std::isfinite(d->second[i])) fail(i, d->second[i]);
+    return;
+  }
+  // Scanned block by block, each block's pages dropped again once checked (a file mapping
+  // re-reads them when the weights are copied), so the check does not hold the file in memory.
+  const unsigned char* p = static_cast<const unsigned char*>(file_.data(t));
+  constexpr std::size_t kBlock = std::size_t(1) << 20;  // floats
+  for (std::size_t b = 0; b < n; b += kBlock) {
+    const std::size_t e = std::min(n, b + kBlock);
+    for (std::size_t i = b; i < e; ++i) {
+      float v;
+      std::memcpy(&v, p + 4 * i, 4);
+      if (!std::isfinite(v)) fail(i, v);
+    }
+    file_.drop_cached(p + 4 * b, 4 * (e - b));
+  }
+}
+
 void Bundle::validate() {
   const std::string& P = file_.path();
   const auto& m = file_.metadata();
@@ -473,6 +503,14 @@ void Bundle::validate() {
                              " tokens but config.vocab_size is " +
                              std::to_string(config_.vocab_size));
   if (get("labels")) labels_ = string_list("labels");
+  {
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < labels_.size(); ++i)
+      if (!seen.insert(labels_[i]).second)
+        throw FormatError(P, "duplicate label name '" + labels_[i] + "' (entry " +
+                                 std::to_string(i) + ")",
+                          "metadata 'labels'", "each class needs its own name");
+  }
   if (config_.kind == "classifier" && (std::int64_t)labels_.size() != config_.n_classes)
     throw FormatError(P, "a classifier bundle needs " + std::to_string(config_.n_classes) +
                              " labels, has " + std::to_string(labels_.size()),
@@ -583,6 +621,7 @@ void Bundle::validate() {
       for (std::size_t i = 0; i < n; ++i) f[i] = nn::half_to_float(h[i]);
       decoded_[e.name] = std::move(f);
     }
+    if (!e.is_i64) check_finite(P, e.name, *t);
   }
   for (auto& [a, target] : declared)
     if (!aliases_.count(a))

@@ -135,7 +135,8 @@ struct BundleContents {
 void write_bundle(const std::string& path, const BundleContents& b);
 std::string serialize_bundle(const BundleContents& b);
 
-// A loaded, validated bundle. F32 tensor views point into the mapping (zero-copy).
+// A loaded, validated bundle. F32 tensor views point into the mapping (zero-copy). Loading refuses
+// (FormatError naming the tensor or key) a NaN or infinite weight and duplicate label names.
 class Bundle {
  public:
   static Bundle load(const std::string& path);
@@ -175,6 +176,7 @@ class Bundle {
  private:
   explicit Bundle(SafetensorsFile f) : file_(std::move(f)) {}
   void validate();
+  void check_finite(const std::string& path, const std::string& name, const TensorInfo& t) const;
 
   SafetensorsFile file_;
   ModelConfig config_;

@@ -154,6 +154,31 @@ class LineSource {
   bool eof_ = false;
 };
 
+}  // namespace
+
+std::string csv_field(std::string_view s) {
+  const bool formula = !s.empty() && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@' ||
+                                      s[0] == '\t' || s[0] == '\r');
+  if (!formula && s.find_first_of(",\"\n\r") == std::string_view::npos) return std::string(s);
+  std::string o = "\"";
+  if (formula) o += '\'';
+  for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return o + "\"";
+}
+
+struct LineReader::Impl {
+  Impl(const std::string& path, std::size_t max) : src(path, max) {}
+  LineSource src;
+};
+LineReader::LineReader(const std::string& path, std::size_t max_line_bytes)
+    : impl_(std::make_unique<Impl>(path, max_line_bytes)) {}
+LineReader::~LineReader() = default;
+bool LineReader::next(std::string& line, bool& too_long) { return impl_->src.next(line, too_long); }
+std::size_t LineReader::line_no() const { return impl_->src.line_no(); }
+const std::string& LineReader::name() const { return impl_->src.name(); }
+
+namespace {
+
 bool ends_with(const std::string& s, const char* suffix) {
   const std::size_t n = std::strlen(suffix);
   return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;

@@ -27,6 +27,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -91,6 +92,32 @@ std::vector<Record> read_all(const std::string& path, std::vector<RecordError>* 
 // std::invalid_argument with a message naming the problem (malformed JSON with its column,
 // missing / mistyped field, invalid UTF-8, unknown label).
 Record parse_json_record(std::string_view line, const DatasetOptions& opt = {});
+
+// One CSV cell as RFC 4180 and spreadsheets expect: quoted when it holds a comma, quote or line
+// break; a value starting with = + - @ TAB or CR (which a spreadsheet would run as a formula)
+// is prefixed with ' and quoted, so that it shows as text (OWASP's CSV-injection rule).
+std::string csv_field(std::string_view s);
+
+// The lines of a text file, plain or gzip-compressed (detected from the content; "-" = standard
+// input), each at most max_line_bytes long: a longer line is reported with too_long set and its
+// bytes skipped, so memory stays bounded whatever the input. Throws FormatError naming the file
+// when it cannot be opened or its gzip data is corrupt.
+class LineReader {
+ public:
+  LineReader(const std::string& path, std::size_t max_line_bytes);
+  ~LineReader();
+  LineReader(const LineReader&) = delete;
+  LineReader& operator=(const LineReader&) = delete;
+  // Next line without "\n" / "\r\n". False at end of input.
+  bool next(std::string& line, bool& too_long);
+  std::size_t line_no() const;  // of the line last returned (1-based)
+  const std::string& name() const;  // the path, or "<stdin>"
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
 
 // Byte offset of the first invalid UTF-8 sequence in `s` (overlong forms, surrogates,
 // > U+10FFFF, truncated sequences, stray continuation bytes), or nullopt if `s` is valid.

@@ -5,6 +5,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
+#include <set>
+#include <string>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -138,6 +141,54 @@ Value* Document::make(Kind k) {
   arena_.emplace_back();
   arena_.back().kind = k;
   return &arena_.back();
+}
+
+std::vector<std::string> Document::globals() const {
+  std::set<std::string> out;
+  for (const Value& v : arena_)
+    if (v.kind == Kind::Global) out.insert(v.s + "." + v.name);
+  return {out.begin(), out.end()};
+}
+
+bool is_allowed_global(std::string_view module_in, std::string_view name) {
+  const std::string m = normalize_module(std::string(module_in));
+  auto starts = [&](const char* p) { return m.rfind(p, 0) == 0; };
+  auto in = [&](std::initializer_list<const char*> names) {
+    for (const char* n : names)
+      if (name == n) return true;
+    return false;
+  };
+  if (m == "collections") return in({"OrderedDict", "defaultdict", "namedtuple", "deque", "Counter"});
+  if (m == "builtins")
+    return in({"set", "frozenset", "list", "dict", "tuple", "object", "bytearray", "bytes", "slice",
+               "complex", "float", "int", "bool", "str", "range", "type", "NoneType"});
+  if (m == "_codecs") return name == "encode";
+  if (m == "copyreg") return in({"_reconstructor", "__newobj__", "__newobj_ex__"});
+  if (m == "torch._utils")
+    return in({"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_parameter",
+               "_rebuild_parameter_with_state", "_rebuild_qtensor", "_rebuild_sparse_tensor"});
+  if (m == "torch._tensor") return name == "_rebuild_from_type_v2";
+  if (m == "torch.storage") return in({"UntypedStorage", "TypedStorage"});
+  if (m == "torch") {
+    std::string_view n = name;
+    if (n.size() > 7 && n.substr(n.size() - 7) == "Storage") return true;
+    return in({"Size", "device", "dtype", "float32", "float64", "float16", "bfloat16", "int64",
+               "int32", "int16", "int8", "uint8", "bool", "Tensor", "memory_format",
+               "contiguous_format", "channels_last", "preserve_format"});
+  }
+  if (m == "torch.nn.parameter") return name == "Parameter";
+  if (starts("torch.nn.modules.")) return true;  // layer classes (rebuilt from their state)
+  if (m == "fastai.torch_core") return name == "_rebuild_from_type" || name == "TensorBase";
+  if (starts("fastai.text.models.") || starts("fastai.layers") || starts("fastai.losses") ||
+      starts("fastai.metrics") || starts("fastai.optimizer") || starts("fastai.text.data") ||
+      starts("fastai.data.") || starts("fastai.learner") || starts("fastai.callback.") ||
+      starts("fastai.text.learner") || starts("fastai.basics") || starts("fastai.text.core"))
+    return true;
+  if (m == "numpy.core.multiarray" || m == "numpy._core.multiarray")
+    return in({"_reconstruct", "scalar"});
+  if (m == "numpy") return in({"ndarray", "dtype"});
+  if (m == "pathlib") return in({"PosixPath", "WindowsPath", "Path", "PurePosixPath"});
+  return false;
 }
 
 bool is_dangerous_callable(std::string_view module, std::string_view name) {

@@ -77,6 +77,8 @@ class Document {
   Value* root = nullptr;
   Value* make(Kind k);              // arena allocation
   std::size_t value_count() const { return arena_.size(); }
+  // Every global the pickle references ("module.name"), sorted, each once.
+  std::vector<std::string> globals() const;
 
  private:
   std::deque<Value> arena_;
@@ -108,5 +110,11 @@ Document parse_file(const std::string& path, const Options& opt = {});
 
 // True if calling module.name would be dangerous (os.system, subprocess.*, builtins.eval, ...).
 bool is_dangerous_callable(std::string_view module, std::string_view name);
+
+// True if module.name is on the allow-list of globals a plain PyTorch / fastai checkpoint
+// needs (torch tensor/storage rebuilders and dtypes, collections.OrderedDict, builtins
+// containers, copyreg, numpy array reconstruction, torch.nn / fastai classes). Anything else
+// may run code when the file is loaded with Python's pickle: `inspect` reports it.
+bool is_allowed_global(std::string_view module, std::string_view name);
 
 }  // namespace io::pickle

@@ -46,6 +46,8 @@ const char* dtype_name(DType d) {
 
 namespace {
 
+constexpr std::uint64_t kMaxCompressedPickle = std::uint64_t(256) << 20;
+
 bool storage_dtype(const std::string& name, DType& d) {
   static const std::pair<const char*, DType> kTypes[] = {
       {"FloatStorage", DType::Float32},   {"DoubleStorage", DType::Float64},
@@ -322,7 +324,13 @@ struct Loader {
       s.data = span.data();
       s.owner = map;
     } else {
-      auto buf = std::make_shared<std::vector<std::uint8_t>>(zip->read(*e));
+      // Compressed: inflate no more than the storage needs (its size in the pickle), so a
+      // record declaring more (a decompression bomb) is refused before anything is allocated.
+      if (e->size != need)
+        throw std::runtime_error("compressed storage record '" + e->name + "' declares " +
+                                 std::to_string(e->size) + " bytes, the storage needs " +
+                                 std::to_string(need));
+      auto buf = std::make_shared<std::vector<std::uint8_t>>(zip->read(*e, need));
       zip->verify_crc(*e, *buf);
       s.data = buf->data();
       s.owner = buf;
@@ -447,7 +455,13 @@ TorchFile load_zip(Loader& L) {
   if (pkl->method == 0) {
     bytes = zip.stored(*pkl);
   } else {
-    owned = zip.read(*pkl);
+    // A compressed pickle is inflated only up to kMaxCompressedPickle bytes (real data.pkl
+    // records hold names and metadata, a few MB at most); a bigger one is refused unread.
+    if (pkl->size > kMaxCompressedPickle)
+      throw FormatError(L.path, "compressed record '" + pkl->name + "' declares " +
+                                    std::to_string(pkl->size) + " bytes, more than the " +
+                                    std::to_string(kMaxCompressedPickle) + " a pickle may take");
+    owned = zip.read(*pkl, kMaxCompressedPickle);
     bytes = owned;
   }
   zip.verify_crc(*pkl, bytes);

@@ -2,6 +2,7 @@
 #include "server/http_api.h"
 
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <ctime>
 #include <memory>
@@ -40,15 +41,21 @@ struct Paper {
 };
 
 // Parses a body; on failure fills `err` with the 400 answer.
-std::optional<json> parse_body(const HttpRequest& req, HttpResponse& err) {
+std::optional<json> parse_body(const std::string& body, HttpResponse& err) {
   try {
-    return json::parse(req.body);
+    return json::parse(body);
   } catch (const json::parse_error& e) {
     // nlohmann's message names the position ("at line 1, column 12") and the problem
     // (including "ill-formed UTF-8 byte").
     std::string m = e.what();
     auto p = m.find("parse error");
     err = json_error(400, "malformed JSON request body: " + (p == std::string::npos ? m : m.substr(p)));
+    return std::nullopt;
+  } catch (const json::out_of_range&) {
+    err = json_error(400, "malformed JSON request body: a number is out of range");
+    return std::nullopt;
+  } catch (const json::exception&) {
+    err = json_error(400, "malformed JSON request body");
     return std::nullopt;
   }
 }
@@ -81,7 +88,9 @@ std::optional<Paper> read_paper(const json& j, const std::string& where, HttpRes
 
 HttpResponse predict_error(const std::exception& e, const std::string& field) {
   if (dynamic_cast<const std::invalid_argument*>(&e)) return field_error(field, e.what());
-  return json_error(500, std::string("prediction failed: ") + e.what());
+  // Internal details (paths, library messages) go to the log, not to the client.
+  std::fprintf(stderr, "inspire-classifier: prediction failed: %s\n", e.what());
+  return json_error(500, "prediction failed (internal error)");
 }
 
 // State shared by the items of one batch request.
@@ -128,6 +137,43 @@ HttpResponse field_error(const std::string& field, const std::string& message) {
   return r;
 }
 
+bool read_single_request(const std::string& body, std::string& title, std::string& abstract,
+                         HttpResponse& err) {
+  auto j = parse_body(body, err);
+  if (!j) return false;
+  auto paper = read_paper(*j, "", err);
+  if (!paper) return false;
+  title = std::move(paper->title);
+  abstract = std::move(paper->abstract);
+  return true;
+}
+
+bool read_batch_request(const std::string& body, std::size_t max_items,
+                        std::vector<std::pair<std::string, std::string>>& papers,
+                        HttpResponse& err) {
+  auto j = parse_body(body, err);
+  if (!j) return false;
+  if (!j->is_array()) {
+    err = field_error("body", std::string("request body must be a JSON list of objects "
+                                          "{\"title\", \"abstract\"}, got ") +
+                                  type_name(*j));
+    return false;
+  }
+  if (j->size() > max_items) {
+    err = field_error("body", "too many items in one batch: " + std::to_string(j->size()) +
+                                  " (limit " + std::to_string(max_items) + ")");
+    return false;
+  }
+  papers.clear();
+  papers.reserve(j->size());
+  for (std::size_t i = 0; i < j->size(); ++i) {
+    auto p = read_paper((*j)[i], "[" + std::to_string(i) + "].", err);
+    if (!p) return false;
+    papers.emplace_back(std::move(p->title), std::move(p->abstract));
+  }
+  return true;
+}
+
 void add_coreness_routes(HttpServer& server, CorenessApi api_in) {
   if (!api_in.predict) throw std::invalid_argument("add_coreness_routes: no predict function");
   auto api = std::make_shared<const CorenessApi>(std::move(api_in));
@@ -150,12 +196,11 @@ void add_coreness_routes(HttpServer& server, CorenessApi api_in) {
   server.route("POST", "/api/predict/coreness", Dispatch::kWorker,
                [api](const HttpRequest& req, Respond respond, HttpServer&) {
                  HttpResponse err;
-                 auto body = parse_body(req, err);
-                 if (!body) return respond(std::move(err));
-                 auto paper = read_paper(*body, "", err);
-                 if (!paper) return respond(std::move(err));
+                 std::string title, abstract;
+                 if (!read_single_request(req.body, title, abstract, err))
+                   return respond(std::move(err));
                  try {
-                   respond(ok_json(api->predict(paper->title, paper->abstract)));
+                   respond(ok_json(api->predict(title, abstract)));
                  } catch (const std::exception& e) {
                    respond(predict_error(e, "body"));
                  }
@@ -164,25 +209,13 @@ void add_coreness_routes(HttpServer& server, CorenessApi api_in) {
   server.route("POST", "/api/predict/coreness/batch", Dispatch::kWorker,
                [api](const HttpRequest& req, Respond respond, HttpServer& srv) {
                  HttpResponse err;
-                 auto body = parse_body(req, err);
-                 if (!body) return respond(std::move(err));
-                 if (!body->is_array())
-                   return respond(field_error(
-                       "body", std::string("request body must be a JSON list of objects "
-                                           "{\"title\", \"abstract\"}, got ") +
-                                   type_name(*body)));
-                 if (body->size() > api->max_batch_items)
-                   return respond(field_error(
-                       "body", "too many items in one batch: " + std::to_string(body->size()) +
-                                   " (limit " + std::to_string(api->max_batch_items) + ")"));
+                 std::vector<std::pair<std::string, std::string>> items;
+                 if (!read_batch_request(req.body, api->max_batch_items, items, err))
+                   return respond(std::move(err));
                  auto st = std::make_shared<BatchState>();
-                 st->papers.reserve(body->size());
-                 for (std::size_t i = 0; i < body->size(); ++i) {
-                   auto p = read_paper((*body)[i], "[" + std::to_string(i) + "].", err);
-                   if (!p) return respond(std::move(err));
-                   st->papers.push_back(std::move(*p));
-                 }
-                 body.reset();
+                 st->papers.reserve(items.size());
+                 for (auto& [t, a] : items) st->papers.push_back(Paper{std::move(t), std::move(a)});
+                 items.clear();
                  const std::size_t n = st->papers.size();
                  if (n == 0) return respond(ok_json("[]"));
                  st->out.resize(n);

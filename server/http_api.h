@@ -8,14 +8,17 @@
 //                                     (items are spread over the worker pool)
 //
 // Errors are JSON {"error": message, "status": N[, "field": name]}:
-//   400 the body is not JSON (or not valid UTF-8), 422 a missing / wrongly typed field (named;
-//   batch items as "[3].title"), 413/404/405/503 from the transport, 500 if the model throws.
+//   400 the body is not JSON (or not valid UTF-8, or holds a number out of range), 422 a missing
+//   / wrongly typed field (named; batch items as "[3].title"), 408/413/404/405/503 from the
+//   transport, 500 if the model throws (its message goes to stderr, not to the client).
 // The model itself is injected (a function), so this layer is tested without one.
 #pragma once
 
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -35,6 +38,15 @@ struct CorenessApi {
 
 // Registers the three routes. Call before server.start().
 void add_coreness_routes(HttpServer& server, CorenessApi api);
+
+// The request validation of the two predict routes, on their own (the routes and the fuzzer use
+// them): true and the paper(s), or false and the 400 / 422 answer in `err`. A JSON number out
+// of range (1e99999) is a 400 like any malformed body.
+bool read_single_request(const std::string& body, std::string& title, std::string& abstract,
+                         HttpResponse& err);
+bool read_batch_request(const std::string& body, std::size_t max_items,
+                        std::vector<std::pair<std::string, std::string>>& papers,
+                        HttpResponse& err);
 
 // The 422 body: {"error": message, "status": 422, "field": field}.
 HttpResponse field_error(const std::string& field, const std::string& message);

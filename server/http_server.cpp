@@ -10,6 +10,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
@@ -17,7 +18,10 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <algorithm>
 #include <chrono>
+#include <climits>
+#include <cstdio>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -53,7 +57,59 @@ struct Route {
 
 class Session;
 
+// The HttpRequest of a parsed message.
+HttpRequest to_request(http::request<http::string_body>& msg) {
+  HttpRequest req;
+  req.method = std::string(msg.method_string());
+  req.target = std::string(msg.target());
+  req.path = req.target.substr(0, req.target.find('?'));
+  req.content_type = std::string(msg[http::field::content_type]);
+  req.body = std::move(msg.body());
+  return req;
+}
+
+void configure(http::request_parser<http::string_body>& p, const HttpServerOptions& o) {
+  p.body_limit(o.max_body_bytes);
+  p.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(o.max_header_bytes, UINT32_MAX)));
+}
+
+// The answer to a parse error (0: not one the transport answers).
+HttpResponse parse_error_response(beast::error_code ec, const HttpServerOptions& o) {
+  if (ec == http::error::body_limit)
+    return json_error(413, "request body too large (limit " + std::to_string(o.max_body_bytes) +
+                               " bytes)");
+  if (ec == http::error::header_limit)
+    return json_error(431, "request headers too large (limit " +
+                               std::to_string(o.max_header_bytes) + " bytes)");
+  return json_error(400, "malformed HTTP request: " + ec.message());
+}
+
 }  // namespace
+
+int parse_request(const char* data, std::size_t size, const HttpServerOptions& options,
+                  HttpRequest& out, std::string& error) {
+  http::request_parser<http::string_body> p;
+  configure(p, options);
+  p.eager(true);
+  beast::error_code ec;
+  std::size_t used = 0;
+  while (!ec && used < size && !p.is_done()) {
+    std::size_t n = p.put(asio::buffer(data + used, size - used), ec);
+    if (n == 0 && !ec) break;
+    used += n;
+  }
+  if (!ec && !p.is_done()) {
+    error = "incomplete HTTP request";
+    return 400;
+  }
+  if (ec) {
+    auto r = parse_error_response(ec, options);
+    error = r.body;
+    return r.status;
+  }
+  out = to_request(p.get());
+  return 0;
+}
 
 struct HttpServer::Impl {
   HttpServer* self = nullptr;
@@ -66,10 +122,26 @@ struct HttpServer::Impl {
   std::atomic<bool> started{false}, stopping{false}, joined{false};
   std::atomic<std::size_t> pending{0};
   std::atomic<std::uint64_t> served{0};
+  std::atomic<std::size_t> inflight_body{0};
   std::uint16_t bound_port = 0;
   std::mutex sessions_mu;
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
   std::mutex join_mu;
+
+  // Reserves n body bytes from the shared budget; false when it would go over. Bodies over
+  // kSmallBody may fill only 3/4 of the budget: the rest stays for ordinary (small) requests,
+  // so that slow clients with big bodies cannot starve normal traffic.
+  static constexpr std::size_t kSmallBody = 64 << 10;
+  bool reserve_body(std::size_t n) {
+    const std::size_t max = opt.max_inflight_body_bytes;
+    const std::size_t limit = n <= kSmallBody ? max : max - max / 4;
+    std::size_t cur = inflight_body.load();
+    do {
+      if (n > limit || cur > limit - n) return false;
+    } while (!inflight_body.compare_exchange_weak(cur, cur + n));
+    return true;
+  }
+  void release_body(std::size_t n) { inflight_body.fetch_sub(n); }
 
   void do_accept();
   void on_stop();
@@ -79,7 +151,8 @@ namespace {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket&& socket, HttpServer::Impl& srv) : srv_(srv), stream_(std::move(socket)) {}
+  Session(tcp::socket&& socket, HttpServer::Impl& srv)
+      : srv_(srv), stream_(std::move(socket)), timer_(stream_.get_executor()) {}
 
   void start() {
     {
@@ -89,6 +162,7 @@ class Session : public std::enable_shared_from_this<Session> {
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
   }
   ~Session() {
+    release_body();
     std::lock_guard<std::mutex> lk(srv_.sessions_mu);
     srv_.sessions.erase(this);
   }
@@ -102,45 +176,83 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
  private:
+  void release_body() {
+    if (reserved_) srv_.release_body(reserved_);
+    reserved_ = 0;
+  }
+
   void do_read() {
     if (srv_.stopping) return hard_close();
+    release_body();
+    head_ = false;
+    timed_out_ = false;
     parser_.emplace();
-    parser_->body_limit(srv_.opt.max_body_bytes);
-    parser_->header_limit(static_cast<std::uint32_t>(srv_.opt.max_header_bytes));
-    stream_.expires_after(std::chrono::seconds(srv_.opt.read_timeout_s));
-    http::async_read(stream_, buffer_, *parser_,
+    configure(*parser_, srv_.opt);
+    // The whole request must arrive within read_timeout_s: our own timer (not the stream's),
+    // so that the socket stays open for a 408 answer.
+    stream_.expires_never();
+    timer_.expires_after(std::chrono::seconds(srv_.opt.read_timeout_s));
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec) return;  // cancelled: the request arrived in time
+      self->timed_out_ = true;
+      beast::error_code ignored;
+      self->stream_.socket().cancel(ignored);
+    });
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              self->on_header(ec);
+                            });
+  }
+
+  // Headers are in: refuse a body over the limits before reading any of it.
+  void on_header(beast::error_code ec) {
+    if (ec) return on_read(ec);
+    auto& p = *parser_;
+    std::size_t need = 0;
+    if (auto cl = p.content_length()) {
+      need = static_cast<std::size_t>(*cl);
+    } else if (p.chunked()) {
+      need = srv_.opt.max_body_bytes;
+    }
+    if (need > 0) {
+      if (!srv_.reserve_body(need)) {
+        timer_.cancel();
+        busy_ = true;
+        auto res = json_error(503, "server busy: too much request data in flight, retry later");
+        res.headers.emplace_back("Retry-After", "1");
+        return send(std::move(res), true);
+      }
+      reserved_ = need;
+    }
+    if (p.is_done()) return on_read({});
+    http::async_read(stream_, buffer_, p,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
                        self->on_read(ec);
                      });
   }
 
   void on_read(beast::error_code ec) {
+    timer_.cancel();
+    if (ec && timed_out_) {
+      // Idle between requests: just close. Part of a request arrived: tell the client.
+      if (!parser_->got_some() && buffer_.size() == 0) return hard_close();
+      busy_ = true;
+      return send(json_error(408, "request not received within " +
+                                      std::to_string(srv_.opt.read_timeout_s) + " s"),
+                  true);
+    }
     if (ec == http::error::end_of_stream || ec == asio::error::eof ||
         ec == beast::error::timeout || ec == asio::error::operation_aborted ||
         ec == asio::error::connection_reset || ec == asio::error::bad_descriptor) {
       return hard_close();
     }
     busy_ = true;
-    if (ec == http::error::body_limit) {
-      return send(json_error(413, "request body too large (limit " +
-                                      std::to_string(srv_.opt.max_body_bytes) + " bytes)"),
-                  true);
-    }
-    if (ec == http::error::header_limit) {
-      return send(json_error(431, "request headers too large (limit " +
-                                      std::to_string(srv_.opt.max_header_bytes) + " bytes)"),
-                  true);
-    }
-    if (ec) return send(json_error(400, "malformed HTTP request: " + ec.message()), true);
+    if (ec) return send(parse_error_response(ec, srv_.opt), true);
 
     auto& msg = parser_->get();
     keep_alive_ = msg.keep_alive();
-    HttpRequest req;
-    req.method = std::string(msg.method_string());
-    req.target = std::string(msg.target());
-    req.path = req.target.substr(0, req.target.find('?'));
-    req.content_type = std::string(msg[http::field::content_type]);
-    req.body = std::move(msg.body());
+    HttpRequest req = to_request(msg);
+    head_ = req.method == "HEAD";
     route(std::move(req));
   }
 
@@ -149,11 +261,15 @@ class Session : public std::enable_shared_from_this<Session> {
     if (it == srv_.routes.end())
       return send(json_error(404, "no such endpoint: " + req.path), !keep_alive_);
     const Route* match = nullptr;
+    const std::string& method = head_ ? std::string("GET") : req.method;
     std::string allow;
+    bool has_get = false;
     for (auto& r : it->second) {
-      if (r.method == req.method) match = &r;
+      if (r.method == method) match = &r;
       allow += (allow.empty() ? "" : ", ") + r.method;
+      has_get = has_get || r.method == "GET";
     }
+    if (has_get) allow += ", HEAD";
     if (!match) {
       auto res = json_error(405, "method " + req.method + " not allowed on " + req.path +
                                      " (allowed: " + allow + ")");
@@ -171,22 +287,29 @@ class Session : public std::enable_shared_from_this<Session> {
     };
     const Handler& handler = match->handler;
     HttpServer& server = *srv_.self;
+    // A handler's exception is a bug or an unexpected fault: its text (paths, internals) goes
+    // to the log, the client gets a plain 500.
+    auto internal = [](const HttpRequest& r, const char* what) {
+      std::fprintf(stderr, "inspire-classifier: internal error on %s %s: %s\n",
+                   r.method.c_str(), r.path.c_str(), what);
+      return json_error(500, "internal error");
+    };
     if (match->dispatch == Dispatch::kInline) {
       try {
         handler(req, respond, server);
       } catch (const std::exception& e) {
-        respond(json_error(500, std::string("internal error: ") + e.what()));
+        respond(internal(req, e.what()));
       }
       return;
     }
     auto shared_req = std::make_shared<HttpRequest>(std::move(req));
-    bool queued = server.post_work([shared_req, respond, &handler, &server] {
+    bool queued = server.post_work([shared_req, respond, &handler, &server, internal] {
       try {
         handler(*shared_req, respond, server);
       } catch (const std::exception& e) {
-        respond(json_error(500, std::string("internal error: ") + e.what()));
+        respond(internal(*shared_req, e.what()));
       } catch (...) {
-        respond(json_error(500, "internal error"));
+        respond(internal(*shared_req, "unknown exception"));
       }
     });
     if (!queued) {
@@ -199,6 +322,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Runs on the strand.
   void send(HttpResponse r, bool close) {
     if (srv_.stopping) close = true;
+    if (close) release_body();  // nothing more is read from this connection
     auto res = std::make_shared<http::response<http::string_body>>();
     res->version(11);
     res->result(static_cast<unsigned>(r.status));
@@ -210,18 +334,28 @@ class Session : public std::enable_shared_from_this<Session> {
     res->prepare_payload();
     srv_.served.fetch_add(1, std::memory_order_relaxed);
     stream_.expires_after(std::chrono::seconds(30));
-    http::async_write(stream_, *res,
-                      [self = shared_from_this(), res, close](beast::error_code ec, std::size_t) {
-                        self->busy_ = false;
-                        if (ec) return self->hard_close();
-                        if (close) return self->graceful_close();
-                        self->do_read();
-                      });
+    auto done = [self = shared_from_this(), res, close](beast::error_code ec, std::size_t) {
+      self->busy_ = false;
+      if (ec) return self->hard_close();
+      if (close) return self->graceful_close();
+      self->do_read();
+    };
+    if (head_) {
+      // HEAD: the GET answer's status and headers (Content-Length included), no body.
+      auto sr = std::make_shared<http::response_serializer<http::string_body>>(*res);
+      http::async_write_header(stream_, *sr,
+                               [sr, done = std::move(done)](beast::error_code ec, std::size_t n) {
+                                 done(ec, n);
+                               });
+      return;
+    }
+    http::async_write(stream_, *res, std::move(done));
   }
 
   // Half-close, then discard whatever the client still sends (e.g. the rest of a body that
   // was too large) until it closes, so that it reads our answer instead of a reset.
   void graceful_close() {
+    release_body();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     drained_ = 0;
@@ -237,6 +371,8 @@ class Session : public std::enable_shared_from_this<Session> {
                             });
   }
   void hard_close() {
+    release_body();
+    timer_.cancel();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.socket().close(ec);
@@ -244,10 +380,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
   HttpServer::Impl& srv_;
   beast::tcp_stream stream_;
+  asio::steady_timer timer_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = true;
   bool busy_ = false;
+  bool head_ = false;
+  bool timed_out_ = false;
+  std::size_t reserved_ = 0;
   std::size_t drained_ = 0;
   char scratch_[4096];
 };
@@ -358,6 +498,7 @@ bool HttpServer::post_work(std::function<void()> job) {
 }
 
 std::size_t HttpServer::pending_work() const { return impl_->pending.load(); }
+std::size_t HttpServer::inflight_body_bytes() const { return impl_->inflight_body.load(); }
 std::uint64_t HttpServer::requests_served() const { return impl_->served.load(); }
 
 }  // namespace server

@@ -101,6 +101,7 @@ class Conn {
     buf_.erase(0, len);
     return res;
   }
+  int fd() const { return fd_; }
   // True when the server has closed the connection (reads EOF within the timeout).
   bool closed_by_peer() {
     char c;

@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/sha256.h"
 #include "tests/http_test_client.h"
 #include "tests/tiny_bundle.h"
 #include "ulmfit/classifier.h"
@@ -234,7 +235,20 @@ TEST_F(Cli, ServeAnswersAndStopsOnSigterm) {
                                                      rec["abstract"].get<std::string>())));
   auto h = testhttp::request(port, "GET", "/api/health");
   EXPECT_EQ(h.status, 200);
-  EXPECT_EQ(json::parse(h.body)["model"], model_);
+  // The model's name and digest, never its path on the server (issue 20).
+  auto hj = json::parse(h.body);
+  EXPECT_EQ(hj["model"], std::filesystem::path(model_).filename().string());
+  EXPECT_EQ(hj["model_sha256"], io::sha256_file_hex(model_));
+  EXPECT_EQ(h.body.find(std::filesystem::path(model_).parent_path().string()), std::string::npos)
+      << h.body;
+  // HEAD is answered like GET, without a body.
+  testhttp::Conn hc(port);
+  hc.send_raw("HEAD /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  std::string raw;
+  char hb[4096];
+  for (ssize_t n; (n = ::recv(hc.fd(), hb, sizeof hb, 0)) > 0;) raw.append(hb, static_cast<std::size_t>(n));
+  EXPECT_EQ(raw.compare(0, 12, "HTTP/1.1 200"), 0) << raw;
+  EXPECT_EQ(raw.size(), raw.find("\r\n\r\n") + 4) << raw;
   auto e = testhttp::request(port, "POST", "/api/predict/coreness", "{\"title\": 1}");
   EXPECT_EQ(e.status, 422);
 

@@ -38,10 +38,17 @@ struct Registrar {
   }
 };
 
-// Prints "inspire-classifier: error: <msg>" to stderr.
+// Prints "inspire-classifier: error: <msg>" to stderr, control bytes escaped as \xNN (so that
+// text from input files cannot drive the terminal).
 void error(const std::string& msg);
+// The same for "inspire-classifier: warning: <msg>".
+void warning(const std::string& msg);
+// `s` with control bytes other than newline and tab written as \xNN.
+std::string printable(const std::string& s);
 
-// Parses a subcommand's arguments with CLI11. Returns -1 to go on, or the exit code to return
+// Parses a subcommand's arguments with CLI11. Every numeric flag whose long name is in the shared
+// range table (tools/main.cpp: threads, epochs, max-vocab, bs, lr, ...) is range-checked here,
+// whichever command declares it. Returns -1 to go on, or the exit code to return
 // at once: 0 after --help, 2 after a usage error (printed with a hint to run --help).
 int parse(CLI::App& app, int argc, char** argv);
 

@@ -11,6 +11,7 @@
 
 #include "io/bundle.h"
 #include "io/errors.h"
+#include "io/pickle.h"
 #include "io/safetensors.h"
 #include "io/torch_file.h"
 #include "tools/cli.h"
@@ -83,7 +84,31 @@ Kind sniff(const std::string& path) {
   return Kind::Unknown;
 }
 
+// Globals the file references that are not on the allow-list of a plain checkpoint: each one
+// may run code when the file is loaded with Python's pickle (this tool never calls them).
+std::vector<std::string> untrusted_globals(const std::string& path) {
+  io::torch::TorchFile tf = io::torch::open_torch_file(path);
+  std::vector<std::string> out;
+  for (const auto& g : tf.doc.globals()) {
+    auto dot = g.rfind('.');
+    if (!io::pickle::is_allowed_global(g.substr(0, dot), g.substr(dot + 1))) out.push_back(g);
+  }
+  return out;
+}
+
 int inspect_torch(const std::string& path, bool legacy, bool as_json) {
+  // Reported first, and on stderr, so that the warning is seen even when the file then turns out
+  // not to hold a state dict.
+  const auto untrusted = untrusted_globals(path);
+  if (!untrusted.empty()) {
+    std::string list;
+    for (const auto& g : untrusted) list += (list.empty() ? "" : ", ") + g;
+    cli::warning(path + ": references " + std::to_string(untrusted.size()) + " global" +
+                 (untrusted.size() == 1 ? "" : "s") +
+                 " outside the allow-list of a plain checkpoint: " + list +
+                 " (loading this file with Python's pickle / torch.load may run them; this tool "
+                 "never calls them)");
+  }
   io::torch::StateDict sd = io::torch::load_state_dict(path);
   std::int64_t params = 0, bytes = 0;
   json tj = json::array();
@@ -97,6 +122,7 @@ int inspect_torch(const std::string& path, bool legacy, bool as_json) {
                       {"format", legacy ? "torch-legacy" : "torch-zip"},
                       {"tensors", tj},
                       {"total_elements", params},
+                      {"untrusted_globals", untrusted},
                       {"total_bytes", bytes}}
                      .dump(2)
               << "\n";
@@ -112,6 +138,8 @@ int inspect_torch(const std::string& path, bool legacy, bool as_json) {
                 shape_str(t.shape).c_str());
   std::cout << "\ntotal: " << with_commas(params) << " elements, " << human_bytes((double)bytes)
             << " (shared storages counted once per name)\n";
+  for (const auto& g : untrusted)
+    std::cout << "warning: references " << cli::printable(g) << ", outside the allow-list\n";
   return 0;
 }
 
@@ -127,8 +155,7 @@ int run_inspect(int argc, char** argv) {
   app.add_option("model", path, "model bundle (.safetensors) or torch checkpoint")
       ->required()
       ->check(CLI::ExistingFile);
-  app.add_option("--vocab", n_vocab, "how many leading vocab tokens to show")
-      ->check(CLI::NonNegativeNumber);
+  app.add_option("--vocab", n_vocab, "how many leading vocab tokens to show");  // range: cli::parse
   app.add_flag("--json", as_json, "machine-readable output (vocab summarised the same way)");
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "io/atomic_file.h"
+#include "io/dataset.h"
 #include "tools/cli.h"
 #include "ulmfit/classifier.h"
 
@@ -120,35 +121,34 @@ int run_predict(int argc, char** argv) {
       "inspire-classifier predict");
   std::string input = "-", output = "-", model;
   int threads = 0, chunk = 256;
+  std::size_t max_line_bytes = 8u << 20;
   bool quiet = false;
-  app.add_option("-i,--input", input, "JSON Lines input ('-' = stdin)")->capture_default_str();
+  app.add_option("-i,--input", input, "JSON Lines input, plain or gzip ('-' = stdin)")
+      ->capture_default_str();
   app.add_option("-o,--output", output,
                  "JSON Lines output ('-' = stdout; a file is written atomically)")
       ->capture_default_str();
   app.add_option("-m,--model", model,
                  "model bundle (.safetensors); default: the model embedded in this build");
   app.add_option("-t,--threads", threads, "worker threads (0 = all cores)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->capture_default_str();  // range: cli::parse
   app.add_option("--chunk", chunk, "records read and classified together")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--max-line-bytes", max_line_bytes,
+                 "longest input line read; a longer one is reported as a bad line and skipped "
+                 "(memory stays bounded)")
+      ->capture_default_str();
   app.add_flag("-q,--quiet", quiet, "no progress or summary on stderr");
   ulmfit::LoadOptions load_opt;
   cli::add_load_options(app, load_opt);
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
 
-  std::ifstream file;
-  std::istream* in = &std::cin;
-  std::string in_name = input == "-" ? "<stdin>" : input;
-  if (input != "-") {
-    file.open(input, std::ios::binary);
-    if (!file) {
-      cli::error("cannot open input '" + input + "'");
-      return 1;
-    }
-    in = &file;
-  }
+  // Fail at once, before loading the model, on an input that cannot be read or an output that
+  // may not be replaced.
+  if (output != "-") io::check_output_path(output);
+  io::LineReader reader(input, max_line_bytes);
+  const std::string in_name = reader.name();
   auto clf = ulmfit::Classifier::load_or_default(model, load_opt);
 
   long line_no = 0, good = 0, bad = 0, shown = -1;
@@ -177,11 +177,19 @@ int run_predict(int argc, char** argv) {
     while (!eof) {
       items.clear();
       while (items.size() < static_cast<std::size_t>(chunk)) {
-        if (!std::getline(*in, line)) {
+        bool too_long = false;
+        if (!reader.next(line, too_long)) {
           eof = true;
           break;
         }
-        ++line_no;
+        line_no = static_cast<long>(reader.line_no());
+        if (too_long) {
+          items.emplace_back();
+          items.back().line = line_no;
+          items.back().error = "line longer than " + std::to_string(max_line_bytes) +
+                               " bytes (see --max-line-bytes)";
+          continue;
+        }
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank
         items.emplace_back();
         items.back().line = line_no;
@@ -204,8 +212,7 @@ int run_predict(int argc, char** argv) {
         if (!it.error.empty()) {
           ++bad;
           if (tty) std::fputc('\n', stderr);
-          std::cerr << "inspire-classifier: warning: " << in_name << ":" << it.line << ": "
-                    << it.error << " (skipped)\n";
+          cli::warning(in_name + ":" + std::to_string(it.line) + ": " + it.error + " (skipped)");
           continue;
         }
         out << it.output << '\n';
@@ -215,7 +222,6 @@ int run_predict(int argc, char** argv) {
       if (!out) throw std::runtime_error("cannot write the output (disk full or closed pipe?)");
       progress(false);
     }
-    if (in->bad()) throw std::runtime_error("read error on " + in_name);
   };
 
   if (output == "-") {

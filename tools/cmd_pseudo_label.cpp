@@ -75,8 +75,7 @@ int run_pseudo_label(int argc, char** argv) {
   app.add_option("-m,--model", model,
                  "model bundle (.safetensors); default: the model embedded in this build");
   app.add_option("-t,--threads", threads, "worker threads (0 = all cores)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->capture_default_str();  // range: cli::parse
   app.add_flag("-q,--quiet", quiet, "no progress or summary on stderr");
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
 

@@ -6,14 +6,17 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <thread>
 
+#include "io/sha256.h"
 #include "server/http_api.h"
 #include "server/http_server.h"
 #include "tools/cli.h"
 #include "ulmfit/classifier.h"
+#include "ulmfit/default_model.h"
 
 #ifndef INSPIRE_VERSION
 #define INSPIRE_VERSION "0.0.0"
@@ -29,7 +32,8 @@ int run_serve(int argc, char** argv) {
       "  POST /api/predict/coreness/batch  [{\"title\", \"abstract\"}, ...] -> [..., ...]\n"
       "  GET  /api/health\n"
       "Errors are JSON with status 400 (bad JSON / UTF-8), 422 (missing or wrongly typed field), "
-      "413 (body too large), 404, 405, 503 (queue full). Stops gracefully on SIGINT/SIGTERM.",
+      "408 (request too slow), 413 (body too large), 404, 405, 503 (queue full, or too much request "
+      "data in flight). Stops gracefully on SIGINT/SIGTERM.",
       "inspire-classifier serve");
   server::HttpServerOptions o;
   std::string model;
@@ -51,6 +55,10 @@ int run_serve(int argc, char** argv) {
   app.add_option("--max-body", o.max_body_bytes, "largest request body in bytes (larger: 413)")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t(16), std::size_t(1) << 32));
+  app.add_option("--max-inflight-bytes", o.max_inflight_body_bytes,
+                 "request-body bytes all connections may hold together (more: 503); bounds "
+                 "the server's memory whatever the number of slow clients")
+      ->capture_default_str();
   app.add_option("--max-batch", max_batch, "most papers in one batch request (more: 422)")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t(1), std::size_t(1) << 24));
@@ -87,7 +95,18 @@ int run_serve(int argc, char** argv) {
     return clf.to_json(clf.predict_coreness(title, abstract));
   };
   api.max_batch_items = max_batch;
-  api.health_extra = {{"model", clf.source()},
+  // The health answer names the model and its digest, never its path on this machine.
+  std::string model_name, model_digest;
+  if (model.empty()) {
+    model_name = clf.source();  // "embedded:<name>"
+    auto bytes = ulmfit::default_model_bytes();
+    model_digest = io::sha256_hex(bytes.data(), bytes.size());
+  } else {
+    model_name = std::filesystem::path(model).filename().string();
+    model_digest = io::sha256_file_hex(model);
+  }
+  api.health_extra = {{"model", model_name},
+                      {"model_sha256", model_digest},
                       {"labels", clf.labels()},
                       {"temperature", clf.temperature()},
                       {"vocab_size", clf.vocab_size()},

@@ -75,8 +75,7 @@ int run_tokenize(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("-o,--output", output,
                  "write here (atomically) instead of standard output");
-  app.add_option("-t,--threads", threads, "worker threads (default: all cores)")
-      ->check(CLI::NonNegativeNumber);
+  app.add_option("-t,--threads", threads, "worker threads (default: all cores)");  // range: cli::parse
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
   if (input != "-" && ::access(input.c_str(), R_OK) != 0) {
     cli::error("cannot read input file '" + input + "'");

@@ -23,6 +23,7 @@
 #include "ulmfit/corpus.h"
 #include "ulmfit/data.h"
 #include "ulmfit/fastai_import.h"
+#include "ulmfit/input_check.h"
 #include "ulmfit/train.h"
 
 namespace fs = std::filesystem;
@@ -414,6 +415,7 @@ int run_train_classifier(int argc, char** argv) {
   a.add(app, true);
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
   if (com.threads > 0) nn::set_num_threads(com.threads);
+  check_training_inputs({a.data, {}, "", a.lm, com.out});
   Preset p = com.resolved_preset();
   auto sides = read_sides(a.data, com.valid_pct, com.seed, true, com.quiet);
   auto r = classifier_from_lm(a.lm, sides, a, p, com, com.out, provenance(argc, argv, a.data));
@@ -452,6 +454,15 @@ int run_train(int argc, char** argv) {
   if (com.threads > 0) nn::set_num_threads(com.threads);
   if (!pretrained.empty() && !pretrain_data.empty())
     throw std::runtime_error("give --pretrained or --pretrain-data, not both");
+  {
+    TrainingInputs ti;
+    ti.labeled = data;
+    ti.unlabeled = lm_data;
+    ti.unlabeled.insert(ti.unlabeled.end(), pretrain_data.begin(), pretrain_data.end());
+    ti.pretrained = pretrained;
+    ti.out_dir = com.out;
+    check_training_inputs(ti);  // before any training: bad labels fail now, not hours later
+  }
   Preset p = com.resolved_preset();
   std::string prov = provenance(argc, argv, data);
   auto dir = [&](const char* sub) { return (fs::path(com.out) / sub).string(); };

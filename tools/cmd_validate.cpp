@@ -22,12 +22,7 @@
 
 namespace {
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string o = "\"";
-  for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return o + "\"";
-}
+using io::csv_field;
 
 int run_validate(int argc, char** argv) {
   CLI::App app(
@@ -52,6 +47,8 @@ int run_validate(int argc, char** argv) {
   ulmfit::LoadOptions load_opt;
   cli::add_load_options(app, load_opt);
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+  if (!report_json.empty()) io::check_output_path(report_json);
+  if (!predictions_csv.empty()) io::check_output_path(predictions_csv);
   if (threads > 0) nn::set_num_threads(threads);
   auto clf = ulmfit::Classifier::load_or_default(model, load_opt);
   const auto& labels = clf.labels();
@@ -95,11 +92,11 @@ int run_validate(int argc, char** argv) {
   if (!predictions_csv.empty()) {
     std::ostringstream o;
     o << "line,id,gold,prediction";
-    for (auto& l : labels) o << ",score_" << l;
+    for (auto& l : labels) o << "," << csv_field("score_" + l);
     o << "\n";
     for (size_t i = 0; i < recs.size(); ++i) {
-      o << recs[i].line << "," << csv_field(recs[i].id) << "," << labels[gold[i]] << ","
-        << preds[i].label;
+      o << recs[i].line << "," << csv_field(recs[i].id) << "," << csv_field(labels[gold[i]]) << ","
+        << csv_field(preds[i].label);
       for (size_t k = 0; k < labels.size(); ++k) o << "," << preds[i].scores[k];
       o << "\n";
     }

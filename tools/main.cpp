@@ -1,13 +1,16 @@
 // tools/main.cpp — `inspire-classifier`: dispatches to the subcommands registered in tools/.
 #include <algorithm>
 #include <cstdio>
+#include <cerrno>
 #include <cstring>
 #include <exception>
 #include <iostream>
+#include <sstream>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
+#include "io/atomic_file.h"
 #include "tools/cli.h"
 #include "ulmfit/classifier.h"
 
@@ -20,14 +23,94 @@ std::vector<Command>& registry() {
   static std::vector<Command> r;
   return r;
 }
-void error(const std::string& msg) { std::cerr << "inspire-classifier: error: " << msg << "\n"; }
+std::string printable(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  static const char* hex = "0123456789abcdef";
+  for (unsigned char c : s) {
+    if (c == '\n' || c == '\t') {
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7f) {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+void error(const std::string& msg) {
+  std::cerr << "inspire-classifier: error: " << printable(msg) << "\n";
+}
+void warning(const std::string& msg) {
+  std::cerr << "inspire-classifier: warning: " << printable(msg) << "\n";
+}
+
+// The allowed range of every numeric flag, by its long name, whatever command declares it. A
+// value outside is a usage error (exit 2) naming the flag and the range, before any work.
+struct FlagRange {
+  const char* name;
+  double lo, hi;
+};
+constexpr double kBig = 1e15;
+const FlagRange kFlagRanges[] = {
+    {"threads", 0, 1024},         {"io-threads", 1, 64},
+    {"epochs", 0, 100000},        {"frozen-epochs", 0, 100000},
+    {"pretrain-epochs", 0, 100000}, {"lm-epochs", 0, 100000},
+    {"clas-epochs", 0, 100000},   {"max-vocab", 16, 10000000},
+    {"min-freq", 1, kBig},        {"bs", 1, 65536},
+    {"bptt", 2, 100000},          {"max-steps", 0, kBig},
+    {"lr", 1e-12, 10},            {"frozen-lr", 1e-12, 10},
+    {"wd", 0, 10},                {"drop-mult", 0, 10},
+    {"valid-pct", 0, 0.99},       {"chunk", 1, 1 << 20},
+    {"max-text-bytes", 1, 1 << 30}, {"max-line-bytes", 16, 1u << 31},
+    {"max-inflight-bytes", 1024, 1e12}, {"vocab", 0, 10000000},
+};
+
+void add_range_checks(CLI::App& app) {
+  for (CLI::Option* o : app.get_options()) {
+    for (const auto& name : o->get_lnames()) {
+      for (const auto& r : kFlagRanges) {
+        if (name != r.name) continue;
+        const double lo = r.lo, hi = r.hi;
+        o->check(CLI::Validator(
+            [lo, hi](std::string& v) -> std::string {
+              double d = 0;
+              try {
+                std::size_t pos = 0;
+                d = std::stod(v, &pos);
+                if (pos != v.size()) throw std::invalid_argument(v);
+              } catch (const std::exception&) {
+                return "'" + printable(v) + "' is not a number";
+              }
+              if (!(d >= lo && d <= hi)) {
+                auto fmt = [](double x) {
+                  std::ostringstream os;
+                  os << x;
+                  return os.str();
+                };
+                return "value " + printable(v) + " out of range [" + fmt(lo) + ", " + fmt(hi) + "]";
+              }
+              return std::string();
+            },
+            "", "range"));
+      }
+    }
+  }
+}
 void add_load_options(CLI::App& app, ulmfit::LoadOptions& opt) {
   app.add_flag("--fp16", opt.half_recurrent,
                "keep the LSTMs' recurrent weights in half precision: faster single-document "
                "latency, scores within ~1e-4 of float32");
+  app.add_option("--max-text-bytes", opt.max_text_bytes,
+                 "read at most this many bytes of a paper's text (title + abstract); longer "
+                 "texts are cut, bounding the work per document")
+      ->capture_default_str();
 }
 
 int parse(CLI::App& app, int argc, char** argv) {
+  add_range_checks(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -64,7 +147,25 @@ void print_help(std::FILE* out) {
 
 }  // namespace
 
+// Every byte written to standard output must have arrived: a full disk (> /dev/full) or a
+// closed pipe is an error and a non-zero exit, never a silent 0.
+int finish_stdout(int rc) {
+  std::cout.flush();
+  bool bad = !std::cout;
+  int err = 0;
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) bad = true, err = errno;
+  if (bad) {
+    cli::error(std::string("cannot write to standard output") +
+               (err ? std::string(": ") + std::strerror(err) : std::string(" (disk full or closed pipe?)")));
+    std::clearerr(stdout);
+    return rc ? rc : 1;
+  }
+  return rc;
+}
+
 int main(int argc, char** argv) {
+  // Temporaries of atomic writes are removed on Ctrl-C / SIGTERM (serve handles them itself).
+  io::install_signal_cleanup();
   if (argc < 2) {
     print_help(stderr);
     return 2;
@@ -72,20 +173,22 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     print_help(stdout);
-    return 0;
+    return finish_stdout(0);
   }
   if (cmd == "-V" || cmd == "--version") {
     std::printf("inspire-classifier %s\n", INSPIRE_VERSION);
-    return 0;
+    return finish_stdout(0);
   }
   for (auto& c : cli::registry()) {
     if (c.name == cmd) {
+      int rc = 1;
       try {
-        return c.run(argc - 1, argv + 1);
+        rc = c.run(argc - 1, argv + 1);
       } catch (const std::exception& e) {
         cli::error(e.what());
-        return 1;
+        rc = 1;
       }
+      return finish_stdout(rc);
     }
   }
   cli::error("unknown command '" + cmd + "' (see inspire-classifier --help)");

@@ -27,6 +27,7 @@ struct Classifier::Impl {
   float temperature = kTemperature;
   std::vector<double> class_weights;  // empty: none (the bundle's prior correction)
   std::string source;
+  std::size_t max_text_bytes = LoadOptions::kDefaultMaxTextBytes;
   // The bundle's classifiers: one, or an ensemble whose probabilities are averaged. Eval-mode
   // forward is thread-safe (each call uses its own workspace).
   std::vector<std::shared_ptr<const ClassifierModel>> models;
@@ -38,6 +39,8 @@ std::shared_ptr<const Classifier::Impl> build(io::Bundle bundle, std::string sou
                                               const LoadOptions& opt) {
   auto impl = std::make_shared<Classifier::Impl>();
   impl->source = std::move(source);
+  if (opt.max_text_bytes == 0) throw std::invalid_argument("max_text_bytes must be at least 1");
+  impl->max_text_bytes = opt.max_text_bytes;
   const auto& cfg = bundle.config();
   if (cfg.kind != "classifier")
     throw std::runtime_error(impl->source + ": this bundle holds a \"" + cfg.kind +
@@ -158,8 +161,16 @@ Prediction Classifier::finish(const std::array<float, 3>& raw) const {
   return r;
 }
 
+std::string_view truncate_utf8(std::string_view text, std::size_t max_bytes) {
+  if (text.size() <= max_bytes) return text;
+  std::size_t n = max_bytes;
+  // Back off over continuation bytes (10xxxxxx) so that the cut is between two characters.
+  while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
+  return text.substr(0, n);
+}
+
 Prediction Classifier::predict_text(std::string_view text) const {
-  return finish(probabilities(encode(text)));
+  return finish(probabilities(encode(truncate_utf8(text, impl_->max_text_bytes))));
 }
 
 Prediction Classifier::predict_coreness(std::string_view title, std::string_view abstract) const {
@@ -168,10 +179,13 @@ Prediction Classifier::predict_coreness(std::string_view title, std::string_view
     if (auto off = first_invalid_utf8(field); off != std::string_view::npos)
       throw std::invalid_argument(std::string("invalid UTF-8 in the ") + name + " (byte offset " +
                                   std::to_string(off) + ")");
-  std::string text = join_title_abstract(std::string(title), std::string(abstract));
+  // Cut before joining too, so that a huge abstract is never copied whole.
+  const std::size_t cap = impl_->max_text_bytes;
+  std::string text = join_title_abstract(std::string(truncate_utf8(title, cap)),
+                                         std::string(truncate_utf8(abstract, cap)));
   std::vector<std::int32_t> ids;
   try {
-    ids = encode(text);
+    ids = encode(truncate_utf8(text, cap));
   } catch (const TextError& e) {
     throw std::invalid_argument(std::string("invalid text: ") + e.what());
   }
@@ -202,5 +216,6 @@ std::size_t Classifier::vocab_size() const { return impl_->vocab.size(); }
 std::size_t Classifier::n_members() const { return impl_->models.size(); }
 const std::vector<double>& Classifier::class_weights() const { return impl_->class_weights; }
 const std::string& Classifier::source() const { return impl_->source; }
+std::size_t Classifier::max_text_bytes() const { return impl_->max_text_bytes; }
 
 }  // namespace ulmfit

@@ -60,7 +60,16 @@ struct LoadOptions {
   // full size) for scores that differ from float32 by about 1e-4. Off by default: float32
   // reproduces fastai's scores to 1e-5.
   bool half_recurrent = false;
+  // The most bytes of a paper's text (title + " <ENDTITLE> " + abstract) that are read: a longer
+  // text is cut there (at a UTF-8 character boundary) before tokenizing, so one huge document
+  // cannot hold a worker for minutes or take gigabytes. The model pools only the last 1440
+  // tokens anyway; real abstracts are a few kB, far below the default.
+  std::size_t max_text_bytes = kDefaultMaxTextBytes;
+  static constexpr std::size_t kDefaultMaxTextBytes = 64 * 1024;
 };
+
+// `text` cut to at most `max_bytes` bytes, not inside a UTF-8 sequence.
+std::string_view truncate_utf8(std::string_view text, std::size_t max_bytes);
 
 class Classifier {
  public:
@@ -97,6 +106,7 @@ class Classifier {
   std::size_t n_members() const;  // classifiers in the model: 1, or an ensemble's size
   const std::vector<double>& class_weights() const;  // the bundle's prior correction (or empty)
   const std::string& source() const;  // the path, or "embedded:<name>"
+  std::size_t max_text_bytes() const;  // LoadOptions::max_text_bytes
   std::string to_json(const Prediction& p) const { return prediction_json(p, labels()); }
 
   struct Impl;

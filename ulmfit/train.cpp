@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "io/atomic_file.h"
+#include "io/sha256.h"
 #include "nn/loss.h"
 #include "nn/optim.h"
 #include "ulmfit/labels.h"
@@ -152,7 +153,115 @@ struct Checkpoint {
   nlohmann::json loader;
   double best = -1e300;
   std::string best_model;
+  nlohmann::json provenance;  // what the run is made from (see run_provenance)
 };
+
+// ---- checkpoint provenance (issue 20, item 5) ----------------------------------------------
+// A checkpoint records digests of what the run is made of: the training and validation data
+// (token ids, and labels for a classifier), the vocabulary, and the recipe (stages, batch size,
+// sequence length, weight decay, seed). --resume refuses a checkpoint made from anything else:
+// resuming with other data would silently reuse weights trained under another vocabulary.
+std::string docs_sha256(const std::vector<Doc>& docs, const std::vector<std::int32_t>* labels) {
+  io::Sha256 h;
+  std::uint64_t n = docs.size();
+  h.update(&n, sizeof n);
+  for (const auto& d : docs) {
+    std::uint64_t len = d.size();
+    h.update(&len, sizeof len);
+    if (!d.empty()) h.update(d.data(), d.size() * sizeof(d[0]));
+  }
+  if (labels && !labels->empty()) h.update(labels->data(), labels->size() * sizeof((*labels)[0]));
+  return h.hex();
+}
+
+nlohmann::json run_provenance(const Vocab& vocab, const std::vector<Doc>& train,
+                              const std::vector<Doc>& valid,
+                              const std::vector<std::int32_t>* train_labels,
+                              const std::vector<std::int32_t>* valid_labels,
+                              const std::vector<Stage>& stages, std::size_t bs, std::size_t bptt,
+                              const TrainOptions& opt) {
+  io::Sha256 v;
+  for (const auto& t : vocab.itos()) {
+    v.update(t.data(), t.size());
+    v.update("\n", 1);
+  }
+  nlohmann::json recipe;
+  recipe["stages"] = nlohmann::json::array();
+  for (const auto& st : stages)
+    recipe["stages"].push_back({{"name", st.name}, {"epochs", st.epochs}, {"lr", st.lr.str()},
+                                {"freeze_to", st.freeze_to}});
+  recipe["bs"] = bs;
+  recipe["bptt"] = bptt;
+  recipe["wd"] = opt.wd;
+  recipe["seed"] = std::to_string(opt.seed);
+  return {{"train_sha256", docs_sha256(train, train_labels)},
+          {"valid_sha256", docs_sha256(valid, valid_labels)},
+          {"vocab_sha256", v.hex()},
+          {"vocab_size", vocab.size()},
+          {"recipe", recipe}};
+}
+
+// Throws naming what differs between the checkpoint's provenance and this run's.
+void check_provenance(const std::string& ckpt, const nlohmann::json& stored,
+                      const nlohmann::json& now, bool quiet) {
+  if (stored.is_null()) {
+    if (!quiet)
+      std::fprintf(stderr, "warning: %s records no provenance (an older version wrote it): "
+                           "cannot check that it was made from the same data\n", ckpt.c_str());
+    return;
+  }
+  std::vector<std::string> diffs;
+  const std::pair<const char*, const char*> fields[] = {
+      {"train_sha256", "the training data"},
+      {"valid_sha256", "the validation data"},
+      {"vocab_sha256", "the vocabulary"},
+      {"recipe", "the recipe (stages, epochs, learning rates, batch size, bptt, wd or seed)"}};
+  for (auto [key, what] : fields)
+    if (!stored.contains(key) || stored[key] != now[key]) diffs.push_back(what);
+  if (diffs.empty()) return;
+  std::string list;
+  for (std::size_t i = 0; i < diffs.size(); ++i)
+    list += (i ? (i + 1 == diffs.size() ? " and " : ", ") : "") + diffs[i];
+  throw std::runtime_error(ckpt + ": cannot resume: " + list +
+                           " differ from those the checkpoint was made from (hint: resume with "
+                           "the same inputs and flags, or start a new run in another -o folder)");
+}
+
+// ---- checkpoint confinement (issue 20, item 10) --------------------------------------------
+// File names read from checkpoint.json are never trusted as paths: each must be a plain name
+// of the kind this code writes (ckpt-<stage>-<epoch>.safetensors / .optim, best.safetensors),
+// and what it names in the run folder must be a regular file (not a symlink out of it).
+std::string confined_name(const std::string& ckpt, const std::string& dir, const std::string& field,
+                          const std::string& name, const char* suffix, bool may_be_empty) {
+  auto bad = [&](const std::string& why) {
+    throw std::runtime_error(ckpt + ": field '" + field + "' is not a checkpoint file of the run "
+                             "folder (" + why + ")");
+  };
+  if (name.empty()) {
+    if (may_be_empty) return name;
+    bad("empty");
+  }
+  if (name.size() > 255) bad("name too long");
+  for (char c : name)
+    if (c == '/' || c == '\\' || c == '\0' || static_cast<unsigned char>(c) < 0x20)
+      bad("a path, not a file name");
+  const std::string sfx = suffix;
+  const bool ours = (name.rfind("ckpt-", 0) == 0 || name == "best.safetensors") &&
+                    name.size() > sfx.size() && name.compare(name.size() - sfx.size(), sfx.size(), sfx) == 0;
+  if (!ours) bad("'" + name + "' is not a name this tool writes");
+  std::error_code ec;
+  auto st = fs::symlink_status(fs::path(dir) / name, ec);
+  if (!ec && fs::exists(st) && !fs::is_regular_file(st)) bad("'" + name + "' is not a regular file");
+  return name;
+}
+
+// The checkpoint's file names, confined to the run folder (throws on anything else).
+void confine_checkpoint(const std::string& dir, const Checkpoint& c) {
+  const std::string ckpt = (fs::path(dir) / "checkpoint.json").string();
+  confined_name(ckpt, dir, "model", c.model, ".safetensors", false);
+  confined_name(ckpt, dir, "optim", c.optim, ".optim", false);
+  confined_name(ckpt, dir, "best_model", c.best_model, ".safetensors", true);
+}
 
 std::string ckpt_path(const std::string& dir) { return (fs::path(dir) / "checkpoint.json").string(); }
 
@@ -169,6 +278,7 @@ void write_checkpoint(const std::string& dir, const Checkpoint& c, const std::st
   j["loader"] = c.loader;
   j["best"] = c.best;
   j["best_model"] = c.best_model;
+  j["provenance"] = c.provenance;
   std::string s = j.dump(1);
   io::write_file_atomically(ckpt_path(dir), s.data(), s.size());
 }
@@ -198,6 +308,7 @@ std::optional<Checkpoint> read_checkpoint(const std::string& dir, const std::str
     c.loader = j.at("loader");
     c.best = j.at("best");
     c.best_model = j.at("best_model");
+    if (j.contains("provenance")) c.provenance = j["provenance"];
     return c;
   } catch (const std::exception& e) {
     throw std::runtime_error(ckpt_path(dir) + ": " + e.what());
@@ -279,6 +390,7 @@ namespace {
 
 struct Hooks {
   std::string kind;                  // "lm" | "classifier" (checked on resume)
+  nlohmann::json provenance;         // data / vocab / recipe digests (checked on resume)
   std::string title;                 // plot title
   int n_groups = 0;
   std::int64_t iters_per_epoch = 0;
@@ -319,6 +431,8 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
     auto c = read_checkpoint(opt.out_dir, h.kind);
     if (!c) throw std::runtime_error(ckpt_path(opt.out_dir) + ": no checkpoint to resume from");
     ck = *c;
+    confine_checkpoint(opt.out_dir, ck);
+    check_provenance(ckpt_path(opt.out_dir), ck.provenance, h.provenance, opt.quiet);
     if (ck.stage < 0 || ck.stage >= (int)stages.size())
       throw std::runtime_error(ckpt_path(opt.out_dir) + ": stage " + std::to_string(ck.stage) +
                                " does not exist in this recipe");
@@ -338,6 +452,7 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
                    (long long)ck.step);
   }
 
+  ck.provenance = h.provenance;
   std::int64_t step = ck.step;
   bool stop = false;
   for (int s = start_stage; s < (int)stages.size() && !stop; ++s) {
@@ -450,6 +565,7 @@ LmResult train_language_model(AwdLstmLM& lm, const Vocab& vocab, const std::vect
 
   Hooks h;
   h.kind = "lm";
+  h.provenance = run_provenance(vocab, train, valid, nullptr, nullptr, stages, bs, bptt, opt);
   h.title = "language model";
   h.n_groups = L + 1;
   h.iters_per_epoch = (std::int64_t)loader.n_batches();
@@ -573,6 +689,7 @@ ClasResult train_classifier(ClassifierModel& m, const Vocab& vocab, const std::v
 
   Hooks h;
   h.kind = "classifier";
+  h.provenance = run_provenance(vocab, train, valid, &train_labels, &valid_labels, stages, bs, 0, opt);
   h.title = "classifier";
   h.n_groups = G;
   h.iters_per_epoch = (std::int64_t)loader.n_batches();
