@@ -481,7 +481,9 @@ LmResult train_language_model(AwdLstmLM& lm, const Vocab& vocab, const std::vect
   h.loader_state = [&]() { return loader.state().to_json(); };
   h.restore_loader = [&](const nlohmann::json& j) { loader.restore(LoaderState::from_json(j)); };
   h.save_model = [&](const std::string& path) {
-    io::write_bundle(path, lm_bundle(lm, vocab, opt.provenance));
+    auto contents = lm_bundle(lm, vocab, opt.provenance);
+    contents.extra_metadata = opt.metadata;
+    io::write_bundle(path, contents);
   };
   h.load_model = [&](const std::string& path) { load_lm_weights(lm, io::Bundle::load(path)); };
 
@@ -606,7 +608,9 @@ ClasResult train_classifier(ClassifierModel& m, const Vocab& vocab, const std::v
   h.loader_state = [&]() { return loader.state().to_json(); };
   h.restore_loader = [&](const nlohmann::json& j) { loader.restore(LoaderState::from_json(j)); };
   h.save_model = [&](const std::string& path) {
-    io::write_bundle(path, classifier_bundle(m, vocab, opt.provenance));
+    auto contents = classifier_bundle(m, vocab, opt.provenance);
+    contents.extra_metadata = opt.metadata;
+    io::write_bundle(path, contents);
   };
   h.load_model = [&](const std::string& path) {
     auto bundle = io::Bundle::load(path);
