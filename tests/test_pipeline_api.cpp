@@ -10,6 +10,7 @@
 
 #include "cli_helpers.h"
 #include "io/bundle.h"
+#include "ulmfit/calibrate.h"
 #include "ulmfit/pipeline.h"
 #include "ulmfit/recipe.h"
 
@@ -162,4 +163,33 @@ TEST(PipelineApi, ClassifierStoresTheSizesOfItsLmAndBadRecipesAreRefused) {
     EXPECT_NE(std::string(e.what()).find("lm_bs"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(dir / "bad"));
+}
+
+TEST(PipelineApi, CalibrationRaisesAnUnderPredictedClass) {
+  // Class 2 is always second best by a small margin: without weights it is never predicted.
+  std::vector<ClassProbs> p;
+  std::vector<int> gold;
+  for (int i = 0; i < 30; ++i) {
+    int g = i % 3;
+    ClassProbs q{0.1f, 0.1f, 0.1f};
+    if (g == 2) q = {0.45f, 0.1f, 0.45f - 0.02f};
+    else q[g] = 0.8f;
+    p.push_back(q);
+    gold.push_back(g);
+  }
+  std::vector<std::string> labels = {"core", "non_core", "rejected"};
+  CalibrationOptions o;
+  o.folds = 3;
+  auto r = calibrate_class_weights(p, gold, labels, o);
+  EXPECT_LT(r.macro_f1_before, 0.7);
+  EXPECT_DOUBLE_EQ(r.macro_f1_after, 1.0);
+  EXPECT_GT(r.class_weights[2], 1.0);
+  EXPECT_EQ(r.cv_folds, 3);
+  EXPECT_EQ(r.records, 30u);
+  EXPECT_EQ(argmax_weighted(p[2], r.class_weights), 2);
+  o.folds = 1;
+  EXPECT_THROW(calibrate_class_weights(p, gold, labels, o), std::invalid_argument);
+  EXPECT_THROW(calibrate_class_weights({}, {}, labels, {}), std::invalid_argument);
+  gold[0] = 7;
+  EXPECT_THROW(calibrate_class_weights(p, gold, labels, {}), std::invalid_argument);
 }

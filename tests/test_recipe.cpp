@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "cli_helpers.h"
 #include "io/bundle.h"
 #include "ulmfit/recipe.h"
 
@@ -160,4 +161,17 @@ TEST(Recipe, OldBundlesWithoutOneStillLoad) {
   auto b = io::Bundle::load(INSPIRE_SOURCE_DIR "/models/default.safetensors");
   EXPECT_EQ(b.metadata().count(kRecipeMetadataKey), 0u);
   EXPECT_FALSE(recipe_of(b).has_value());
+}
+
+TEST(Recipe, TrainHelpPrintsEveryField) {
+  int rc = -1;
+  std::string out = clitest::run(clitest::kBin + " train --help", &rc);
+  ASSERT_EQ(rc, 0) << out;
+  auto j = Recipe().to_json();
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    auto at = out.find("  " + it.key() + " ");
+    ASSERT_NE(at, std::string::npos) << it.key() << "\n" << out;
+    auto line = out.substr(at, out.find('\n', at) - at);
+    EXPECT_NE(line.find(it.value().dump()), std::string::npos) << line;
+  }
 }

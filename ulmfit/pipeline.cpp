@@ -13,6 +13,7 @@
 #include "ulmfit/classifier_model.h"
 #include "ulmfit/corpus.h"
 #include "ulmfit/fastai_import.h"
+#include "ulmfit/name_map.h"
 
 namespace fs = std::filesystem;
 
@@ -104,12 +105,9 @@ void init_lm(AwdLstmLM& lm, const Vocab& vocab, const std::string& pretrained, s
                              std::to_string(c.n_hid) + ", layers " + std::to_string(c.n_layers) +
                              ") differ from the preset's; pass the matching --preset");
   std::string pre = c.encoder_prefix();
-  for (auto& t : lm.encoder().tensors()) {
-    if (t.key == "encoder.weight") continue;
-    auto v = b.tensor(pre + t.key);
-    nn::check_shape(v.shape, t.value.shape, (pre + t.key).c_str());
-    t.value.copy_from(v);
-  }
+  // The LSTMs as they are; the embedding below, matched to the new vocabulary.
+  load_tensors(lm.encoder().tensors(), "encoder", b,
+               [](const std::string& key) { return key == "encoder.weight"; });
   auto emb = b.tensor(pre + "encoder.weight");
   const float* bias = b.has("1.decoder.bias") ? b.tensor("1.decoder.bias").data : nullptr;
   auto m = match_embeds(emb.data, c.vocab_size, c.emb_sz, bias, b.vocab(), vocab.itos());
