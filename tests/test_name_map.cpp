@@ -32,7 +32,10 @@ AwdLstmConfig tiny_cfg() {
 
 Vocab tiny_vocab() {
   std::vector<std::string> itos = {"xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj"};
-  while ((Index)itos.size() < kV) itos.push_back("w" + std::to_string(itos.size()));
+  while ((Index)itos.size() < kV) {
+    itos.push_back(std::to_string(itos.size()));
+    itos.back().insert(0, 1, 'w');
+  }
   return Vocab::from_itos(itos);
 }
 

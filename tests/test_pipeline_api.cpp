@@ -10,6 +10,7 @@
 
 #include "cli_helpers.h"
 #include "io/bundle.h"
+#include "nn/backend.h"
 #include "ulmfit/calibrate.h"
 #include "ulmfit/pipeline.h"
 #include "ulmfit/recipe.h"
@@ -68,6 +69,7 @@ TEST(PipelineApi, SplitsFollowTheSplitFieldAndLeaveHeldOutTitlesOut) {
 
 TEST(PipelineApi, TinyRunStoresTheRecipeInEveryBundleAndPrintsNothing) {
   ASSERT_TRUE(fs::exists(clitest::kData)) << clitest::kData;
+  nn::set_num_threads(1);  // as the CLI pipeline test: tiny models gain nothing from threads
   fs::path dir = clitest::fresh_dir("pipeline_api_run");
   clitest::write_sample(dir / "sample.jsonl", 30);
   Recipe r = Recipe::from_preset("tiny");
@@ -130,6 +132,7 @@ TEST(PipelineApi, TinyRunStoresTheRecipeInEveryBundleAndPrintsNothing) {
 
 TEST(PipelineApi, ClassifierStoresTheSizesOfItsLmAndBadRecipesAreRefused) {
   ASSERT_TRUE(fs::exists(clitest::kData)) << clitest::kData;
+  nn::set_num_threads(1);
   fs::path dir = clitest::fresh_dir("pipeline_api_clas");
   clitest::write_sample(dir / "sample.jsonl", 40);
   Recipe r = Recipe::from_preset("tiny");
