@@ -30,11 +30,11 @@ ModelConfig ModelConfig::classifier_defaults(std::int64_t vocab_size) {
   c.kind = "classifier";
   c.vocab_size = vocab_size;
   // awd_lstm_clas_config x drop_mult 0.5
-  c.embed_p = 0.025;
-  c.input_p = 0.2;
-  c.weight_p = 0.25;
-  c.hidden_p = 0.15;
-  c.output_p = 0.2;
+  c.embed_p = kInspireClasDropouts.embed_p;
+  c.input_p = kInspireClasDropouts.input_p;
+  c.weight_p = kInspireClasDropouts.weight_p;
+  c.hidden_p = kInspireClasDropouts.hidden_p;
+  c.output_p = kInspireClasDropouts.output_p;
   return c;
 }
 

@@ -3,8 +3,8 @@
 // Metadata (all values are strings, as safetensors requires):
 //   format       "inspire-classifier-bundle/1"  (name/version; a newer version is refused with a
 //                clear message)
-//   config       JSON object, see ModelConfig (kind "lm" | "classifier" | "encoder", sizes,
-//                dropouts, bptt, max_len, pad_idx, head)
+//   config       JSON object, see ModelConfig (io/model_config.h): kind "lm" | "classifier" |
+//                "encoder", sizes, dropouts, bptt, max_len, pad_idx, head
 //   vocab        JSON array of token strings in id order (len == config.vocab_size)
 //   labels       JSON array of class names in class-index order (classifier; optional otherwise)
 //   temperature  decimal string, e.g. "0.25" (optional)
@@ -19,6 +19,8 @@
 //                labels; a prediction averages the members' class probabilities (the ULMFiT
 //                paper's forward + backward ensemble). A bundle without it is version 1.
 //   aliases      JSON object {alias name: stored name} for tied weights (written by the writer)
+//   recipe       JSON object (optional): the ulmfit::Recipe the model was trained with (written by
+//                the training pipeline, ulmfit/recipe.h; bundles without it load as before)
 //   any other key is kept and ignored.
 //
 // Tensors are named by fastai's state_dict keys (see expected_tensors()). Tied weights are
@@ -39,6 +41,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/model_config.h"
 #include "io/safetensors.h"
 #include "nn/tensor.h"
 
@@ -47,43 +50,6 @@ namespace io {
 constexpr const char* kBundleFormatName = "inspire-classifier-bundle";
 constexpr int kBundleFormatVersion = 2;  // the newest this build reads and writes
 constexpr std::size_t kMaxEnsembleMembers = 16;
-
-// Architecture + hyper-parameters. Dropout probabilities are the EFFECTIVE ones (fastai's config
-// value times drop_mult): the defaults are fastai's awd_lstm_lm_config x 0.7 (INSPIRE's LM
-// drop_mult) for "lm"/"encoder" and awd_lstm_clas_config x 0.5 for "classifier".
-struct ModelConfig {
-  std::string kind = "lm";  // "lm" | "classifier" | "encoder"
-  std::int64_t vocab_size = 0;
-  std::int64_t emb_sz = 400;
-  std::int64_t n_hid = 1152;
-  std::int64_t n_layers = 3;
-  std::int64_t pad_idx = 1;
-  bool backwards = false;   // reads documents last token first (written only when true)
-  double embed_p = 0.014, input_p = 0.175, weight_p = 0.14, hidden_p = 0.105, output_p = 0.07;
-  bool tie_weights = true;  // lm: decoder weight == encoder weight
-  bool out_bias = true;     // lm: decoder has a bias
-  std::int64_t bptt = 72;
-  std::int64_t max_len = 1440;  // classifier: 20 * bptt
-  // classifier head: dims = [3*emb_sz] + lin_ftrs + [n_classes]; ps one per block.
-  std::vector<std::int64_t> lin_ftrs = {50};
-  std::vector<double> head_ps = {0.2, 0.1};
-  std::int64_t n_classes = 3;
-
-  static ModelConfig lm_defaults(std::int64_t vocab_size);
-  static ModelConfig classifier_defaults(std::int64_t vocab_size);
-
-  // Prefix of the AWD-LSTM keys: "0." (lm), "0.module." (classifier), "" (encoder).
-  std::string encoder_prefix() const;
-  // Hidden size of LSTM layer l (the last one has emb_sz).
-  std::int64_t layer_hidden(std::int64_t l) const { return l == n_layers - 1 ? emb_sz : n_hid; }
-  std::int64_t layer_input(std::int64_t l) const { return l == 0 ? emb_sz : n_hid; }
-
-  nlohmann::json to_json() const;
-  // Throws std::invalid_argument naming the field on a missing/ill-typed/out-of-range value.
-  static ModelConfig from_json(const nlohmann::json& j);
-  // Sanity checks (positive sizes, known kind, ps in [0,1), head sizes); throws invalid_argument.
-  void validate() const;
-};
 
 struct ExpectedTensor {
   std::string name;

@@ -1,13 +1,6 @@
-// tools/cmd_calibrate.cpp — `calibrate`: choose the class weights (a prior correction,
-// p_c * w_c / sum_j p_j * w_j) that give the best macro-F1 on labeled held-out data, and write a
-// copy of the bundle that carries them (metadata `class_weights`). A classifier trained on one
-// class balance and judged by macro-F1 usually predicts the minority class too rarely; this is
-// threshold moving, done once on validation data. The weights are searched on a log grid per
-// class (the most frequent class keeps weight 1) by coordinate ascent; ties go to the weight
-// nearest 1. `--folds K` also reports an honest estimate: weights chosen on K-1 folds, scored on
-// the fold left out, pooled.
-#include <omp.h>
-
+// tools/cmd_calibrate.cpp — `calibrate`: choose the class weights that give the best macro-F1 on
+// labeled held-out data and write a copy of the bundle that carries them (ulmfit/calibrate.h has
+// the method).
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -18,60 +11,13 @@
 #include <string>
 #include <vector>
 
-#include "io/bundle.h"
-#include "io/safetensors.h"
 #include "nn/backend.h"
 #include "tools/cli.h"
-#include "tools/labeled.h"
+#include "ulmfit/calibrate.h"
 #include "ulmfit/classifier.h"
-#include "ulmfit/metrics.h"
-#include "ulmfit/progress.h"
+#include "ulmfit/splits.h"
 
 namespace {
-
-using P3 = std::array<float, 3>;
-
-int argmax_weighted(const P3& p, const std::vector<double>& w) {
-  int best = 0;
-  for (int c = 1; c < 3; ++c)
-    if ((double)p[c] * w[c] > (double)p[best] * w[best]) best = c;
-  return best;
-}
-
-double macro_f1(const std::vector<P3>& p, const std::vector<int>& gold, const std::vector<std::size_t>& idx,
-                const std::vector<double>& w, const std::vector<std::string>& labels) {
-  std::vector<int> g, q;
-  for (auto i : idx) g.push_back(gold[i]), q.push_back(argmax_weighted(p[i], w));
-  return ulmfit::classification_report(g, q, labels).macro_f1;
-}
-
-// Coordinate ascent over a log grid in [1/max_w, max_w]; the most frequent present class keeps 1.
-std::vector<double> fit(const std::vector<P3>& p, const std::vector<int>& gold,
-                        const std::vector<std::size_t>& idx, const std::vector<std::string>& labels,
-                        double max_w) {
-  std::vector<long> count(3, 0);
-  for (auto i : idx) count[gold[i]]++;
-  const int ref = (int)(std::max_element(count.begin(), count.end()) - count.begin());
-  std::vector<double> w(3, 1.0);
-  constexpr int kSteps = 60;  // each side of 1
-  for (int round = 0; round < 3; ++round)
-    for (int c = 0; c < 3; ++c) {
-      if (c == ref || count[c] == 0) continue;
-      double best_w = w[c], best = macro_f1(p, gold, idx, w, labels);
-      for (int s = -kSteps; s <= kSteps; ++s) {
-        std::vector<double> t = w;
-        t[c] = std::exp(std::log(max_w) * s / kSteps);
-        double f = macro_f1(p, gold, idx, t, labels);
-        if (f > best + 1e-12 || (std::abs(f - best) <= 1e-12 &&
-                                 std::abs(std::log(t[c])) < std::abs(std::log(best_w)))) {
-          best = f;
-          best_w = t[c];
-        }
-      }
-      w[c] = best_w;
-    }
-  return w;
-}
 
 int run_calibrate(int argc, char** argv) {
   CLI::App app(
@@ -101,64 +47,38 @@ int run_calibrate(int argc, char** argv) {
 
   auto clf = ulmfit::Classifier::load(model);
   const auto& labels = clf.labels();
-  std::vector<io::Record> recs = cli::read_labeled(data, split, labels);
+  std::vector<io::Record> recs = ulmfit::read_labeled(data, split, labels, nullptr, [](const std::string& l) {
+    std::fprintf(stderr, "%s\n", l.c_str());
+  });
   if (recs.empty())
     throw std::runtime_error(data + ": no labeled records" + (split.empty() ? "" : " with split '" + split + "'"));
   if (folds > (long)recs.size()) throw std::runtime_error("--folds is larger than the number of records");
 
   // Raw probabilities: probabilities() is before any weights the model already has.
-  std::vector<P3> p(recs.size());
-  std::vector<int> gold(recs.size());
-  ulmfit::Progress prog("predicting", (long)recs.size(), stderr, quiet);
-  const long n = (long)recs.size();
-#pragma omp parallel for schedule(dynamic, 1)
-  for (long i = 0; i < n; ++i) {
-    p[i] = clf.probabilities(clf.encode(recs[i].text));
-#pragma omp critical(inspire_calibrate_progress)
-    prog.update(1);
+  std::vector<std::string> texts;
+  std::vector<int> gold;
+  for (auto& r : recs) texts.push_back(r.text), gold.push_back(r.label_index);
+  auto p = ulmfit::raw_probabilities(clf, texts, quiet);
+  ulmfit::CalibrationOptions co;
+  co.max_weight = max_w;
+  co.folds = folds;
+  auto c = ulmfit::calibrate_class_weights(p, gold, labels, co);
+  nlohmann::json result = {{"model", out},
+                           {"class_weights", c.class_weights},
+                           {"records", c.records},
+                           {"macro_f1_before", c.macro_f1_before},
+                           {"macro_f1_after", c.macro_f1_after},
+                           {"accuracy_after", c.accuracy_after}};
+  if (c.cv_folds >= 2) {
+    result["cv_folds"] = c.cv_folds;
+    result["cv_macro_f1"] = c.cv_macro_f1;
+    result["cv_accuracy"] = c.cv_accuracy;
   }
-  prog.finish();
-  for (std::size_t i = 0; i < recs.size(); ++i) gold[i] = recs[i].label_index;
-
-  std::vector<std::size_t> all(recs.size());
-  for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
-  const std::vector<double> ones(3, 1.0);
-  const double before = macro_f1(p, gold, all, ones, labels);
-  const auto w = fit(p, gold, all, labels, max_w);
-  const double after = macro_f1(p, gold, all, w, labels);
-  std::vector<int> qa;
-  for (auto i : all) qa.push_back(argmax_weighted(p[i], w));
-  const double acc_after = ulmfit::classification_report(gold, qa, labels).accuracy;
-
-  nlohmann::json result = {{"model", out},       {"class_weights", w},
-                           {"records", recs.size()}, {"macro_f1_before", before},
-                           {"macro_f1_after", after}, {"accuracy_after", acc_after}};
-  if (folds >= 2) {
-    // Fold f = records i with i % folds == f; weights fit on the others, predictions pooled.
-    std::vector<int> pooled(recs.size());
-    for (int f = 0; f < folds; ++f) {
-      std::vector<std::size_t> train, test;
-      for (std::size_t i = 0; i < recs.size(); ++i) (i % folds == (std::size_t)f ? test : train).push_back(i);
-      auto wf = fit(p, gold, train, labels, max_w);
-      for (auto i : test) pooled[i] = argmax_weighted(p[i], wf);
-    }
-    auto rep = ulmfit::classification_report(gold, pooled, labels);
-    result["cv_folds"] = folds;
-    result["cv_macro_f1"] = rep.macro_f1;
-    result["cv_accuracy"] = rep.accuracy;
-  }
-
   // The same file with the class_weights metadata set (and a note of how they were chosen).
-  io::SafetensorsFile f = io::SafetensorsFile::open(model);
-  std::vector<io::TensorOut> ts;
-  for (auto& t : f.tensors()) ts.push_back(io::TensorOut{t.name, t.dtype, t.shape, f.data(t)});
-  auto meta = f.metadata();
-  meta["class_weights"] = nlohmann::json(w).dump();
-  meta["calibration"] = nlohmann::json{{"data", data}, {"split", split}, {"records", recs.size()},
-                                       {"macro_f1_before", before}, {"macro_f1_after", after}}
-                            .dump();
-  io::write_safetensors(out, ts, meta);
-  io::Bundle::load(out);  // the written file is a valid bundle
+  ulmfit::write_calibrated_bundle(
+      model, out, c.class_weights,
+      {{"data", data}, {"split", split}, {"records", c.records},
+       {"macro_f1_before", c.macro_f1_before}, {"macro_f1_after", c.macro_f1_after}});
   std::cout << result.dump() << std::endl;
   return 0;
 }

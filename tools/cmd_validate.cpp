@@ -15,7 +15,7 @@
 #include "io/dataset.h"
 #include "nn/backend.h"
 #include "tools/cli.h"
-#include "tools/labeled.h"
+#include "ulmfit/splits.h"
 #include "ulmfit/classifier.h"
 #include "ulmfit/metrics.h"
 #include "ulmfit/progress.h"
@@ -54,7 +54,9 @@ int run_validate(int argc, char** argv) {
   const auto& labels = clf.labels();
 
   std::size_t bad = 0;
-  std::vector<io::Record> recs = cli::read_labeled(data, split, labels, &bad);
+  std::vector<io::Record> recs = ulmfit::read_labeled(data, split, labels, &bad, [](const std::string& l) {
+    std::fprintf(stderr, "%s\n", l.c_str());
+  });
   if (recs.empty()) {
     cli::error(data + ": no labeled records" + (split.empty() ? "" : " with split '" + split + "'"));
     return 1;

@@ -43,17 +43,21 @@ View<T> scratch(Tensor<T>& t, Shape s) {
 AwdLstmConfig AwdLstmConfig::lm(Index vocab, double dm) {
   AwdLstmConfig c;
   c.vocab = vocab;
-  c.output_p = 0.1 * dm, c.hidden_p = 0.15 * dm, c.input_p = 0.25 * dm, c.embed_p = 0.02 * dm,
-  c.weight_p = 0.2 * dm;
+  c.set_dropouts(io::kFastaiLmDropouts.times(dm));
   return c;
 }
 
 AwdLstmConfig AwdLstmConfig::classifier(Index vocab, double dm) {
   AwdLstmConfig c;
   c.vocab = vocab;
-  c.output_p = 0.4 * dm, c.hidden_p = 0.3 * dm, c.input_p = 0.4 * dm, c.embed_p = 0.05 * dm,
-  c.weight_p = 0.5 * dm;
+  c.set_dropouts(io::kFastaiClasDropouts.times(dm));
   return c;
+}
+
+AwdLstmConfig& AwdLstmConfig::set_dropouts(const io::AwdLstmDropouts& d) {
+  embed_p = d.embed_p, input_p = d.input_p, weight_p = d.weight_p, hidden_p = d.hidden_p,
+  output_p = d.output_p;
+  return *this;
 }
 
 AwdLstmConfig& AwdLstmConfig::no_dropout() {

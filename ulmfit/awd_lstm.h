@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "io/model_config.h"
 #include "nn/lstm.h"
 #include "nn/param.h"
 #include "nn/rng.h"
@@ -40,16 +41,20 @@ struct AwdLstmConfig {
   // paper's backward LM). Callers always pass documents in reading order: the training loops and
   // the classifier's infer() reverse them.
   bool backwards = false;
-  // Dropout probabilities (already multiplied by drop_mult).
-  double embed_p = 0.02, input_p = 0.25, weight_p = 0.2, hidden_p = 0.15, output_p = 0.1;
+  // Dropout probabilities (already multiplied by drop_mult). The defaults are io::ModelConfig's
+  // (io/model_config.h, the one config and table of defaults): fastai's LM config x 0.7.
+  double embed_p = io::kInspireLmDropouts.embed_p, input_p = io::kInspireLmDropouts.input_p,
+         weight_p = io::kInspireLmDropouts.weight_p, hidden_p = io::kInspireLmDropouts.hidden_p,
+         output_p = io::kInspireLmDropouts.output_p;
 
   // fastai's awd_lstm_lm_config / awd_lstm_clas_config with every *_p times drop_mult
   // (INSPIRE: LM 0.7, classifier 0.5; for the classifier output_p is the head's first dropout
   // and is not used by this encoder).
-  static AwdLstmConfig lm(Index vocab, double drop_mult = 0.7);
-  static AwdLstmConfig classifier(Index vocab, double drop_mult = 0.5);
+  static AwdLstmConfig lm(Index vocab, double drop_mult = io::kInspireLmDropMult);
+  static AwdLstmConfig classifier(Index vocab, double drop_mult = io::kInspireClasDropMult);
   // All dropout probabilities set to 0.
   AwdLstmConfig& no_dropout();
+  AwdLstmConfig& set_dropouts(const io::AwdLstmDropouts& d);
 
   Index layer_in(int l) const { return l == 0 ? emb : hidden; }
   Index layer_hidden(int l) const { return l == n_layers - 1 ? emb : hidden; }

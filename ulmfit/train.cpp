@@ -13,6 +13,7 @@
 #include "nn/loss.h"
 #include "nn/optim.h"
 #include "ulmfit/labels.h"
+#include "ulmfit/name_map.h"
 #include "ulmfit/progress.h"
 
 namespace fs = std::filesystem;
@@ -99,7 +100,7 @@ io::BundleContents lm_bundle(AwdLstmLM& lm, const Vocab& vocab, const std::strin
   b.config = model_config_from(lm.config(), "lm");
   b.vocab = vocab.itos();
   b.provenance = provenance;
-  for (auto& t : lm.tensors()) b.tensors.push_back(io::TensorOut::f32(t.key, t.value));
+  b.tensors = bundle_tensors(lm.tensors(), "lm", "lm");
   return b;
 }
 
@@ -112,18 +113,8 @@ void load_lm_weights(AwdLstmLM& lm, const io::Bundle& b) {
                                 ", emb " + std::to_string(c.emb_sz) + ", hid " +
                                 std::to_string(c.n_hid) + ", layers " + std::to_string(c.n_layers) +
                                 ") do not match the model being trained");
-  std::string prefix = c.encoder_prefix();
-  for (auto& t : lm.tensors()) {
-    std::string key = t.key;
-    // lm.tensors() keys are LM keys ("0.…", "1.decoder.bias"); an encoder bundle has no "0.".
-    if (c.kind == "encoder") {
-      if (key.rfind("0.", 0) != 0) continue;  // decoder bias: not in an encoder bundle
-      key = key.substr(2);
-    }
-    auto src = b.tensor(key);
-    nn::check_shape(src.shape, t.value.shape, key.c_str());
-    t.value.copy_from(src);
-  }
+  // An encoder (or classifier) bundle has no decoder bias: it keeps its value.
+  load_tensors(lm.tensors(), "lm", b);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -597,7 +588,9 @@ LmResult train_language_model(AwdLstmLM& lm, const Vocab& vocab, const std::vect
   h.loader_state = [&]() { return loader.state().to_json(); };
   h.restore_loader = [&](const nlohmann::json& j) { loader.restore(LoaderState::from_json(j)); };
   h.save_model = [&](const std::string& path) {
-    io::write_bundle(path, lm_bundle(lm, vocab, opt.provenance));
+    auto contents = lm_bundle(lm, vocab, opt.provenance);
+    contents.extra_metadata = opt.metadata;
+    io::write_bundle(path, contents);
   };
   h.load_model = [&](const std::string& path) { load_lm_weights(lm, io::Bundle::load(path)); };
 
@@ -643,7 +636,7 @@ io::BundleContents classifier_bundle(ClassifierModel& m, const Vocab& vocab,
   b.labels = std::vector<std::string>(kLabels.begin(), kLabels.end());
   b.temperature = kTemperature;
   b.provenance = provenance;
-  for (auto& t : m.tensors()) b.tensors.push_back(io::TensorOut::f32(t.key, t.value));
+  b.tensors = bundle_tensors(m.tensors(), "classifier", "classifier");
   return b;
 }
 
@@ -661,12 +654,7 @@ void load_encoder_into_classifier(ClassifierModel& m, const io::Bundle& src) {
                                 std::to_string(c.vocab_size) + ", emb " + std::to_string(c.emb_sz) +
                                 ", hid " + std::to_string(c.n_hid) + ", layers " +
                                 std::to_string(c.n_layers) + ") do not match the classifier");
-  const std::string prefix = c.encoder_prefix();
-  for (auto& t : m.encoder().tensors()) {
-    auto v = src.tensor(prefix + t.key);
-    nn::check_shape(v.shape, t.value.shape, (prefix + t.key).c_str());
-    t.value.copy_from(v);
-  }
+  load_tensors(m.encoder().tensors(), "encoder", src);
 }
 
 ClasResult train_classifier(ClassifierModel& m, const Vocab& vocab, const std::vector<Doc>& train,
@@ -723,7 +711,9 @@ ClasResult train_classifier(ClassifierModel& m, const Vocab& vocab, const std::v
   h.loader_state = [&]() { return loader.state().to_json(); };
   h.restore_loader = [&](const nlohmann::json& j) { loader.restore(LoaderState::from_json(j)); };
   h.save_model = [&](const std::string& path) {
-    io::write_bundle(path, classifier_bundle(m, vocab, opt.provenance));
+    auto contents = classifier_bundle(m, vocab, opt.provenance);
+    contents.extra_metadata = opt.metadata;
+    io::write_bundle(path, contents);
   };
   h.load_model = [&](const std::string& path) {
     auto bundle = io::Bundle::load(path);

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -60,6 +61,8 @@ struct TrainOptions {
   double wd = 1e-7;              // LM 1e-7, classifier 1e-6
   double progress_interval_s = 10;  // plain-line interval when not on a TTY
   std::string provenance;        // stored in the bundles (command line, data)
+  // Further metadata stored in every bundle written (e.g. "recipe", see ulmfit/recipe.h).
+  std::map<std::string, std::string> metadata;
   // Called after every epoch's validation and checkpoint with (stage, epoch, metrics).
   std::function<void(const std::string&, int, const std::map<std::string, double>&)> on_epoch;
   // Stop after this many training batches in total (0 = no limit; for smoke tests / --max-steps).
