@@ -6,11 +6,13 @@
 //  * memory: buffers, arenas, explicit copies, range errors; a missing op names itself;
 //  * every other available backend (cuda, when a GPU is present) against the CPU on the ops it
 //    implements;
-//  * the explicit recurrent state of the AWD-LSTM encoder: two windows carried = one window.
+//  * the explicit recurrent state of the AWD-LSTM encoder: two windows carried = one window;
+//  * the LM, the classifier and Adam run every op through the backend they hold.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,7 @@
 #include "nn/pooling.h"
 #include "nn/rng.h"
 #include "ulmfit/awd_lstm.h"
+#include "ulmfit/classifier_model.h"
 
 using namespace nn;
 
@@ -550,4 +553,194 @@ TEST(EncoderState, ResizeKeepsFirstRowsAndChecksShapes) {
   EXPECT_EQ(s.h[1][17], 18.f);
   s.c[0].resize({7, 9});  // corrupted by a caller
   EXPECT_THROW(s.resize(cfg, 4), std::invalid_argument);
+}
+
+// ---- models run every op through the backend they hold ---------------------------------------
+
+namespace {
+
+// Forwards each op to the CPU and counts it. An op a model calls but this class does not
+// forward throws NotImplemented (the Ops default), so the models below must not use any other.
+class CountingOps final : public Ops<float> {
+ public:
+  CountingOps() : Ops<float>("counting") {}
+  std::map<std::string, int> n;
+  Ops<float>& c = cpu_backend().f32();
+  void gemm(bool ta, bool tb, Index M, Index N, Index K, float al, const float* A, Index lda,
+            const float* B, Index ldb, float be, float* C, Index ldc) override {
+    ++n["gemm"], c.gemm(ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc);
+  }
+  void embedding_forward(CView<std::int32_t> i, CView<float> t, CView<float> m, View<float> o) override {
+    ++n["embedding_forward"], c.embedding_forward(i, t, m, o);
+  }
+  void embedding_backward(CView<std::int32_t> i, CView<float> m, CView<float> d, std::int32_t p,
+                          View<float> dt) override {
+    ++n["embedding_backward"], c.embedding_backward(i, m, d, p, dt);
+  }
+  void dropout_mask(Rng& r, double p, View<float> m) override { ++n["dropout_mask"], c.dropout_mask(r, p, m); }
+  void dropout_forward(CView<float> x, CView<float> m, View<float> y) override {
+    ++n["dropout_forward"], c.dropout_forward(x, m, y);
+  }
+  void dropout_backward(CView<float> x, CView<float> m, View<float> y) override {
+    ++n["dropout_backward"], c.dropout_backward(x, m, y);
+  }
+  void rnn_dropout_forward(CView<float> x, CView<float> m, View<float> y) override {
+    ++n["rnn_dropout_forward"], c.rnn_dropout_forward(x, m, y);
+  }
+  void rnn_dropout_backward(CView<float> x, CView<float> m, View<float> y) override {
+    ++n["rnn_dropout_backward"], c.rnn_dropout_backward(x, m, y);
+  }
+  void weight_dropout_forward(CView<float> w, CView<float> m, View<float> e) override {
+    ++n["weight_dropout_forward"], c.weight_dropout_forward(w, m, e);
+  }
+  void weight_dropout_backward(CView<float> w, CView<float> m, View<float> e) override {
+    ++n["weight_dropout_backward"], c.weight_dropout_backward(w, m, e);
+  }
+  void lstm_forward(const LstmParams<float>& p, CView<float> x, CView<float> h0, CView<float> c0,
+                    View<float> y, View<float> hn, View<float> cn, LstmCache<float>& k) override {
+    ++n["lstm_forward"], c.lstm_forward(p, x, h0, c0, y, hn, cn, k);
+  }
+  void lstm_backward(const LstmParams<float>& p, LstmCache<float>& k, CView<float> dy,
+                     CView<float> dhn, CView<float> dcn, View<float> dx, View<float> dh0,
+                     View<float> dc0, const LstmGrads<float>& g) override {
+    ++n["lstm_backward"], c.lstm_backward(p, k, dy, dhn, dcn, dx, dh0, dc0, g);
+  }
+  void lstm_infer(const LstmParams<float>& p, CView<float> x, View<float> h, View<float> cc,
+                  View<float> y, Tensor<float>& s) override {
+    ++n["lstm_infer"], c.lstm_infer(p, x, h, cc, y, s);
+  }
+  void linear_forward(CView<float> x, CView<float> w, CView<float> b, View<float> y) override {
+    ++n["linear_forward"], c.linear_forward(x, w, b, y);
+  }
+  void linear_backward(CView<float> x, CView<float> w, CView<float> dy, View<float> dx,
+                       View<float> dw, View<float> db) override {
+    ++n["linear_backward"], c.linear_backward(x, w, dy, dx, dw, db);
+  }
+  void relu_forward(CView<float> x, View<float> y) override { ++n["relu_forward"], c.relu_forward(x, y); }
+  void relu_backward(CView<float> y, CView<float> dy, View<float> dx) override {
+    ++n["relu_backward"], c.relu_backward(y, dy, dx);
+  }
+  void batchnorm_forward_train(CView<float> x, CView<float> w, CView<float> b, View<float> rm,
+                               View<float> rv, View<float> y, BatchNormCache<float> k, double mo,
+                               double eps) override {
+    ++n["batchnorm_forward_train"], c.batchnorm_forward_train(x, w, b, rm, rv, y, k, mo, eps);
+  }
+  void batchnorm_forward_eval(CView<float> x, CView<float> w, CView<float> b, CView<float> rm,
+                              CView<float> rv, View<float> y, double eps) override {
+    ++n["batchnorm_forward_eval"], c.batchnorm_forward_eval(x, w, b, rm, rv, y, eps);
+  }
+  void batchnorm_backward(CView<float> dy, CView<float> w, BatchNormCache<float> k, View<float> dx,
+                          View<float> dw, View<float> db) override {
+    ++n["batchnorm_backward"], c.batchnorm_backward(dy, w, k, dx, dw, db);
+  }
+  void concat_pool_forward(CView<float> o, CView<std::uint8_t> p, View<float> po,
+                           View<std::int32_t> a, Index bptt) override {
+    ++n["concat_pool_forward"], c.concat_pool_forward(o, p, po, a, bptt);
+  }
+  void concat_pool_backward(CView<float> d, CView<std::uint8_t> p, CView<std::int32_t> a,
+                            View<float> o, Index bptt) override {
+    ++n["concat_pool_backward"], c.concat_pool_backward(d, p, a, o, bptt);
+  }
+  LossResult lm_softmax_ce_forward_backward(CView<float> h, CView<float> w, CView<float> b,
+                                            CView<std::int32_t> t, View<float> dh, View<float> dw,
+                                            View<float> db, View<float> ws, Index ch,
+                                            float gs) override {
+    ++n["lm_softmax_ce_forward_backward"];
+    return c.lm_softmax_ce_forward_backward(h, w, b, t, dh, dw, db, ws, ch, gs);
+  }
+  LossResult softmax_ce_forward_backward(CView<float> l, CView<std::int32_t> t, View<float> d,
+                                         float gs) override {
+    ++n["softmax_ce_forward_backward"];
+    return c.softmax_ce_forward_backward(l, t, d, gs);
+  }
+  void adam_step(View<float> w, CView<float> g, View<float> m, View<float> v,
+                 const ew::AdamScalars& s) override {
+    ++n["adam_step"], c.adam_step(w, g, m, v, s);
+  }
+};
+
+class CountingBackend final : public Backend {
+ public:
+  const char* name() const override { return "counting"; }
+  Memory memory() const override { return Memory::host; }
+  Buffer alloc(std::size_t b) override { return cpu_backend().alloc(b); }
+  void copy_from_host(Buffer& d, std::size_t o, const void* s, std::size_t b) override {
+    cpu_backend().copy_from_host(d, o, s, b);
+  }
+  void copy_to_host(void* d, const Buffer& s, std::size_t o, std::size_t b) override {
+    cpu_backend().copy_to_host(d, s, o, b);
+  }
+  void copy(Buffer& d, std::size_t od, const Buffer& s, std::size_t os, std::size_t b) override {
+    cpu_backend().copy(d, od, s, os, b);
+  }
+  Ops<float>& f32() override { return ops32; }
+  Ops<double>& f64() override { return cpu_backend().f64(); }
+  CountingOps ops32;
+};
+
+}  // namespace
+
+TEST(BackendOps, ModelsRunEveryOpThroughTheBackendTheyHold) {
+  using namespace ulmfit;
+  CountingBackend be;
+  auto& n = be.ops32.n;
+  // LM: a training step with every dropout, then Adam
+  AwdLstmConfig cfg = tiny_cfg();
+  cfg.embed_p = cfg.input_p = cfg.weight_p = cfg.hidden_p = cfg.output_p = 0.3;
+  AwdLstmLM lm(cfg);
+  Rng r(11);
+  lm.init(r);
+  lm.encoder().set_backend(be);
+  auto ids = ids_of({2, 5}, r, 23), tg = ids_of({2, 5}, r, 23);
+  AwdLstmCache<float> cache;
+  ForwardOptions fo;
+  fo.rng = &r;
+  const double loss = lm.train_step(ids.view(), tg.view(), cache, fo);
+  EXPECT_TRUE(std::isfinite(loss));
+  EXPECT_EQ(n["lstm_forward"], 3);
+  EXPECT_EQ(n["lstm_backward"], 3);
+  EXPECT_EQ(n["weight_dropout_forward"], 6);  // forward, and recomputed in backward
+  EXPECT_EQ(n["weight_dropout_backward"], 3);
+  EXPECT_EQ(n["embedding_forward"], 1);
+  EXPECT_EQ(n["embedding_backward"], 1);
+  EXPECT_EQ(n["lm_softmax_ce_forward_backward"], 1);
+  EXPECT_GE(n["dropout_mask"], 1 + 1 + 3 + 2 + 1);  // embed, input, weight x3, hidden x2, output
+  std::vector<Param> ps = lm_params(lm);
+  Adam adam(ps, cfg.n_layers + 1);
+  adam.set_backend(be);
+  adam.step();
+  EXPECT_EQ(n["adam_step"], (int)ps.size());
+  EXPECT_EQ(n["lstm_infer"], 0);
+
+  // classifier: a training step and a served document
+  n.clear();
+  ClassifierConfig cc;
+  cc.enc = tiny_cfg();
+  cc.bptt = 4, cc.max_len = 8;
+  cc.lin_ftrs = {5};
+  cc.head_ps = {0.2, 0.1};
+  ClassifierModel m(cc);
+  m.init(r);
+  m.set_backend(be);
+  EXPECT_EQ(&m.backend(), &be);
+  auto cid = ids_of({3, 8}, r, 23);
+  for (Index i = 0; i < cid.numel(); ++i) cid[i] = 2 + cid[i] % 20;  // no pad
+  Tensor<std::int32_t> y({3});
+  y[0] = 0, y[1] = 1, y[2] = 2;
+  ClassifierCache<float> k;
+  m.freeze_to(0);
+  EXPECT_TRUE(std::isfinite(m.train_step(cid.view(), y.view(), k, fo)));
+  EXPECT_EQ(n["lstm_forward"], 3 * 2);  // 3 layers x 2 chunks
+  EXPECT_EQ(n["lstm_backward"], 3 * 2);
+  EXPECT_EQ(n["softmax_ce_forward_backward"], 1);
+  EXPECT_EQ(n["concat_pool_forward"], 1);
+  EXPECT_EQ(n["concat_pool_backward"], 1);
+  EXPECT_EQ(n["batchnorm_backward"], 2);
+  n.clear();
+  std::vector<TokenId> doc{2, 5, 7, 9, 11, 3};
+  auto logits = m.infer(doc);
+  EXPECT_TRUE(std::isfinite(logits[0]));
+  EXPECT_EQ(n["lstm_infer"], 3);
+  EXPECT_EQ(n["batchnorm_forward_eval"], 2);
+  EXPECT_EQ(n["lstm_forward"], 0);
 }
