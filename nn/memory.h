@@ -16,8 +16,7 @@
 
 namespace nn {
 
-enum class Memory { host, cuda };
-inline const char* memory_name(Memory m) { return m == Memory::host ? "host" : "cuda"; }
+// (nn::Memory and memory_name are in nn/tensor.h.)
 
 class Buffer {
  public:
