@@ -1,9 +1,10 @@
-// nn/backend.cpp — the one place where the compute backend is chosen.
+// nn/backend.cpp — the one place where a backend is chosen by name; the CPU GEMM.
 #include "nn/backend.h"
 
 #include <omp.h>
 
 #include <memory>
+#include <string>
 #include <stdexcept>
 
 namespace nn {
@@ -34,28 +35,23 @@ void eigen_gemm(bool ta, bool tb, Index M, Index N, Index K, T alpha, const T* A
     c.noalias() += alpha * a.transpose() * b.transpose();
 }
 
-class CpuBackend final : public Backend {
- public:
-  const char* name() const override { return "cpu"; }
-  void sgemm(bool ta, bool tb, Index M, Index N, Index K, float alpha, const float* A, Index lda,
-             const float* B, Index ldb, float beta, float* C, Index ldc) override {
-    eigen_gemm<float>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  }
-};
-
-CpuBackend& cpu() {
-  static CpuBackend b;
-  return b;
-}
-Backend* g_active = nullptr;
-
 }  // namespace
 
+Backend& cpu_backend();  // nn/cpu_backend.cpp
+
 #ifdef INSPIRE_HAVE_CUDA
-Backend* make_cuda_backend();  // cuda/backend.cpp; returns nullptr when no GPU is usable
+// cuda/cuda_backend.cpp; returns nullptr when no GPU is usable (no device, no driver).
+Backend* make_cuda_backend();
 #endif
 
-Backend& backend() { return g_active ? *g_active : cpu(); }
+void Backend::check_range(const Buffer& b, std::size_t offset, std::size_t bytes,
+                          const char* what) {
+  if (offset > b.size() || bytes > b.size() - offset)
+    throw std::out_of_range(std::string(what) + ": bytes [" + std::to_string(offset) + ", " +
+                            std::to_string(offset + bytes) + ") outside the " +
+                            std::to_string(b.size()) + "-byte " + memory_name(b.memory()) +
+                            " buffer");
+}
 
 std::vector<std::string> available_backends() {
   std::vector<std::string> v{"cpu"};
@@ -65,17 +61,13 @@ std::vector<std::string> available_backends() {
   return v;
 }
 
-void set_backend(const std::string& name) {
-  if (name == "cpu") {
-    g_active = &cpu();
-    return;
-  }
+Backend& get_backend(const std::string& name) {
+  if (name == "cpu") return cpu_backend();
 #ifdef INSPIRE_HAVE_CUDA
   if (name == "cuda") {
-    Backend* b = make_cuda_backend();
-    if (!b) throw std::runtime_error("backend 'cuda': no usable CUDA device");
-    g_active = b;
-    return;
+    static Backend* cuda = make_cuda_backend();
+    if (!cuda) throw std::runtime_error("backend 'cuda': no usable CUDA device");
+    return *cuda;
   }
 #endif
   std::string avail;
@@ -91,7 +83,7 @@ int num_threads() { return omp_get_max_threads(); }
 
 void gemm(bool ta, bool tb, Index M, Index N, Index K, float alpha, const float* A, Index lda,
           const float* B, Index ldb, float beta, float* C, Index ldc) {
-  backend().sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  eigen_gemm<float>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 void gemm(bool ta, bool tb, Index M, Index N, Index K, double alpha, const double* A, Index lda,
           const double* B, Index ldb, double beta, double* C, Index ldc) {

@@ -1,13 +1,23 @@
-// nn/backend.h — the compute backend seam (ggml-style): one interface, chosen in one place.
+// nn/backend.h — the compute backend: memory it owns plus the ops of nn/ops.h.
 //
-// Layers call the free functions below (nn::gemm, ...). They never test for CUDA themselves:
-// nn/backend.cpp is the only place that decides which implementation runs. The CPU backend is
-// the readable reference; any other backend (cuda/) is tested by comparison with it.
+// A model holds a reference to the Backend it runs on (default: nn::cpu_backend()); choosing a
+// backend happens in one place (nn::get_backend by name). No call site tests for CUDA.
+//   * memory: alloc() gives a zeroed Buffer in memory(); copies between host and the backend's
+//     memory are explicit (copy_from_host / copy_to_host / copy).
+//   * ops: ops<float>() on every backend, ops<double>() on the CPU (gradient checks); an op a
+//     backend lacks throws nn::NotImplemented.
+// The CPU backend (nn/cpu_backend.cpp) is the readable reference; cuda/ holds the CUDA one.
+//
+// Also here: the CPU GEMM that CPU kernels call directly (nn::gemm, nn::matmul) and the OpenMP
+// thread count.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
+#include "nn/memory.h"
+#include "nn/ops.h"
 #include "nn/tensor.h"
 
 namespace nn {
@@ -16,31 +26,62 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
-  // Row-major C[M,N] = alpha * op(A) * op(B) + beta * C, with op(X) = X or Xᵀ.
-  // lda/ldb/ldc are row strides (elements) of the matrices as stored.
-  virtual void sgemm(bool trans_a, bool trans_b, Index M, Index N, Index K, float alpha,
-                     const float* A, Index lda, const float* B, Index ldb, float beta, float* C,
-                     Index ldc) = 0;
+  // Where this backend's tensors live (views passed to its ops point there).
+  virtual Memory memory() const = 0;
+
+  // ---- memory ----
+  virtual Buffer alloc(std::size_t bytes) = 0;  // zero-filled
+  // Explicit transfers. dst/src offsets are in bytes; ranges are checked against the buffer.
+  virtual void copy_from_host(Buffer& dst, std::size_t dst_offset, const void* src,
+                              std::size_t bytes) = 0;
+  virtual void copy_to_host(void* dst, const Buffer& src, std::size_t src_offset,
+                            std::size_t bytes) = 0;
+  virtual void copy(Buffer& dst, std::size_t dst_offset, const Buffer& src,
+                    std::size_t src_offset, std::size_t bytes) = 0;
+  virtual void synchronize() {}
+
+  // ---- ops ----
+  virtual Ops<float>& f32() = 0;
+  virtual Ops<double>& f64() = 0;
+  template <typename T>
+  Ops<T>& ops() {
+    if constexpr (std::is_same_v<T, float>)
+      return f32();
+    else
+      return f64();
+  }
+
+  // Row-major C[M,N] = alpha * op(A) * op(B) + beta * C on this backend's memory
+  // (= f32().gemm).
+  void sgemm(bool trans_a, bool trans_b, Index M, Index N, Index K, float alpha, const float* A,
+             Index lda, const float* B, Index ldb, float beta, float* C, Index ldc) {
+    f32().gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+
+ protected:
+  // Throws std::out_of_range unless [offset, offset + bytes) lies inside `b`.
+  static void check_range(const Buffer& b, std::size_t offset, std::size_t bytes,
+                          const char* what);
 };
 
-// The active backend (CPU unless set_backend chose another).
-Backend& backend();
-// Select by name: "cpu" always exists; "cuda" only in a build with -DINSPIRE_CUDA=ON and a GPU.
+// The CPU backend (always present).
+Backend& cpu_backend();
+// A backend by name: "cpu" always; "cuda" in a build with -DINSPIRE_CUDA=ON and a usable GPU.
 // Throws std::runtime_error naming the available backends otherwise.
-void set_backend(const std::string& name);
+Backend& get_backend(const std::string& name);
 std::vector<std::string> available_backends();
 
 // Number of threads used by OpenMP regions in nn/ (default: OpenMP's default).
 void set_num_threads(int n);
 int num_threads();
 
-// ---- GEMM in float (through the active backend) and double (CPU reference, for gradchecks) ----
+// ---- CPU GEMM in float and double (host memory; used inside CPU kernels) ----
 void gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, float alpha, const float* A,
           Index lda, const float* B, Index ldb, float beta, float* C, Index ldc);
 void gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, double alpha, const double* A,
           Index lda, const double* B, Index ldb, double beta, double* C, Index ldc);
 
-// Convenience on 2-D views: C = alpha * op(A) op(B) + beta * C (shapes checked).
+// Convenience on 2-D host views: C = alpha * op(A) op(B) + beta * C (shapes checked).
 template <typename T>
 void matmul(CView<T> A, bool trans_a, CView<T> B, bool trans_b, View<T> C, T alpha = T(1),
             T beta = T(0)) {

@@ -1,6 +1,8 @@
 // nn/dropout.cpp — dropout masks and the three ways AWD-LSTM applies them (see nn/dropout.h).
 #include "nn/dropout.h"
 
+#include "nn/elementwise.h"
+
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -70,7 +72,7 @@ void dropout_mask(Rng& rng, double p, View<T> mask) {
   }
   const T keep = T(1.0 / (1.0 - p));
   const double q = 1.0 - p;  // keep probability
-  for (Index i = 0; i < n; ++i) mask[i] = rng.uniform() < q ? keep : T(0);
+  for (Index i = 0; i < n; ++i) mask[i] = ew::dropout_mask_value<T>(rng.uniform(), q, keep);
 }
 
 template <typename T>

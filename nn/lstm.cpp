@@ -1,268 +1,46 @@
-// nn/lstm.cpp — LSTM layer forward / backward / infer (see nn/lstm.h for the design).
+// nn/lstm.cpp — LSTM layer forward / backward / infer: the CPU reference (see nn/lstm.h).
+// The cell math is nn/elementwise.h's (shared with device kernels); the matrix kernels are
+// nn/gemm_kernels.h's.
 #include "nn/lstm.h"
 
 #include <omp.h>
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
 
 #include <algorithm>
-#include <bit>
-#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 
 #include "nn/backend.h"
+#include "nn/elementwise.h"
+#include "nn/gemm_kernels.h"
 
 namespace nn {
 namespace {
+
+using kernels::gemm_rows;
+using kernels::half_gemv_acc;
+using kernels::my_rows;
+using kernels::recurrent_gemm;
+using kernels::team_size;
+using kernels::transpose_into;
 
 template <typename T>
 using ArrMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
 template <typename T>
 using CArrMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 
-// The rows [b0, b1) of this thread when `n` rows are split across the current team.
-inline void my_rows(Index n, Index& b0, Index& b1) {
-  int nt = omp_get_num_threads(), id = omp_get_thread_num();
-  Index per = n / nt, rem = n % nt;
-  b0 = id * per + std::min<Index>(id, rem);
-  b1 = b0 + per + (id < rem ? 1 : 0);
-}
-
-// Threads worth using for `rows` independent rows of `work` multiply-adds each.
-inline int team_size(Index rows, double work) {
-  int nt = omp_get_max_threads();
-  if (omp_in_parallel()) return 1;
-  if (work < 2e5) return 1;
-  return (int)std::max<Index>(1, std::min<Index>(nt, rows));
-}
-
-// C[M,N] (+)= op(A) op(B), split over the M rows across threads (one parallel region).
+// One row of the cell forward (nn::ew::lstm_cell_forward on whole gate rows): z [4h] holds the
+// pre-activations and receives the activations; c may alias c_prev.
 template <typename T>
-void gemm_rows(bool ta, bool tb, Index M, Index N, Index K, T alpha, const T* A, Index lda,
-               const T* B, Index ldb, T beta, T* C, Index ldc) {
-  int nt = team_size(M / 16, (double)M * N * K);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    Index m0, m1;
-    my_rows(M, m0, m1);
-    if (m1 > m0) {
-      const T* a = ta ? A + m0 : A + m0 * lda;
-      gemm(ta, tb, m1 - m0, N, K, alpha, a, lda, B, ldb, beta, C + m0 * ldc, ldc);
-    }
-  }
-}
-
-// In place: sigmoid on [0, 2h) and [3h, 4h), tanh on [2h, 3h) of one gate row.
-template <typename T>
-inline void gate_activations(T* z, Index h) {
-  ArrMap<T> if_(z, 2 * h), g(z + 2 * h, h), o(z + 3 * h, h);
-  if_ = (T(1) + (-if_).exp()).inverse();
-  g = g.tanh();
-  o = (T(1) + (-o).exp()).inverse();
-}
-
-// One row of the cell update: c = f c_prev + i g; h = o tanh(c).
-template <typename T>
-inline void cell_update(const T* z, const T* c_prev, T* c, T* hout, Index h) {
-  CArrMap<T> i(z, h), f(z + h, h), g(z + 2 * h, h), o(z + 3 * h, h), cp(c_prev, h);
+inline void cell_forward_row(T* z, const T* c_prev, T* c, T* hout, Index h) {
+  ArrMap<T> i(z, h), f(z + h, h), g(z + 2 * h, h), o(z + 3 * h, h);
+  CArrMap<T> cp(c_prev, h);
   ArrMap<T> cm(c, h), hm(hout, h);
-  cm = f * cp + i * g;
-  hm = o * cm.tanh();
-}
-
-
-// ---- the recurrent product -------------------------------------------------------------------
-// C[M,N] (+)= A[M,K] · B[K,N], all row-major, B NOT transposed. Used for the per-step products
-// h_{t-1}·W_hhᵀ (B = W_hhᵀ, transposed once per window) and dZ_t·W_hh (B = W_hh as stored).
-// Eigen's GEMM re-packs its big operand at every call, i.e. the whole W_hh at every time step;
-// this kernel reads B in place instead (register-blocked 4 rows × 24 columns, K in L1-sized
-// chunks). The float AVX2/FMA kernel is checked against the Eigen path (the double path).
-#if defined(__AVX2__) && defined(__FMA__)
-template <int MR, int NV>
-inline void rec_micro(Index K, const float* A, Index lda, const float* B, Index ldb, float* C,
-                      Index ldc, bool zero) {
-  __m256 acc[MR][NV];
-  for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v)
-      acc[i][v] = zero ? _mm256_setzero_ps() : _mm256_loadu_ps(C + i * ldc + 8 * v);
-  for (Index k = 0; k < K; ++k) {
-    const float* b = B + k * ldb;
-    __m256 bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + 8 * v);
-    for (int i = 0; i < MR; ++i) {
-      __m256 a = _mm256_broadcast_ss(A + i * lda + k);
-      for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(a, bv[v], acc[i][v]);
-    }
-  }
-  for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v) _mm256_storeu_ps(C + i * ldc + 8 * v, acc[i][v]);
-}
-
-template <int NV>
-inline void rec_micro_rows(Index mr, Index K, const float* A, Index lda, const float* B, Index ldb,
-                           float* C, Index ldc, bool zero) {
-  switch (mr) {
-    case 4: rec_micro<4, NV>(K, A, lda, B, ldb, C, ldc, zero); break;
-    case 3: rec_micro<3, NV>(K, A, lda, B, ldb, C, ldc, zero); break;
-    case 2: rec_micro<2, NV>(K, A, lda, B, ldb, C, ldc, zero); break;
-    default: rec_micro<1, NV>(K, A, lda, B, ldb, C, ldc, zero); break;
-  }
-}
-
-inline void rec_gemm(Index M, Index N, Index K, const float* A, Index lda, const float* B,
-                     Index ldb, float beta, float* C, Index ldc) {
-  constexpr Index kc = 256;
-  const Index N8 = N / 8 * 8;
-  for (Index k0 = 0; k0 < K; k0 += kc) {
-    const Index kk = std::min(kc, K - k0);
-    const bool zero = (k0 == 0 && beta == 0.f);
-    for (Index j = 0; j < N8;) {
-      const Index nv = std::min<Index>(3, (N8 - j) / 8);
-      for (Index i = 0; i < M; i += 4) {
-        const Index mr = std::min<Index>(4, M - i);
-        const float* a = A + i * lda + k0;
-        const float* b = B + k0 * ldb + j;
-        float* c = C + i * ldc + j;
-        if (nv == 3) rec_micro_rows<3>(mr, kk, a, lda, b, ldb, c, ldc, zero);
-        else if (nv == 2) rec_micro_rows<2>(mr, kk, a, lda, b, ldb, c, ldc, zero);
-        else rec_micro_rows<1>(mr, kk, a, lda, b, ldb, c, ldc, zero);
-      }
-      j += 8 * nv;
-    }
-    // tail columns (N not a multiple of 8)
-    for (Index i = 0; i < M; ++i)
-      for (Index j = N8; j < N; ++j) {
-        float s = zero ? 0.f : C[i * ldc + j];
-        for (Index k = k0; k < k0 + kk; ++k) s += A[i * lda + k] * B[k * ldb + j];
-        C[i * ldc + j] = s;
-      }
-  }
-}
-#endif
-
-template <typename T>
-inline void recurrent_gemm(Index M, Index N, Index K, const T* A, Index lda, const T* B, Index ldb,
-                           T beta, T* C, Index ldc) {
-#if defined(__AVX2__) && defined(__FMA__)
-  if constexpr (std::is_same_v<T, float>) {
-    rec_gemm(M, N, K, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
-#endif
-  gemm(false, false, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
-}
-
-// z[r] += Σ_k W[r, k] · h[k] with W in half precision (row-major [R, K]): the batch-1 recurrent
-// step of the serving path. Four rows at a time share each load of h.
-inline void half_gemv_acc(const HalfMatrix& W, const float* h, float* z) {
-  const Index R = W.rows, K = W.cols;
-  const std::uint16_t* w = W.data.data();
-  Index r = 0;
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-  const Index K8 = K / 8 * 8;
-  auto hsum = [](__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-  };
-  auto load8 = [](const std::uint16_t* p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  };
-  for (; r + 4 <= R; r += 4) {
-    const std::uint16_t* w0 = w + r * K;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (Index k = 0; k < K8; k += 8) {
-      __m256 hv = _mm256_loadu_ps(h + k);
-      a0 = _mm256_fmadd_ps(load8(w0 + k), hv, a0);
-      a1 = _mm256_fmadd_ps(load8(w0 + K + k), hv, a1);
-      a2 = _mm256_fmadd_ps(load8(w0 + 2 * K + k), hv, a2);
-      a3 = _mm256_fmadd_ps(load8(w0 + 3 * K + k), hv, a3);
-    }
-    float s[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
-    for (int i = 0; i < 4; ++i) {
-      for (Index k = K8; k < K; ++k) s[i] += half_to_float(w0[i * K + k]) * h[k];
-      z[r + i] += s[i];
-    }
-  }
-#endif
-  for (; r < R; ++r) {  // rows left over (all rows without F16C)
-    float s = 0;
-    for (Index k = 0; k < K; ++k) s += half_to_float(w[r * K + k]) * h[k];
-    z[r] += s;
-  }
-}
-
-// Wt[H, 4H] = W_hhᵀ (row-major), blocked for cache friendliness.
-template <typename T>
-void transpose_into(CView<T> W, T* Wt) {
-  const Index R = W.dim(0), Cc = W.dim(1);
-  constexpr Index bsz = 32;
-  for (Index r0 = 0; r0 < R; r0 += bsz)
-    for (Index c0 = 0; c0 < Cc; c0 += bsz)
-      for (Index r = r0; r < std::min(R, r0 + bsz); ++r)
-        for (Index c = c0; c < std::min(Cc, c0 + bsz); ++c) Wt[c * R + r] = W.data[r * Cc + c];
+  ew::lstm_cell_forward(i, f, g, o, cp, cm, hm);
 }
 
 }  // namespace
-
-// ---- half precision ------------------------------------------------------------------------------
-std::uint16_t float_to_half(float f) {
-  const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
-  const std::uint32_t sign = (x >> 16) & 0x8000u;
-  const std::uint32_t ax = x & 0x7fffffffu;
-  if (ax >= 0x7f800000u)  // inf or NaN (NaN keeps a quiet payload bit)
-    return static_cast<std::uint16_t>(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0u));
-  if (ax >= 0x477ff000u) return static_cast<std::uint16_t>(sign | 0x7c00u);  // rounds past 65504
-  if (ax < 0x38800000u) {  // below 2^-14: subnormal half (or zero)
-    // value = ax_float; half subnormal unit = 2^-24. Round to nearest even in float arithmetic
-    // (exact: the product is a float with enough bits, and nearbyint rounds ties to even).
-    float v = std::bit_cast<float>(ax) * 16777216.0f;  // / 2^-24
-    return static_cast<std::uint16_t>(sign | static_cast<std::uint32_t>(std::nearbyint(v)));
-  }
-  // normal: rebias the exponent (127 -> 15) and round the 23-bit mantissa to 10 bits
-  std::uint32_t m = ax - 0x38000000u;  // exponent - 112
-  const std::uint32_t lsb = (m >> 13) & 1u;
-  m += 0xfffu + lsb;                   // round to nearest, ties to even
-  return static_cast<std::uint16_t>(sign | (m >> 13));
-}
-
-float half_to_float(std::uint16_t h) {
-  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-  const std::uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-  if (e == 0) {  // zero or subnormal: m · 2^-24
-    float v = static_cast<float>(m) * (1.0f / 16777216.0f);
-    return sign ? -v : v;
-  }
-  if (e == 31) return std::bit_cast<float>(sign | 0x7f800000u | (m << 13));
-  return std::bit_cast<float>(sign | ((e + 112u) << 23) | (m << 13));
-}
-
-void floats_to_half(const float* src, std::uint16_t* dst, Index n) {
-  Index i = 0;
-#if defined(__F16C__)
-  for (; i + 8 <= n; i += 8)
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
-                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
-#endif
-  for (; i < n; ++i) dst[i] = float_to_half(src[i]);
-}
-
-HalfMatrix HalfMatrix::from(CView<float> m) {
-  if (m.ndim() != 2) throw std::invalid_argument("HalfMatrix: expected a 2-D matrix, got " + m.shape.str());
-  HalfMatrix h;
-  h.rows = m.dim(0);
-  h.cols = m.dim(1);
-  h.data.resize(static_cast<std::size_t>(m.numel()));
-  floats_to_half(m.data, h.data.data(), m.numel());
-  return h;
-}
-
-float HalfMatrix::at(Index r, Index c) const { return half_to_float(data[r * cols + c]); }
 
 template <typename T>
 void LstmParams<T>::check() const {
@@ -346,10 +124,8 @@ void lstm_forward(const LstmParams<T>& p, CView<T> x, CView<T> h0, CView<T> c0, 
         else
           recurrent_gemm<T>(nb, G, H, hp, H, wt, G, T(1), z, G);
         for (Index b = 0; b < nb; ++b) {
-          T* zb = z + b * G;
-          gate_activations(zb, H);
-          cell_update(zb, cs + (t * bs + b0 + b) * H, cs + ((t + 1) * bs + b0 + b) * H,
-                      hs + ((t + 1) * bs + b0 + b) * H, H);
+          cell_forward_row(z + b * G, cs + (t * bs + b0 + b) * H,
+                           cs + ((t + 1) * bs + b0 + b) * H, hs + ((t + 1) * bs + b0 + b) * H, H);
         }
       }
       for (Index b = b0; b < b1; ++b)
@@ -403,16 +179,7 @@ void lstm_backward(const LstmParams<T>& p, LstmCache<T>& cache, CView<T> dy, CVi
           CArrMap<T> c(cs + ((t + 1) * bs + b0 + b) * H, H), cp(cs + row * H, H);
           ArrMap<T> dh(dh_in + b * H, H), dc(dcs + (b0 + b) * H, H);
           dh += CArrMap<T>(dy.data + ((b0 + b) * sl + t) * H, H);
-          // The activations are overwritten in place by dZ (order matters).
-          tmp = c.tanh();
-          dc += dh * o * (T(1) - tmp.square());        // dL/dc_t
-          o = dh * tmp * o * (T(1) - o);               // dz_o
-          tmp = i;                                     // i (old)
-          i = dc * gg * i * (T(1) - i);                // dz_i
-          gg = dc * tmp * (T(1) - gg.square());        // dz_g
-          tmp = dc * f;                                // dL/dc_{t-1}
-          f = dc * cp * f * (T(1) - f);                // dz_f
-          dc = tmp;
+          ew::lstm_cell_backward(i, f, gg, o, c, cp, dh, dc, tmp);  // activations -> dZ
         }
         // dh_{t-1} = dZ_t W_hh  (+ nothing else: dy_{t-1} is added at the next iteration)
         if (nb == 1)
@@ -480,8 +247,7 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
       for (Index t = 0; t < sl; ++t) {
         T* z = zx + t * G;
         half_gemv_acc(*p.w_hh_half, h.data, z);
-        gate_activations(z, H);
-        cell_update(z, c.data, c.data, h.data, H);
+        cell_forward_row(z, c.data, c.data, h.data, H);
         std::copy_n(h.data, H, y.data + t * H);
       }
       return;
@@ -496,8 +262,7 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
       T* z = zx + t * G;
       Eigen::Map<Vec> zv(z, G);
       zv.noalias() += W * hv;
-      gate_activations(z, H);
-      cell_update(z, c.data, c.data, h.data, H);
+      cell_forward_row(z, c.data, c.data, h.data, H);
       std::copy_n(h.data, H, y.data + t * H);
     }
     return;
@@ -530,8 +295,7 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
           T* zb = z + b * sl * G;
           T* hb = h.data + (b0 + b) * H;
           T* cb = c.data + (b0 + b) * H;
-          gate_activations(zb, H);
-          cell_update(zb, cb, cb, hb, H);
+          cell_forward_row(zb, cb, cb, hb, H);
           std::copy_n(hb, H, y.data + ((b0 + b) * sl + t) * H);
         }
       }

@@ -90,33 +90,25 @@ void Adam::zero_grad() {
     if (!hyper_[p.group].frozen) p.grad.zero();
 }
 
-void Adam::step_param(std::size_t i, const AdamHyper& h) {
-  const Param& p = params_[i];
-  const Index n = p.value.numel();
-  const std::int64_t step = ++steps_[i];
+ew::AdamScalars adam_scalars(const AdamHyper& h, std::int64_t step, bool do_wd) {
   // Scalars in double, applied in float (like torch's float32 kernels).
   const double debias1 = 1.0 - std::pow(h.mom, (double)step);
   const double debias2 = 1.0 - std::pow(h.sqr_mom, (double)step);
-  const float decay = (p.do_wd && h.wd != 0) ? (float)(1.0 - h.lr * h.wd) : 1.0f;
-  const float mom = (float)h.mom, one_m_mom = (float)(1.0 - h.mom);
-  const float sqr = (float)h.sqr_mom, one_m_sqr = (float)(1.0 - h.sqr_mom);
-  const float step_size = (float)(h.lr / debias1);
-  const float inv_debias2 = (float)(1.0 / debias2);
-  const float eps = (float)h.eps;
-  float* __restrict w = p.value.data;
-  const float* __restrict g = p.grad.data;
-  float* __restrict m = m_[i].data;
-  float* __restrict v = v_[i].data;
-  // One fused pass: decay, both moments, update.
-#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
-  for (Index k = 0; k < n; ++k) {
-    const float gk = g[k];
-    const float mk = mom * m[k] + one_m_mom * gk;
-    const float vk = sqr * v[k] + one_m_sqr * gk * gk;
-    m[k] = mk;
-    v[k] = vk;
-    w[k] = w[k] * decay - step_size * mk / (std::sqrt(vk * inv_debias2) + eps);
-  }
+  ew::AdamScalars s;
+  s.decay = (do_wd && h.wd != 0) ? (float)(1.0 - h.lr * h.wd) : 1.0f;
+  s.mom = (float)h.mom, s.one_m_mom = (float)(1.0 - h.mom);
+  s.sqr = (float)h.sqr_mom, s.one_m_sqr = (float)(1.0 - h.sqr_mom);
+  s.step_size = (float)(h.lr / debias1);
+  s.inv_debias2 = (float)(1.0 / debias2);
+  s.eps = (float)h.eps;
+  return s;
+}
+
+void Adam::step_param(std::size_t i, const AdamHyper& h) {
+  const Param& p = params_[i];
+  const std::int64_t step = ++steps_[i];
+  // One fused pass (nn::ew::adam_update per element): decay, both moments, update.
+  be_->f32().adam_step(p.value, p.grad, m_[i], v_[i], adam_scalars(h, step, p.do_wd));
 }
 
 void Adam::step() {

@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "nn/backend.h"
+#include "nn/elementwise.h"
 #include "nn/param.h"
 #include "nn/tensor.h"
 
@@ -38,6 +40,9 @@ struct AdamHyper {
   double wd = 0.01;       // decoupled weight decay (fastai Learner passes 1e-7 LM / 1e-6 classifier)
   bool frozen = false;
 };
+
+// The per-step scalars of one parameter tensor (nn::ew::adam_update applies them).
+ew::AdamScalars adam_scalars(const AdamHyper& h, std::int64_t step, bool do_wd);
 
 class Adam {
  public:
@@ -70,6 +75,9 @@ class Adam {
   // Zero m, v and every step counter (hyper-parameters and frozen flags are kept).
   void clear_state();
 
+  // The backend whose adam_step op runs the update (its memory must hold the parameters).
+  void set_backend(Backend& b) { be_ = &b; }
+  Backend& backend() const { return *be_; }
   // One optimizer step over every parameter of every non-frozen group, reading p.grad.
   void step();
   // Zero the gradients of the parameters of non-frozen groups (fastai: only params with a grad).
@@ -89,6 +97,7 @@ class Adam {
 
  private:
   void step_param(std::size_t i, const AdamHyper& h);
+  Backend* be_ = &cpu_backend();
 
   std::vector<Param> params_;
   std::vector<AdamHyper> hyper_;

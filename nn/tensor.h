@@ -27,6 +27,11 @@
 namespace nn {
 
 using Index = std::int64_t;
+
+// Where a buffer lives (nn/memory.h: Buffer, BufferArena; nn/backend.h: explicit copies).
+// Tensor and Arena below are host memory.
+enum class Memory { host, cuda };
+inline const char* memory_name(Memory m) { return m == Memory::host ? "host" : "cuda"; }
 constexpr int kMaxDims = 4;
 constexpr std::size_t kAlign = 64;
 
@@ -160,6 +165,7 @@ class Tensor {
   const T* data() const { return buf_.get(); }
   const Shape& shape() const { return shape_; }
   Index numel() const { return shape_.numel(); }
+  static constexpr Memory memory() { return Memory::host; }
   T& operator[](Index i) { return buf_.get()[i]; }
   const T& operator[](Index i) const { return buf_.get()[i]; }
 
@@ -212,6 +218,7 @@ class Arena {
   }
   void reset() { used_ = 0; }
   View<T> all() { return View<T>(base_, Shape{used_}); }
+  static constexpr Memory memory() { return Memory::host; }
   Index used() const { return used_; }
   Index capacity() const { return capacity_; }
 

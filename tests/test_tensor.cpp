@@ -78,10 +78,10 @@ TEST(Backend, GemmMatchesNaiveAllTransposes) {
 }
 
 TEST(Backend, SelectionIsCheckedAndNamed) {
-  EXPECT_STREQ(backend().name(), "cpu");
-  EXPECT_THROW(set_backend("tpu"), std::runtime_error);
-  set_backend("cpu");
-  EXPECT_STREQ(backend().name(), "cpu");
+  EXPECT_STREQ(cpu_backend().name(), "cpu");
+  EXPECT_THROW(get_backend("tpu"), std::runtime_error);
+  EXPECT_EQ(&get_backend("cpu"), &cpu_backend());
+  EXPECT_STREQ(get_backend("cpu").name(), "cpu");
 }
 
 TEST(Rng, DeterministicAndResumable) {

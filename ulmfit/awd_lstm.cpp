@@ -111,8 +111,6 @@ AwdLstmEncoderT<T>::AwdLstmEncoderT(const AwdLstmConfig& cfg, Index extra) : cfg
     db_hh_.push_back(grads_.take({4 * h}));
   }
   train_rnn_.assign(L, true);
-  h_.resize(L);
-  c_.resize(L);
   weff_.resize(L);
   dweff_.resize(L);
   reset();
@@ -206,26 +204,46 @@ void AwdLstmEncoderT<T>::set_trainable(bool embedding, const std::vector<bool>& 
 }
 
 template <typename T>
-void AwdLstmEncoderT<T>::reset() {
-  state_bs_ = 0;
-  for (int l = 0; l < cfg_.n_layers; ++l) {
-    h_[l].resize({0, cfg_.layer_hidden(l)});
-    c_[l].resize({0, cfg_.layer_hidden(l)});
+void AwdLstmState<T>::reset(const AwdLstmConfig& cfg, Index bs) {
+  h.resize(cfg.n_layers);
+  c.resize(cfg.n_layers);
+  for (int l = 0; l < cfg.n_layers; ++l) {
+    h[l].resize({bs, cfg.layer_hidden(l)});  // zero-filled
+    c[l].resize({bs, cfg.layer_hidden(l)});
   }
 }
 
 template <typename T>
-void AwdLstmEncoderT<T>::resize_state(Index bs) {
-  if (bs == state_bs_) return;
-  for (int l = 0; l < cfg_.n_layers; ++l) {
-    Index H = cfg_.layer_hidden(l), keep = std::min(bs, state_bs_);
-    for (auto* s : {&h_[l], &c_[l]}) {
+void AwdLstmState<T>::resize(const AwdLstmConfig& cfg, Index bs) {
+  if ((int)h.size() != cfg.n_layers || (int)c.size() != cfg.n_layers) {
+    reset(cfg, bs);
+    return;
+  }
+  const Index old = batch();
+  if (bs == old) return;
+  for (int l = 0; l < cfg.n_layers; ++l) {
+    const Index H = cfg.layer_hidden(l), keep = std::min(bs, old);
+    for (auto* s : {&h[l], &c[l]}) {
+      if (s->shape() != Shape{old, H})
+        throw std::invalid_argument("AWD-LSTM state: layer " + std::to_string(l) + " is " +
+                                    s->shape().str() + ", expected " + Shape{old, H}.str());
       Tensor<T> n({bs, H});
       if (keep) std::copy_n(s->data(), keep * H, n.data());
       *s = std::move(n);
     }
   }
-  state_bs_ = bs;
+}
+
+template <typename T>
+void AwdLstmEncoderT<T>::reset() {
+  state_.reset(cfg_, 0);
+}
+
+template <typename T>
+AwdLstmState<T> AwdLstmEncoderT<T>::make_state(Index bs) const {
+  AwdLstmState<T> st;
+  st.reset(cfg_, bs);
+  return st;
 }
 
 template <typename T>
@@ -242,7 +260,7 @@ void AwdLstmEncoderT<T>::check_ids(CView<TokenId> ids) const {
 }
 
 template <typename T>
-void AwdLstmEncoderT<T>::sample_masks(AwdLstmCache<T>& cache, const ForwardOptions& opt) {
+void AwdLstmEncoderT<T>::sample_masks(AwdLstmCache<T>& cache, const ForwardOptions& opt) const {
   const Index bs = cache.bs;
   const int L = cfg_.n_layers;
   auto& m = cache.masks;
@@ -255,7 +273,7 @@ void AwdLstmEncoderT<T>::sample_masks(AwdLstmCache<T>& cache, const ForwardOptio
     for (auto& h : m.hidden) h = Tensor<T>();
     return;
   }
-  auto want = [](Tensor<T>& t, Shape s, double p, const char* what, const ForwardOptions& o) {
+  auto want = [this](Tensor<T>& t, Shape s, double p, const char* what, const ForwardOptions& o) {
     if (o.reuse_masks) {
       if (present(t) && t.shape() != s)
         throw std::invalid_argument(std::string("AWD-LSTM reuse_masks: ") + what + " mask is " +
@@ -268,7 +286,7 @@ void AwdLstmEncoderT<T>::sample_masks(AwdLstmCache<T>& cache, const ForwardOptio
     }
     if (!o.rng) throw std::invalid_argument("AWD-LSTM forward: training needs an Rng");
     if (t.shape() != s) t.resize(s);
-    nn::dropout_mask<T>(*o.rng, p, t.view());
+    be_->ops<T>().dropout_mask(*o.rng, p, t.view());
   };
   want(m.embed, {cfg_.vocab}, cfg_.embed_p, "embed", opt);
   want(m.input, {bs, cfg_.emb}, cfg_.input_p, "input", opt);
@@ -281,49 +299,78 @@ void AwdLstmEncoderT<T>::sample_masks(AwdLstmCache<T>& cache, const ForwardOptio
 
 
 template <typename T>
-void AwdLstmEncoderT<T>::forward(CView<TokenId> ids, View<T> out, AwdLstmCache<T>& cache,
-                                 const ForwardOptions& opt) {
-  require_float_recurrent("forward");
+void AwdLstmEncoderT<T>::encode(CView<TokenId> ids, AwdLstmState<T>& state, View<T> out,
+                                AwdLstmCache<T>* cache, AwdLstmWorkspace<T>* ws,
+                                const ForwardOptions& opt) const {
   check_ids(ids);
   const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg_.emb;
   const int L = cfg_.n_layers;
-  nn::check_shape(out.shape, Shape{bs, sl, E}, "AWD-LSTM forward output");
-  resize_state(bs);
-  cache.bs = bs, cache.sl = sl, cache.training = opt.training;
-  ensure(cache.ids, Shape{bs, sl});
-  cache.ids.view().copy_from(ids);
-  sample_masks(cache, opt);
-  auto& m = cache.masks;
+  nn::check_shape(out.shape, Shape{bs, sl, E}, cache ? "AWD-LSTM forward output" : "AWD-LSTM infer output");
+  nn::Ops<T>& ops = be_->ops<T>();
+  state.resize(cfg_, bs);
+  AwdLstmMasks<T>* m = nullptr;  // null: eval (the serving path)
+  View<T> x;                     // layer input
+  if (cache) {
+    cache->bs = bs, cache->sl = sl, cache->training = opt.training;
+    ensure(cache->ids, Shape{bs, sl});
+    cache->ids.view().copy_from(ids);
+    sample_masks(*cache, opt);
+    m = &cache->masks;
+    ensure(cache->x0, Shape{bs, sl, E});
+    x = cache->x0.view();
+    cache->inputs.resize(L);
+    cache->outputs.resize(L);
+    cache->lstm.resize(L);
+  } else {
+    x = scratch(ws->a, Shape{bs, sl, E});
+  }
   // 1-2. embedding (with whole-row dropout) and input dropout
-  ensure(cache.x0, Shape{bs, sl, E});
-  nn::embedding_forward<T>(ids, emb_, m.embed.view(), cache.x0.view());
-  if (present(m.input)) nn::rnn_dropout_forward<T>(cache.x0.view(), m.input.view(), cache.x0.view());
-  // 3. the LSTM stack
-  cache.inputs.resize(L);
-  cache.outputs.resize(L);
-  cache.lstm.resize(L);
+  ops.embedding_forward(ids, emb_, m ? CView<T>(m->embed.view()) : CView<T>(), x);
+  if (m && present(m->input)) ops.rnn_dropout_forward(x, m->input.view(), x);
+  // 3. the LSTM stack, from `state` and back into it
+  Tensor<T>* bufs[2] = {ws ? &ws->a : nullptr, ws ? &ws->b : nullptr};
+  int cur = 0;
   for (int l = 0; l < L; ++l) {
     const Index H = cfg_.layer_hidden(l);
     nn::LstmParams<T> p = lstm_params(l);
-    if (present(m.weight[l])) {
+    View<T> h = state.h[l].view(), c = state.c[l].view();
+    if (!cache) {  // serving: ping-pong between two workspace buffers, the last layer into out
+      View<T> y = l == L - 1 ? out : scratch(*bufs[1 - cur], Shape{bs, sl, H});
+      ops.lstm_infer(p, x, h, c, y, ws->scratch);
+      x = y;
+      cur = 1 - cur;
+      continue;
+    }
+    if (present(m->weight[l])) {
       ensure(weff_[l], Shape{4 * H, H});
-      nn::weight_dropout_forward<T>(w_hh_[l], m.weight[l].view(), weff_[l].view());
+      ops.weight_dropout_forward(w_hh_[l], m->weight[l].view(), weff_[l].view());
       p.w_hh = weff_[l].view();
     }
-    ensure(cache.outputs[l], Shape{bs, sl, H});
-    CView<T> x = l == 0 ? CView<T>(cache.x0.view()) : CView<T>(cache.inputs[l].view());
-    nn::lstm_forward<T>(p, x, h_[l].view(), c_[l].view(), cache.outputs[l].view(), h_[l].view(),
-                        c_[l].view(), cache.lstm[l]);
+    ensure(cache->outputs[l], Shape{bs, sl, H});
+    ops.lstm_forward(p, x, h, c, cache->outputs[l].view(), h, c, cache->lstm[l]);
     if (l < L - 1) {
-      ensure(cache.inputs[l + 1], Shape{bs, sl, H});
-      if (present(m.hidden[l]))
-        nn::rnn_dropout_forward<T>(cache.outputs[l].view(), m.hidden[l].view(),
-                                   cache.inputs[l + 1].view());
+      ensure(cache->inputs[l + 1], Shape{bs, sl, H});
+      x = cache->inputs[l + 1].view();
+      if (present(m->hidden[l]))
+        ops.rnn_dropout_forward(cache->outputs[l].view(), m->hidden[l].view(), x);
       else
-        cache.inputs[l + 1].view().copy_from(cache.outputs[l].view());
+        x.copy_from(cache->outputs[l].view());
     }
   }
-  out.copy_from(cache.outputs[L - 1].view());
+  if (cache) out.copy_from(cache->outputs[L - 1].view());
+}
+
+template <typename T>
+void AwdLstmEncoderT<T>::forward(CView<TokenId> ids, AwdLstmState<T>& state, View<T> out,
+                                 AwdLstmCache<T>& cache, const ForwardOptions& opt) {
+  require_float_recurrent("forward");
+  encode(ids, state, out, &cache, nullptr, opt);
+}
+
+template <typename T>
+void AwdLstmEncoderT<T>::infer(CView<TokenId> ids, AwdLstmState<T>& state, View<T> out,
+                               AwdLstmWorkspace<T>& ws) const {
+  encode(ids, state, out, nullptr, &ws, ForwardOptions{false, nullptr, false});
 }
 
 template <typename T>
@@ -340,6 +387,7 @@ void AwdLstmEncoderT<T>::backward(AwdLstmCache<T>& cache, CView<T> dout) {
   if (train_emb_) lowest = -1;
   if (lowest == L) return;
   auto& m = cache.masks;
+  nn::Ops<T>& ops = be_->ops<T>();
   Index maxw = cfg_.emb;
   for (int l = 0; l < L; ++l) maxw = std::max(maxw, cfg_.layer_hidden(l));
   // d: gradient w.r.t. the current layer's output (ping-pong between two scratch buffers)
@@ -355,7 +403,7 @@ void AwdLstmEncoderT<T>::backward(AwdLstmCache<T>& cache, CView<T> dout) {
     const bool masked = m.weight.size() == (size_t)L && present(m.weight[l]);
     if (masked) {
       ensure(weff_[l], Shape{4 * H, H});
-      nn::weight_dropout_forward<T>(w_hh_[l], m.weight[l].view(), weff_[l].view());
+      ops.weight_dropout_forward(w_hh_[l], m.weight[l].view(), weff_[l].view());
       p.w_hh = weff_[l].view();
     }
     if (train_rnn_[l]) {
@@ -369,40 +417,20 @@ void AwdLstmEncoderT<T>::backward(AwdLstmCache<T>& cache, CView<T> dout) {
     const bool need_dx = l > lowest;
     View<T> dx;
     if (need_dx) dx = View<T>(bufs[1 - cur]->data(), Shape{bs, sl, in});
-    nn::lstm_backward<T>(p, cache.lstm[l], d, {}, {}, dx, {}, {}, g);
+    ops.lstm_backward(p, cache.lstm[l], d, {}, {}, dx, {}, {}, g);
     if (train_rnn_[l] && masked)
-      nn::weight_dropout_backward<T>(dweff_[l].view(), m.weight[l].view(), dw_hh_[l]);
+      ops.weight_dropout_backward(dweff_[l].view(), m.weight[l].view(), dw_hh_[l]);
     if (!need_dx) break;
     cur = 1 - cur;
     d = dx;
     // through the dropout in front of this layer
     if (l > 0) {
       if (m.hidden.size() == (size_t)(L - 1) && present(m.hidden[l - 1]))
-        nn::rnn_dropout_backward<T>(d, m.hidden[l - 1].view(), d);
+        ops.rnn_dropout_backward(d, m.hidden[l - 1].view(), d);
     } else {
-      if (present(m.input)) nn::rnn_dropout_backward<T>(d, m.input.view(), d);
-      nn::embedding_backward<T>(cache.ids.view(), m.embed.view(), d, cfg_.pad_token, demb_);
+      if (present(m.input)) ops.rnn_dropout_backward(d, m.input.view(), d);
+      ops.embedding_backward(cache.ids.view(), m.embed.view(), d, cfg_.pad_token, demb_);
     }
-  }
-}
-
-template <typename T>
-void AwdLstmEncoderT<T>::infer(CView<TokenId> ids, View<T> out) {
-  check_ids(ids);
-  const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg_.emb;
-  const int L = cfg_.n_layers;
-  nn::check_shape(out.shape, Shape{bs, sl, E}, "AWD-LSTM infer output");
-  resize_state(bs);
-  View<T> x = scratch(infer_a_, Shape{bs, sl, E});
-  nn::embedding_forward<T>(ids, emb_, CView<T>(), x);
-  Tensor<T>* bufs[2] = {&infer_a_, &infer_b_};
-  int cur = 0;
-  for (int l = 0; l < L; ++l) {
-    const Index H = cfg_.layer_hidden(l);
-    View<T> y = l == L - 1 ? out : scratch(*bufs[1 - cur], Shape{bs, sl, H});
-    nn::lstm_infer<T>(lstm_params(l), x, h_[l].view(), c_[l].view(), y, infer_scratch_);
-    x = y;
-    cur = 1 - cur;
   }
 }
 
@@ -449,7 +477,7 @@ double AwdLstmLMT<T>::train_step(CView<TokenId> ids, CView<TokenId> targets,
     if (cfg.output_p > 0) {
       if (!opt.rng) throw std::invalid_argument("AWD-LSTM LM: training needs an Rng");
       ensure(om, Shape{bs, E});
-      nn::dropout_mask<T>(*opt.rng, cfg.output_p, om.view());
+      enc_.backend().template ops<T>().dropout_mask(*opt.rng, cfg.output_p, om.view());
     } else {
       om = Tensor<T>();
     }
@@ -459,7 +487,7 @@ double AwdLstmLMT<T>::train_step(CView<TokenId> ids, CView<TokenId> targets,
   }
   ensure(cache.dp, Shape{bs, sl, E});
   if (present(om))
-    nn::rnn_dropout_forward<T>(out_.view(), om.view(), cache.dp.view());
+    enc_.backend().template ops<T>().rnn_dropout_forward(out_.view(), om.view(), cache.dp.view());
   else
     cache.dp.view().copy_from(out_.view());
   bool below = false;  // does anything below the decoder train?
@@ -469,13 +497,13 @@ double AwdLstmLMT<T>::train_step(CView<TokenId> ids, CView<TokenId> targets,
   Index chunk = std::max<Index>(1, std::min(chunk_rows, bs * sl));
   ensure(logits_, Shape{chunk * V});
   View<T> ddp = below ? View<T>(out_.data(), Shape{bs * sl, E}) : View<T>();  // reuse out_
-  nn::LossResult r = nn::lm_softmax_ce_forward_backward<T>(
+  nn::LossResult r = enc_.backend().template ops<T>().lm_softmax_ce_forward_backward(
       cache.dp.view().reshape({bs * sl, E}), enc_.embedding(), bias_,
       targets.reshape({bs * sl}), ddp, dec ? enc_.embedding_grad() : View<T>(),
       dec ? dbias_ : View<T>(), logits_.view(), chunk);
   if (below) {
     View<T> d = ddp.reshape({bs, sl, E});
-    if (present(om)) nn::rnn_dropout_backward<T>(d, om.view(), d);
+    if (present(om)) enc_.backend().template ops<T>().rnn_dropout_backward(d, om.view(), d);
     enc_.backward(cache, d);
   }
   return r.loss;
@@ -492,7 +520,7 @@ double AwdLstmLMT<T>::eval_loss(CView<TokenId> ids, CView<TokenId> targets) {
   enc_.infer(ids, out_.view());
   Index chunk = std::max<Index>(1, std::min(chunk_rows, bs * sl));
   ensure(logits_, Shape{chunk * V});
-  return nn::lm_softmax_ce_forward<T>(out_.view().reshape({bs * sl, E}), enc_.embedding(), bias_,
+  return enc_.backend().template ops<T>().lm_softmax_ce_forward(out_.view().reshape({bs * sl, E}), enc_.embedding(), bias_,
                                       targets.reshape({bs * sl}), logits_.view(), chunk)
       .loss;
 }
@@ -512,20 +540,22 @@ void AwdLstmLMT<T>::logits(CView<TokenId> ids, View<T> out, AwdLstmCache<T>& cac
     if (!opt.reuse_masks) {
       if (cfg.output_p > 0 && opt.rng) {
         ensure(om, Shape{bs, E});
-        nn::dropout_mask<T>(*opt.rng, cfg.output_p, om.view());
+        enc_.backend().template ops<T>().dropout_mask(*opt.rng, cfg.output_p, om.view());
       } else {
         om = Tensor<T>();
       }
     }
-    if (present(om)) nn::rnn_dropout_forward<T>(out_.view(), om.view(), out_.view());
+    if (present(om)) enc_.backend().template ops<T>().rnn_dropout_forward(out_.view(), om.view(), out_.view());
   } else {
     enc_.infer(ids, out_.view());
   }
   for (Index r = 0; r < bs * sl; ++r) std::copy_n(bias_.data, V, out.data + r * V);
-  nn::gemm(false, true, bs * sl, V, E, T(1), out_.data(), E, enc_.embedding().data, E, T(1),
+  enc_.backend().template ops<T>().gemm(false, true, bs * sl, V, E, T(1), out_.data(), E, enc_.embedding().data, E, T(1),
            out.data, V);
 }
 
+template struct AwdLstmState<float>;
+template struct AwdLstmState<double>;
 template class AwdLstmEncoderT<float>;
 template class AwdLstmEncoderT<double>;
 template class AwdLstmLMT<float>;

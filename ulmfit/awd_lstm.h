@@ -4,8 +4,13 @@
 //   1. embedding with EmbeddingDropout (mask [V], whole rows; pad row gets no gradient)
 //   2. input RNNDropout (mask [bs, E], shared over time)
 //   3. for each LSTM layer l: WeightDropout on W_hh (element mask [4h, h], resampled every
-//      forward call), LSTM from the stored state, hidden RNNDropout (mask [bs, h_l]) if not last
-//   4. the new state is stored detached (truncated BPTT at every call boundary)
+//      forward call), LSTM from the state passed in, hidden RNNDropout (mask [bs, h_l]) if not last
+//   4. the new state is written back into that state, detached (truncated BPTT at every call
+//      boundary)
+// The recurrent state is caller-owned (AwdLstmState): forward/infer take it in and give it back.
+// ONE encoder forward (encode) serves LM training, classifier training and serving; the
+// overloads without a state use a default state the encoder keeps for convenience (the LM's
+// batches carry it from window to window). Every op runs on the encoder's nn::Backend.
 // LM head (LinearDecoder, §2.5): output RNNDropout (mask [bs, E]) -> logits = dp·Wᵀ + b with W
 // the embedding (tied); loss = mean softmax cross-entropy over all bs·sl positions, computed in
 // row chunks so that the [bs·sl, V] logits never exist at once.
@@ -21,6 +26,7 @@
 #include <vector>
 
 #include "io/model_config.h"
+#include "nn/backend.h"
 #include "nn/lstm.h"
 #include "nn/param.h"
 #include "nn/rng.h"
@@ -98,6 +104,24 @@ struct AwdLstmCache {
   // (the weight-dropped W_hh is not kept: backward recomputes raw ⊙ mask into a model scratch)
 };
 
+// The recurrent state of the encoder, owned by the caller: per layer h, c [bs, h_l].
+template <typename T>
+struct AwdLstmState {
+  std::vector<nn::Tensor<T>> h, c;
+  Index batch() const { return h.empty() ? 0 : h[0].shape()[0]; }
+  // Zero state for `bs` rows.
+  void reset(const AwdLstmConfig& cfg, Index bs = 0);
+  // Batch size change: the first rows are kept, new rows are zero (no-op if bs is unchanged).
+  void resize(const AwdLstmConfig& cfg, Index bs);
+};
+
+// Buffers of the serving path (AwdLstmEncoderT::infer), one per caller / thread: nothing is
+// allocated once they have seen the largest window.
+template <typename T>
+struct AwdLstmWorkspace {
+  nn::Tensor<T> a, b, scratch;
+};
+
 // A named tensor of the model (fastai state_dict key without prefix).
 template <typename T>
 struct NamedTensor {
@@ -163,31 +187,52 @@ class AwdLstmEncoderT {
   bool embedding_trainable() const { return train_emb_; }
   bool rnn_trainable(int l) const { return train_rnn_[l]; }
 
-  // ---- hidden state (§2.6) ----
+  // ---- backend ----
+  // The backend every op runs on (default: the CPU). Its memory must hold the model's arenas.
+  void set_backend(nn::Backend& b) { be_ = &b; }
+  nn::Backend& backend() const { return *be_; }
+
+  // ---- the default hidden state (§2.6), for callers that pass none ----
   void reset();                           // zero state (batch size forgotten)
-  Index state_batch() const { return state_bs_; }
+  Index state_batch() const { return state_.batch(); }
   // Batch size change: keep the first rows, new rows are zero.
-  void resize_state(Index bs);
-  nn::View<T> state_h(int l) { return h_[l].view(); }  // [state_batch, h_l]
-  nn::View<T> state_c(int l) { return c_[l].view(); }
+  void resize_state(Index bs) { state_.resize(cfg_, bs); }
+  nn::View<T> state_h(int l) { return state_.h[l].view(); }  // [state_batch, h_l]
+  nn::View<T> state_c(int l) { return state_.c[l].view(); }
+  AwdLstmState<T>& state() { return state_; }
+  // A zero state of this encoder's sizes for `bs` rows.
+  AwdLstmState<T> make_state(Index bs = 0) const;
 
   // ---- compute ----
   // Training-style forward (dropout if opt.training): ids [bs, sl] -> out [bs, sl, E] (raw last
-  // layer output). Fills `cache` for backward. Updates the stored state (detached).
+  // layer output). Fills `cache` for backward. `state` is read (resized to bs: first rows kept)
+  // and replaced by the final state (detached).
+  void forward(nn::CView<TokenId> ids, AwdLstmState<T>& state, nn::View<T> out,
+               AwdLstmCache<T>& cache, const ForwardOptions& opt);
+  // The same on the default state.
   void forward(nn::CView<TokenId> ids, nn::View<T> out, AwdLstmCache<T>& cache,
-               const ForwardOptions& opt);
+               const ForwardOptions& opt) {
+    forward(ids, state_, out, cache, opt);
+  }
   // Backward of the window in `cache` (consumes it): dout [bs, sl, E]. Gradients accumulate
   // into grads(), skipping frozen parts.
   void backward(AwdLstmCache<T>& cache, nn::CView<T> dout);
-  // Serving path: eval mode, no cache, state carried. out [bs, sl, E].
-  void infer(nn::CView<TokenId> ids, nn::View<T> out);
+  // Serving path: eval mode, no cache, `state` carried (as in forward). out [bs, sl, E].
+  // Const and thread-safe given one state and workspace per thread.
+  void infer(nn::CView<TokenId> ids, AwdLstmState<T>& state, nn::View<T> out,
+             AwdLstmWorkspace<T>& ws) const;
+  // The same on the default state.
+  void infer(nn::CView<TokenId> ids, nn::View<T> out) { infer(ids, state_, out, ws_); }
 
   // Throws std::invalid_argument naming the position of the first id outside [0, vocab).
   void check_ids(nn::CView<TokenId> ids) const;
 
  private:
-  void sample_masks(AwdLstmCache<T>& cache, const ForwardOptions& opt);
-  void embed_lookup(nn::CView<TokenId> ids, const nn::Tensor<T>& mask, nn::View<T> out) const;
+  void sample_masks(AwdLstmCache<T>& cache, const ForwardOptions& opt) const;
+  // THE encoder forward: with a cache, a training-style window (lstm_forward, masks if
+  // opt.training); without one, the serving path (lstm_infer through `ws`).
+  void encode(nn::CView<TokenId> ids, AwdLstmState<T>& state, nn::View<T> out,
+              AwdLstmCache<T>* cache, AwdLstmWorkspace<T>* ws, const ForwardOptions& opt) const;
 
   AwdLstmConfig cfg_;
   nn::Arena<T> values_, grads_;
@@ -196,11 +241,12 @@ class AwdLstmEncoderT {
   std::vector<nn::View<T>> dw_ih_, dw_hh_, db_ih_, db_hh_;
   bool train_emb_ = true;
   std::vector<bool> train_rnn_;
-  Index state_bs_ = 0;
-  std::vector<nn::Tensor<T>> h_, c_;
-  nn::Tensor<T> infer_scratch_, infer_a_, infer_b_;
-  std::vector<nn::Tensor<T>> weff_;        // weight-dropped W_hh (scratch, per layer)
-  std::vector<nn::Tensor<T>> dweff_;       // dW_hh of the dropped matrix, before the mask
+  nn::Backend* be_ = &nn::cpu_backend();
+  AwdLstmState<T> state_;                  // the default state
+  AwdLstmWorkspace<T> ws_;                 // the default state's serving buffers
+  // Training scratch (not touched by infer, so infer stays thread-safe):
+  mutable std::vector<nn::Tensor<T>> weff_;   // weight-dropped W_hh (per layer)
+  mutable std::vector<nn::Tensor<T>> dweff_;  // dW_hh of the dropped matrix, before the mask
   std::vector<nn::HalfMatrix> whh_half_;   // serving copies of W_hh (set_half_recurrent)
   bool f32_whh_ = true;                    // false after adopt_half_recurrent
   void require_float_recurrent(const char* what) const;

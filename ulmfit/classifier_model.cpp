@@ -226,7 +226,7 @@ void ClassifierModelT<T>::forward(CView<TokenId> ids, View<T> logits, Classifier
   if (cache.enc.size() < n_caches) cache.enc.resize(n_caches);
   ensure(cache.out, Shape{bs, T_kept, E});
   cache.out.view().zero();
-  enc_.reset();
+  cache.state.reset(cfg_.enc, 0);
   for (std::size_t k = 0; k < cache.chunks.size(); ++k) {
     const auto& c = cache.chunks[k];
     View<TokenId> cid = scratch(cache.chunk_ids, Shape{c.real_bs, c.len});
@@ -235,9 +235,9 @@ void ClassifierModelT<T>::forward(CView<TokenId> ids, View<T> logits, Classifier
     View<T> co = scratch(cache.chunk_out, Shape{c.real_bs, c.len, E});
     if (opt.training) {
       AwdLstmCache<T>& ec = per_chunk ? cache.enc[k] : cache.enc[0];
-      enc_.forward(cid, co, ec, opt);
+      enc_.forward(cid, cache.state, co, ec, opt);
     } else {
-      enc_.infer(cid, co);
+      enc_.infer(cid, cache.state, co, cache.enc_ws);
     }
     if (c.kept) {
       for (Index b = 0; b < c.real_bs; ++b)
@@ -255,7 +255,7 @@ void ClassifierModelT<T>::forward(CView<TokenId> ids, View<T> logits, Classifier
   }
   ensure(cache.pooled, Shape{bs, 3 * E});
   ensure(cache.argmax, Shape{bs, E});
-  nn::masked_concat_pool_forward<T>(cache.out.view(), cache.pad.view(), cache.pooled.view(),
+  ops().concat_pool_forward(cache.out.view(), cache.pad.view(), cache.pooled.view(),
                                     cache.argmax.view(), cfg_.bptt);
   // 4. head
   head_forward(cache, opt);
@@ -279,7 +279,7 @@ void ClassifierModelT<T>::head_forward(ClassifierCache<T>& cache, const ForwardO
             "classifier training: BatchNorm needs at least 2 documents per batch, got 1");
       ensure(hc.xhat, Shape{bs, b.n_in});
       ensure(hc.rstd, Shape{b.n_in});
-      nn::batchnorm_forward_train<T>(hc.x.view(), b.bn_w, b.bn_b, b.running_mean.view(),
+      ops().batchnorm_forward_train(hc.x.view(), b.bn_w, b.bn_b, b.running_mean.view(),
                                      b.running_var.view(), hc.bn_out.view(),
                                      nn::BatchNormCache<T>{hc.xhat.view(), hc.rstd.view()});
       b.num_batches_tracked[0] += 1;
@@ -291,18 +291,18 @@ void ClassifierModelT<T>::head_forward(ClassifierCache<T>& cache, const ForwardO
       } else if (b.p > 0) {
         if (!opt.rng) throw std::invalid_argument("classifier forward: training needs an Rng");
         ensure(hc.mask, Shape{bs, b.n_in});
-        nn::dropout_mask<T>(*opt.rng, b.p, hc.mask.view());
+        ops().dropout_mask(*opt.rng, b.p, hc.mask.view());
       } else {
         hc.mask = Tensor<T>();
       }
-      if (present(hc.mask)) nn::dropout_forward<T>(hc.bn_out.view(), hc.mask.view(), hc.bn_out.view());
+      if (present(hc.mask)) ops().dropout_forward(hc.bn_out.view(), hc.mask.view(), hc.bn_out.view());
     } else {
-      nn::batchnorm_forward_eval<T>(hc.x.view(), b.bn_w, b.bn_b, b.running_mean.view(),
+      ops().batchnorm_forward_eval(hc.x.view(), b.bn_w, b.bn_b, b.running_mean.view(),
                                     b.running_var.view(), hc.bn_out.view());
     }
     ensure(hc.y, Shape{bs, b.n_out});
-    nn::linear_forward<T>(hc.bn_out.view(), b.lin_w, CView<T>(), hc.y.view());
-    if (i + 1 < blocks_.size()) nn::relu_forward<T>(hc.y.view(), hc.y.view());
+    ops().linear_forward(hc.bn_out.view(), b.lin_w, CView<T>(), hc.y.view());
+    if (i + 1 < blocks_.size()) ops().relu_forward(hc.y.view(), hc.y.view());
     x = hc.y.view();
   }
   ensure(cache.logits, Shape{bs, cfg_.n_classes});
@@ -324,13 +324,13 @@ void ClassifierModelT<T>::backward(ClassifierCache<T>& cache, CView<T> dlogits) 
   for (int i = (int)blocks_.size() - 1; i >= 0; --i) {
     Block& b = blocks_[i];
     HeadBlockCache<T>& hc = cache.head[i];
-    if (i + 1 < (int)blocks_.size()) nn::relu_backward<T>(hc.y.view(), dy, dy);
+    if (i + 1 < (int)blocks_.size()) ops().relu_backward(hc.y.view(), dy, dy);
     View<T> dbn = scratch(*bufs[1 - cur], Shape{bs, b.n_in});
-    nn::linear_backward<T>(hc.bn_out.view(), b.lin_w, dy, dbn, b.dlin_w, View<T>());
-    if (present(hc.mask)) nn::dropout_backward<T>(dbn, hc.mask.view(), dbn);
+    ops().linear_backward(hc.bn_out.view(), b.lin_w, dy, dbn, b.dlin_w, View<T>());
+    if (present(hc.mask)) ops().dropout_backward(dbn, hc.mask.view(), dbn);
     const bool need_dx = i > 0 || enc_trains;
     View<T> dx = need_dx ? scratch(*bufs[cur], Shape{bs, b.n_in}) : View<T>();
-    nn::batchnorm_backward<T>(dbn, b.bn_w, nn::BatchNormCache<T>{hc.xhat.view(), hc.rstd.view()},
+    ops().batchnorm_backward(dbn, b.bn_w, nn::BatchNormCache<T>{hc.xhat.view(), hc.rstd.view()},
                               dx, b.dbn_w, b.dbn_b);
     dy = dx;
   }
@@ -338,7 +338,7 @@ void ClassifierModelT<T>::backward(ClassifierCache<T>& cache, CView<T> dlogits) 
   // pooling → dout [bs, T_kept, E]
   const Index T_kept = cache.T_kept;
   ensure(cache.dout, Shape{bs, T_kept, E});
-  nn::masked_concat_pool_backward<T>(dy, cache.pad.view(), cache.argmax.view(), cache.dout.view(),
+  ops().concat_pool_backward(dy, cache.pad.view(), cache.argmax.view(), cache.dout.view(),
                                      cfg_.bptt);
   // each kept chunk: its own truncated-BPTT window
   if (cache.enc.size() < cache.chunks.size())
@@ -362,7 +362,7 @@ double ClassifierModelT<T>::train_step(CView<TokenId> ids, CView<std::int32_t> t
   ensure(cache.dlogits, Shape{bs, cfg_.n_classes});
   // forward writes the logits into cache.logits; reuse dlogits as the output buffer first
   forward(ids, cache.dlogits.view(), cache, opt);
-  auto r = nn::softmax_ce_forward_backward<T>(cache.logits.view(), targets, cache.dlogits.view());
+  auto r = ops().softmax_ce_forward_backward(cache.logits.view(), targets, cache.dlogits.view());
   if (correct) *correct = r.correct;
   backward(cache, cache.dlogits.view());
   return r.loss;
@@ -373,7 +373,6 @@ double ClassifierModelT<T>::train_step(CView<TokenId> ids, CView<std::int32_t> t
 template <typename T>
 void ClassifierModelT<T>::infer(CView<TokenId> ids, View<T> logits, ClassifierWorkspace<T>& ws) const {
   const Index n = ids.numel(), E = cfg_.enc.emb;
-  const int L = cfg_.enc.n_layers;
   if (n == 0) throw std::invalid_argument("classifier: empty document (no tokens)");
   nn::check_shape(logits.shape, Shape{cfg_.n_classes}, "classifier infer logits");
   if (cfg_.enc.backwards) {  // callers pass reading order; a backwards model reads it reversed
@@ -382,22 +381,13 @@ void ClassifierModelT<T>::infer(CView<TokenId> ids, View<T> logits, ClassifierWo
     ids = CView<TokenId>(ws.reversed.data(), Shape{n});
   }
   enc_.check_ids(CView<TokenId>(ids.data, Shape{1, n}));
-  ws.h.resize(L);
-  ws.c.resize(L);
-  for (int l = 0; l < L; ++l) {
-    ensure(ws.h[l], Shape{1, cfg_.enc.layer_hidden(l)});
-    ensure(ws.c[l], Shape{1, cfg_.enc.layer_hidden(l)});
-    ws.h[l].view().zero();
-    ws.c[l].view().zero();
-  }
+  ws.state.reset(cfg_.enc, 1);
   ensure(ws.sum, Shape{E});
   ensure(ws.mx, Shape{E});
   ensure(ws.last, Shape{E});
   ws.sum.view().zero();
   ws.mx.view().fill(-std::numeric_limits<T>::infinity());
   Index count = 0;
-  Index maxw = E;
-  for (int l = 0; l < L; ++l) maxw = std::max(maxw, cfg_.enc.layer_hidden(l));
   // For one document in eval mode the SentenceEncoder's chunk-by-chunk run (all layers on chunk
   // 1, then all layers on chunk 2, ...) equals running each layer over the whole sequence with
   // its state carried: no dropout, and detaching changes nothing forward. So run layer by layer
@@ -408,19 +398,8 @@ void ClassifierModelT<T>::infer(CView<TokenId> ids, View<T> logits, ClassifierWo
   for (Index i = 0; i < n; i += block) {
     const Index len = std::min(block, n - i);
     CView<TokenId> cid(ids.data + i, Shape{1, len});
-    View<T> x = scratch(ws.x, Shape{1, len, E});
-    nn::embedding_forward<T>(cid, emb_, CView<T>(), x);
-    Tensor<T>* bufs[2] = {&ws.y0, &ws.y1};
-    int cur = 0;
-    CView<T> in = x;
-    View<T> y;
-    for (int l = 0; l < L; ++l) {
-      const Index H = cfg_.enc.layer_hidden(l);
-      y = scratch(*bufs[cur], Shape{1, len, H});
-      nn::lstm_infer<T>(enc_.lstm_params(l), in, ws.h[l].view(), ws.c[l].view(), y, ws.scratch);
-      in = y;
-      cur = 1 - cur;
-    }
+    View<T> y = scratch(ws.y, Shape{1, len, E});
+    enc_.infer(cid, ws.state, y, ws.enc);
     for (Index t = 0; t < len; ++t) {
       const Index chunk_start = (i + t) / cfg_.bptt * cfg_.bptt;
       if (n - chunk_start > cfg_.max_len) continue;
@@ -446,11 +425,11 @@ void ClassifierModelT<T>::infer(CView<TokenId> ids, View<T> logits, ClassifierWo
   for (std::size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];
     View<T> bn = scratch(*hb[cur], Shape{1, b.n_in});
-    nn::batchnorm_forward_eval<T>(xin, b.bn_w, b.bn_b, b.running_mean.view(), b.running_var.view(), bn);
+    ops().batchnorm_forward_eval(xin, b.bn_w, b.bn_b, b.running_mean.view(), b.running_var.view(), bn);
     View<T> y = i + 1 < blocks_.size() ? scratch(*hb[1 - cur], Shape{1, b.n_out})
                                        : View<T>(logits.data, Shape{1, b.n_out});
-    nn::linear_forward<T>(bn, b.lin_w, CView<T>(), y);
-    if (i + 1 < blocks_.size()) nn::relu_forward<T>(y, y);
+    ops().linear_forward(bn, b.lin_w, CView<T>(), y);
+    if (i + 1 < blocks_.size()) ops().relu_forward(y, y);
     xin = y;
     cur = 1 - cur;
   }

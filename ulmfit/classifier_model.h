@@ -1,6 +1,6 @@
 // ulmfit/classifier_model.h — fastai 2.7's text classifier (get_text_classifier(AWD_LSTM, ...)).
 //
-//   SentenceEncoder (spec §4.1): reset the AWD-LSTM, run it over chunks of `bptt` tokens with the
+//   SentenceEncoder (spec §4.1): from a zero state (caller-owned, in the cache), run the AWD-LSTM over chunks of `bptt` tokens with the
 //     state carried (and resized to the chunk's real batch size: rows whose token at the chunk
 //     start is not pad; they must be the first rows, as fastai's front-chunk padding makes them),
 //     detached between chunks; keep the outputs of the chunks that lie in the last `max_len`
@@ -84,6 +84,8 @@ struct ClassifierCache {
   };
   std::vector<Chunk> chunks;
   std::vector<AwdLstmCache<T>> enc;  // one per kept chunk (if the encoder trains), else scratch
+  AwdLstmState<T> state;             // the encoder's state, carried from chunk to chunk
+  AwdLstmWorkspace<T> enc_ws;        // eval-mode chunks run the encoder's serving path
   nn::Tensor<TokenId> chunk_ids;     // [real_bs, len] scratch
   nn::Tensor<T> chunk_out;           // [real_bs, len, E] scratch
   nn::Tensor<T> out;                 // [bs, T_kept, E]
@@ -99,8 +101,9 @@ struct ClassifierCache {
 // Per-thread serving workspace (see infer()).
 template <typename T>
 struct ClassifierWorkspace {
-  std::vector<nn::Tensor<T>> h, c;   // per layer [1, h_l]
-  nn::Tensor<T> x, y0, y1, scratch;  // chunk buffers
+  AwdLstmState<T> state;             // per layer [1, h_l]
+  AwdLstmWorkspace<T> enc;           // the encoder's serving buffers
+  nn::Tensor<T> y;                   // encoder output of one block
   nn::Tensor<T> sum, mx, last, feat, a, b;
   std::vector<TokenId> reversed;     // a backwards model's document, last token first
 };
@@ -158,6 +161,9 @@ class ClassifierModelT {
   void infer_batch(const std::vector<std::vector<TokenId>>& docs, nn::View<T> logits) const;
   // Serving precision of the LSTMs' recurrent weights (AwdLstmEncoderT::set_half_recurrent).
   void set_half_recurrent(bool on) { enc_.set_half_recurrent(on); }
+  // The backend every op of the model runs on (the encoder's; default: the CPU).
+  void set_backend(nn::Backend& b) { enc_.set_backend(b); }
+  nn::Backend& backend() const { return enc_.backend(); }
 
   // Loads every tensor of a classifier bundle (kind "classifier"); throws io::FormatError /
   // std::invalid_argument naming the tensor on a mismatch. half_recurrent (serving only): the
@@ -169,6 +175,7 @@ class ClassifierModelT {
 
  private:
   void head_forward(ClassifierCache<T>& cache, const ForwardOptions& opt);
+  nn::Ops<T>& ops() const { return enc_.backend().template ops<T>(); }
 
   ClassifierConfig cfg_;
   AwdLstmEncoderT<T> enc_;

@@ -364,8 +364,8 @@ std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vect
     nn::CView<TokenId> tg(b.y.data(), {rows});
     out.resize({(Index)b.bs, (Index)b.seq_len, E});
     lm.encoder().infer(ids, out.view());
-    auto r = nn::lm_softmax_ce_forward<float>(out.view().reshape({rows, E}), lm.encoder().embedding(),
-                                              lm.decoder_bias(), tg, ws.view(), 64);
+    auto r = lm.encoder().backend().f32().lm_softmax_ce_forward(
+        out.view().reshape({rows, E}), lm.encoder().embedding(), lm.decoder_bias(), tg, ws.view(), 64);
     loss_sum += r.loss * rows;
     correct += r.correct;
     n += rows;
@@ -547,6 +547,7 @@ LmResult train_language_model(AwdLstmLM& lm, const Vocab& vocab, const std::vect
   nn::AdamHyper hyper;
   hyper.wd = opt.wd;
   nn::Adam adam(params, L + 1, hyper);
+  adam.set_backend(lm.encoder().backend());
   // A backwards LM learns on every document reversed (fastai's backwards=True).
   LMLoader loader(reading_direction(train, lm.config().backwards), bs, bptt, /*shuffle=*/true,
                   opt.seed);
@@ -667,6 +668,7 @@ ClasResult train_classifier(ClassifierModel& m, const Vocab& vocab, const std::v
   nn::AdamHyper hyper;
   hyper.wd = opt.wd;
   nn::Adam adam(params, G, hyper);
+  adam.set_backend(m.backend());
   // A backwards model trains on reversed documents; validation (infer) reverses by itself.
   ClasLoader loader(reading_direction(train, m.config().enc.backwards), train_labels, bs,
                     /*train=*/true, opt.seed, (std::size_t)m.config().bptt);

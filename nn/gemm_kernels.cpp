@@ -1,0 +1,124 @@
+// nn/gemm_kernels.cpp — see nn/gemm_kernels.h.
+#include "nn/gemm_kernels.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
+namespace nn::kernels {
+namespace {
+#if defined(__AVX2__) && defined(__FMA__)
+template <int MR, int NV>
+inline void rec_micro(Index K, const float* A, Index lda, const float* B, Index ldb, float* C,
+                      Index ldc, bool zero) {
+  __m256 acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v)
+      acc[i][v] = zero ? _mm256_setzero_ps() : _mm256_loadu_ps(C + i * ldc + 8 * v);
+  for (Index k = 0; k < K; ++k) {
+    const float* b = B + k * ldb;
+    __m256 bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + 8 * v);
+    for (int i = 0; i < MR; ++i) {
+      __m256 a = _mm256_broadcast_ss(A + i * lda + k);
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(a, bv[v], acc[i][v]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) _mm256_storeu_ps(C + i * ldc + 8 * v, acc[i][v]);
+}
+
+template <int NV>
+inline void rec_micro_rows(Index mr, Index K, const float* A, Index lda, const float* B, Index ldb,
+                           float* C, Index ldc, bool zero) {
+  switch (mr) {
+    case 4: rec_micro<4, NV>(K, A, lda, B, ldb, C, ldc, zero); break;
+    case 3: rec_micro<3, NV>(K, A, lda, B, ldb, C, ldc, zero); break;
+    case 2: rec_micro<2, NV>(K, A, lda, B, ldb, C, ldc, zero); break;
+    default: rec_micro<1, NV>(K, A, lda, B, ldb, C, ldc, zero); break;
+  }
+}
+
+inline void rec_gemm_avx2(Index M, Index N, Index K, const float* A, Index lda, const float* B,
+                     Index ldb, float beta, float* C, Index ldc) {
+  constexpr Index kc = 256;
+  const Index N8 = N / 8 * 8;
+  for (Index k0 = 0; k0 < K; k0 += kc) {
+    const Index kk = std::min(kc, K - k0);
+    const bool zero = (k0 == 0 && beta == 0.f);
+    for (Index j = 0; j < N8;) {
+      const Index nv = std::min<Index>(3, (N8 - j) / 8);
+      for (Index i = 0; i < M; i += 4) {
+        const Index mr = std::min<Index>(4, M - i);
+        const float* a = A + i * lda + k0;
+        const float* b = B + k0 * ldb + j;
+        float* c = C + i * ldc + j;
+        if (nv == 3) rec_micro_rows<3>(mr, kk, a, lda, b, ldb, c, ldc, zero);
+        else if (nv == 2) rec_micro_rows<2>(mr, kk, a, lda, b, ldb, c, ldc, zero);
+        else rec_micro_rows<1>(mr, kk, a, lda, b, ldb, c, ldc, zero);
+      }
+      j += 8 * nv;
+    }
+    // tail columns (N not a multiple of 8)
+    for (Index i = 0; i < M; ++i)
+      for (Index j = N8; j < N; ++j) {
+        float s = zero ? 0.f : C[i * ldc + j];
+        for (Index k = k0; k < k0 + kk; ++k) s += A[i * lda + k] * B[k * ldb + j];
+        C[i * ldc + j] = s;
+      }
+  }
+}
+#endif
+
+}  // namespace
+
+void rec_gemm_f32(Index M, Index N, Index K, const float* A, Index lda, const float* B, Index ldb,
+                  float beta, float* C, Index ldc) {
+#if defined(__AVX2__) && defined(__FMA__)
+  rec_gemm_avx2(M, N, K, A, lda, B, ldb, beta, C, ldc);
+#else
+  gemm(false, false, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+#endif
+}
+
+void half_gemv_acc(const HalfMatrix& W, const float* h, float* z) {
+  const Index R = W.rows, K = W.cols;
+  const std::uint16_t* w = W.data.data();
+  Index r = 0;
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+  const Index K8 = K / 8 * 8;
+  auto hsum = [](__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  };
+  auto load8 = [](const std::uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  };
+  for (; r + 4 <= R; r += 4) {
+    const std::uint16_t* w0 = w + r * K;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (Index k = 0; k < K8; k += 8) {
+      __m256 hv = _mm256_loadu_ps(h + k);
+      a0 = _mm256_fmadd_ps(load8(w0 + k), hv, a0);
+      a1 = _mm256_fmadd_ps(load8(w0 + K + k), hv, a1);
+      a2 = _mm256_fmadd_ps(load8(w0 + 2 * K + k), hv, a2);
+      a3 = _mm256_fmadd_ps(load8(w0 + 3 * K + k), hv, a3);
+    }
+    float s[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
+    for (int i = 0; i < 4; ++i) {
+      for (Index k = K8; k < K; ++k) s[i] += half_to_float(w0[i * K + k]) * h[k];
+      z[r + i] += s[i];
+    }
+  }
+#endif
+  for (; r < R; ++r) {  // rows left over (all rows without F16C)
+    float s = 0;
+    for (Index k = 0; k < K; ++k) s += half_to_float(w[r * K + k]) * h[k];
+    z[r] += s;
+  }
+}
+
+
+}  // namespace nn::kernels

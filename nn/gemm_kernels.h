@@ -1,0 +1,82 @@
+// nn/gemm_kernels.h — the CPU matrix kernels under the CPU backend's LSTM (and other ops):
+// row-split GEMM over an OpenMP team, the recurrent product that reads W_hhᵀ in place (AVX2/FMA
+// register-blocked), the half-precision GEMV of batch-1 serving, a blocked transpose.
+// Host code only; the CUDA backend has its own (cuBLAS).
+#pragma once
+
+#include <omp.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "nn/backend.h"
+#include "nn/half.h"
+#include "nn/tensor.h"
+
+namespace nn::kernels {
+
+// The rows [b0, b1) of this thread when `n` rows are split across the current team.
+inline void my_rows(Index n, Index& b0, Index& b1) {
+  int nt = omp_get_num_threads(), id = omp_get_thread_num();
+  Index per = n / nt, rem = n % nt;
+  b0 = id * per + std::min<Index>(id, rem);
+  b1 = b0 + per + (id < rem ? 1 : 0);
+}
+
+// Threads worth using for `rows` independent rows of `work` multiply-adds each.
+inline int team_size(Index rows, double work) {
+  int nt = omp_get_max_threads();
+  if (omp_in_parallel()) return 1;
+  if (work < 2e5) return 1;
+  return (int)std::max<Index>(1, std::min<Index>(nt, rows));
+}
+
+// C[M,N] (+)= op(A) op(B), split over the M rows across threads (one parallel region).
+template <typename T>
+void gemm_rows(bool ta, bool tb, Index M, Index N, Index K, T alpha, const T* A, Index lda,
+               const T* B, Index ldb, T beta, T* C, Index ldc) {
+  int nt = team_size(M / 16, (double)M * N * K);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    Index m0, m1;
+    my_rows(M, m0, m1);
+    if (m1 > m0) {
+      const T* a = ta ? A + m0 : A + m0 * lda;
+      gemm(ta, tb, m1 - m0, N, K, alpha, a, lda, B, ldb, beta, C + m0 * ldc, ldc);
+    }
+  }
+}
+
+// C[M,N] (+)= A[M,K] · B[K,N], all row-major, B NOT transposed. Used for the per-step products
+// h_{t-1}·W_hhᵀ (B = W_hhᵀ, transposed once per window) and dZ_t·W_hh (B = W_hh as stored).
+// Eigen's GEMM re-packs its big operand at every call, i.e. the whole W_hh at every time step;
+// rec_gemm_f32 reads B in place instead (register-blocked 4 rows × 24 columns, K in L1-sized
+// chunks; AVX2/FMA, else the plain GEMM). Checked against the Eigen path (the double path).
+void rec_gemm_f32(Index M, Index N, Index K, const float* A, Index lda, const float* B, Index ldb,
+                  float beta, float* C, Index ldc);
+
+template <typename T>
+inline void recurrent_gemm(Index M, Index N, Index K, const T* A, Index lda, const T* B, Index ldb,
+                           T beta, T* C, Index ldc) {
+  if constexpr (std::is_same_v<T, float>)
+    rec_gemm_f32(M, N, K, A, lda, B, ldb, beta, C, ldc);
+  else
+    gemm(false, false, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
+}
+
+// z[r] += Σ_k W[r, k] · h[k] with W in half precision (row-major [R, K]): the batch-1 recurrent
+// step of the serving path. Four rows at a time share each load of h (AVX2/F16C where present).
+void half_gemv_acc(const HalfMatrix& W, const float* h, float* z);
+
+// Wt[H, 4H] = W_hhᵀ (row-major), blocked for cache friendliness.
+template <typename T>
+void transpose_into(CView<T> W, T* Wt) {
+  const Index R = W.dim(0), Cc = W.dim(1);
+  constexpr Index bsz = 32;
+  for (Index r0 = 0; r0 < R; r0 += bsz)
+    for (Index c0 = 0; c0 < Cc; c0 += bsz)
+      for (Index r = r0; r < std::min(R, r0 + bsz); ++r)
+        for (Index c = c0; c < std::min(Cc, c0 + bsz); ++c) Wt[c * R + r] = W.data[r * Cc + c];
+}
+
+}  // namespace nn::kernels

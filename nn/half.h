@@ -1,0 +1,25 @@
+// nn/half.h — IEEE 754 half precision (binary16) for the serving path's recurrent weights.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "nn/tensor.h"
+
+namespace nn {
+
+// A float matrix stored as IEEE 754 half precision (binary16, round to nearest even), for the
+// serving path's recurrent weights: a single document's LSTM step is a GEMV that reads all of
+// W_hh from memory, so halving its bytes nearly halves that time. Values keep 11 significant
+// bits (relative error <= 2^-11); LSTM weights are far inside fp16's range.
+struct HalfMatrix {
+  std::vector<std::uint16_t> data;  // row-major [rows, cols]
+  Index rows = 0, cols = 0;
+  static HalfMatrix from(CView<float> m);  // m must be 2-D
+  float at(Index r, Index c) const;
+};
+std::uint16_t float_to_half(float f);  // round to nearest even; overflow -> inf, NaN kept
+float half_to_float(std::uint16_t h);
+void floats_to_half(const float* src, std::uint16_t* dst, Index n);  // vectorised (F16C) where possible
+
+}  // namespace nn
