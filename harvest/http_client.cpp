@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <ctime>
 #include <thread>
 
@@ -237,6 +238,15 @@ double parse_retry_after(const std::string& value) {
   return d < 0 ? 0 : d;
 }
 
+namespace {
+std::string seconds_str(double s) {
+  char b[32];
+  std::snprintf(b, sizeof b, s < 10 ? "%.1f s" : "%.0f s", s);
+  return b;
+}
+std::string after(int attempts) { return attempts > 1 ? " (after " + std::to_string(attempts) + " attempts)" : ""; }
+}  // namespace
+
 Fetcher::Fetcher(ClientOptions client, RetryPolicy retry, RateLimit rate, LogFn warn)
     : client_(std::move(client)), retry_(retry), rate_(rate), warn_(std::move(warn)) {}
 
@@ -273,7 +283,7 @@ HttpResponse Fetcher::fetch(const std::string& method, const std::string& url_st
       r = http_request(client_, method, url, body, content_type);
     } catch (const NetworkError& e) {
       if (attempts >= retry_.max_attempts)
-        throw NetworkError(std::string(e.what()) + " (after " + std::to_string(attempts) + " attempts)");
+        throw NetworkError(std::string(e.what()) + after(attempts));
       problem = e.what();
       transport_failed = true;
     }
@@ -283,7 +293,7 @@ HttpResponse Fetcher::fetch(const std::string& method, const std::string& url_st
       for (auto& c : snippet)
         if (c == '\n' || c == '\r') c = ' ';
       std::string msg = method + " " + url.str() + ": HTTP " + std::to_string(r.status);
-      if (r.status >= 500 && attempts >= retry_.max_attempts) msg += " (after " + std::to_string(attempts) + " attempts)";
+      if (r.status >= 500 && attempts >= retry_.max_attempts) msg += after(attempts);
       if (r.status == 401 || r.status == 403)
         msg += " (authentication refused: check ES_USERNAME / ES_PASSWORD, or that this account may read the index)";
       if (!snippet.empty()) msg += ": " + snippet;
@@ -293,7 +303,7 @@ HttpResponse Fetcher::fetch(const std::string& method, const std::string& url_st
         double ra = parse_retry_after(r.header("retry-after"));
         if (ra < 0) ra = retry_.default_retry_after_s;
         ra = std::min(ra, 3600.0);
-        if (warn_) warn_("rate limited (HTTP 429) by " + url.origin() + "; waiting " + std::to_string(int(std::ceil(ra))) + " s");
+        if (warn_) warn_("rate limited (HTTP 429) by " + url.origin() + "; waiting " + seconds_str(ra * retry_.time_scale));
         --attempts;  // a 429 is not a failed attempt
         wait(ra);
         continue;
@@ -303,7 +313,7 @@ HttpResponse Fetcher::fetch(const std::string& method, const std::string& url_st
     }
     double delay = std::min(retry_.max_delay_s, retry_.base_delay_s * std::pow(2.0, attempts - 1));
     if (warn_)
-      warn_(problem + "; retrying in " + std::to_string(int(std::ceil(delay * retry_.time_scale))) + " s (attempt " +
+      warn_(problem + "; retrying in " + seconds_str(delay * retry_.time_scale) + " (attempt " +
             std::to_string(attempts + 1) + " of " + std::to_string(retry_.max_attempts) + ")");
     wait(delay);
   }

@@ -429,3 +429,35 @@ TEST(CreateDatasetTls, HttpsWithAPrivateCaAndRefusedWithoutIt) {
   EXPECT_EQ(got(read_lines(dir / "out.jsonl")), expected(s, "2019-12-01", "2019-12-31", false));
   fs::remove_all(dir);
 }
+
+TEST(HarvestHttp, UrlsBase64AndRetryAfter) {
+  auto u = harvest::parse_url("https://inspirehep.net/api");
+  EXPECT_EQ(u.host, "inspirehep.net");
+  EXPECT_EQ(u.port, "443");
+  EXPECT_EQ(u.target, "/api");
+  EXPECT_EQ(u.str(), "https://inspirehep.net/api");
+  auto v = harvest::parse_url("http://127.0.0.1:9200");
+  EXPECT_EQ(v.port, "9200");
+  EXPECT_EQ(v.target, "/");
+  EXPECT_EQ(v.origin(), "http://127.0.0.1:9200");
+  EXPECT_THROW(harvest::parse_url("ftp://host/x"), std::invalid_argument);
+  EXPECT_THROW(harvest::parse_url("http://host:99999/"), std::invalid_argument);
+  try {
+    harvest::parse_url("https://user:PaSsWoRd@host/es");
+    FAIL() << "credentials in a URL accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()).find("PaSsWoRd"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(harvest::base64_encode("reader:s3cret"), "cmVhZGVyOnMzY3JldA==");
+  EXPECT_EQ(harvest::base64_encode("ab"), "YWI=");
+  EXPECT_EQ(harvest::base64_encode("a"), "YQ==");
+  EXPECT_EQ(harvest::url_encode("da 2020-01-01->2020-01-31"), "da%202020-01-01-%3E2020-01-31");
+  EXPECT_EQ(harvest::parse_retry_after(" 7 "), 7);
+  EXPECT_LT(harvest::parse_retry_after("soon"), 0);
+  std::time_t later = std::time(nullptr) + 30;
+  char date[64];
+  std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", std::gmtime(&later));
+  double ra = harvest::parse_retry_after(date);
+  EXPECT_GE(ra, 25);
+  EXPECT_LE(ra, 31);
+}

@@ -160,8 +160,8 @@ int run_create_dataset(int argc, char** argv) {
     if (tty && !quiet) std::fputc('\n', stderr);
     cli::error(e.what());
     std::fprintf(stderr,
-                 "create-dataset: stopped; the rows of the finished months are kept in %s.partial: run the "
-                 "same command with --resume to continue\n",
+                 "create-dataset: stopped; the same command with --resume continues after the last finished "
+                 "month (rows so far: %s.partial)\n",
                  output.c_str());
     return 1;
   }
