@@ -165,7 +165,9 @@ json opensearch_query(const std::string& label, const Window& w, int page_size) 
     filter.push_back({{"range", {{"_created", range}}}});
     source = {"control_number", "titles.title", "abstracts.value", "inspire_categories.term", "_created"};
   }
-  return json{{"size", page_size}, {"_source", source}, {"sort", json::array({"_doc"})},
+  // track_total_hits: without it hits.total stops at 10,000 ("gte"), and the check that every
+  // hit arrived would be blind past that.
+  return json{{"size", page_size}, {"_source", source}, {"sort", json::array({"_doc"})}, {"track_total_hits", true},
               {"query", {{"bool", {{"filter", filter}}}}}};
 }
 
@@ -283,7 +285,7 @@ void Run::opensearch_label(const Window& w, const std::string& label) {
   std::string what = "POST " + url;
   auto r = fetcher_.fetch("POST", url, opensearch_query(label, w, opt_.es_page_size).dump());
   std::size_t got = 0, total = 0;
-  bool first = true;
+  bool first = true, exact = true;
   std::string scroll_id;
   for (;;) {
     json j = parse_answer(r, what);
@@ -297,8 +299,12 @@ void Run::opensearch_label(const Window& w, const std::string& label) {
     if (first) {
       auto& t = (*hits)["total"];
       if (t.is_number_unsigned() || t.is_number_integer()) total = t.get<std::size_t>();
-      else if (t.is_object() && t.contains("value") && t["value"].is_number()) total = t["value"].get<std::size_t>();
-      else throw HarvestError("unexpected answer to " + what + ": no hits.total");
+      else if (t.is_object() && t.contains("value") && t["value"].is_number()) {
+        total = t["value"].get<std::size_t>();
+        exact = t.value("relation", std::string("eq")) == "eq";  // "gte": a lower bound only
+      } else {
+        throw HarvestError("unexpected answer to " + what + ": no hits.total");
+      }
       first = false;
     }
     if (auto s = j.find("_scroll_id"); s != j.end() && s->is_string()) scroll_id = s->get<std::string>();
@@ -311,7 +317,7 @@ void Run::opensearch_label(const Window& w, const std::string& label) {
     }
     got += list.size();
     progress();
-    if (list.empty() || got >= total) break;
+    if (list.empty() || (exact && got >= total)) break;
     if (scroll_id.empty()) throw HarvestError("the answer to " + what + " has no _scroll_id");
     url = base + "/_search/scroll";
     what = "POST " + url + " (" + index + ", " + label + ")";

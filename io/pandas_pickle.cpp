@@ -14,6 +14,7 @@
 #include "io/pandas_pickle.h"
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "io/errors.h"
@@ -51,9 +52,11 @@ struct Array {
   bool big_endian = false, fortran = false;
   std::vector<const Value*> objects;
   std::string bytes;
+  // Number of elements; SIZE_MAX when the product overflows (it then matches no buffer).
   std::size_t count() const {
     std::size_t n = 1;
-    for (auto d : shape) n *= std::size_t(d);
+    for (auto d : shape)
+      if (__builtin_mul_overflow(n, std::size_t(d), &n)) return SIZE_MAX;
     return n;
   }
 };
@@ -124,7 +127,7 @@ Array parse_array(const Ctx& c, const Value* v) {
   }
   if (a.kind == 'O') {
     if (a.objects.size() != a.count()) c.fail("object ndarray with a wrong number of cells");
-  } else if (a.bytes.size() != a.count() * std::size_t(a.itemsize)) {
+  } else if (a.count() > a.bytes.size() || a.bytes.size() != a.count() * std::size_t(a.itemsize)) {
     c.fail("numeric ndarray whose buffer does not match its shape");
   }
   return a;

@@ -65,6 +65,7 @@ class Server {
   std::string user, password;   // when set, OpenSearch paths demand this basic auth
   long api_max_results = 10000;  // page × size beyond this: HTTP 400, as INSPIRE
   int expire_scroll_after_pages = 0;  // >0: forget a scroll context after this many pages
+  std::size_t cap_total = 0;  // >0: hits.total stops there with relation "gte" (no track_total_hits)
   // Called first for every request with its 1-based number; a value is sent instead.
   std::function<std::optional<Resp>(const Req&, int n)> fault;
 
@@ -217,6 +218,7 @@ class Server {
     json out = {{"_scroll_id", id}, {"took", 1}, {"timed_out", false},
                 {"_shards", {{"total", 1}, {"successful", 1}, {"skipped", 0}, {"failed", 0}}},
                 {"hits", {{"total", {{"value", s.hits.size()}, {"relation", "eq"}}}, {"max_score", nullptr}, {"hits", page}}}};
+    if (cap_total > 0 && s.hits.size() > cap_total) out["hits"]["total"] = {{"value", cap_total}, {"relation", "gte"}};
     if (expire_scroll_after_pages > 0 && s.pages >= expire_scroll_after_pages) scrolls_.erase(id);
     return Resp{200, out.dump()};
   }

@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "io/dataset.h"
 #include "io/errors.h"
@@ -104,5 +105,38 @@ TEST(PandasPickleErrors, NotADataFrame) {
   } catch (const io::FormatError& e) {
     EXPECT_NE(std::string(e.what()).find("not a pandas.core.frame.DataFrame"), std::string::npos) << e.what();
   }
+  // A truncated DataFrame pickle: an error naming the file, never a crash.
+  std::ifstream in(kDir + "columns_pandas2.pkl", std::ios::binary);
+  std::string full((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (std::size_t cut : {full.size() / 3, full.size() / 2, full.size() - 1}) {
+    auto t = (dir / "cut.pkl").string();
+    std::ofstream(t, std::ios::binary).write(full.data(), std::streamsize(cut));
+    EXPECT_THROW(io::read_all(t), io::FormatError) << cut;
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(PandasPickleErrors, CorruptedBytesGiveErrorsNotCrashes) {
+  auto dir = std::filesystem::temp_directory_path() / ("inspire_test_pklfuzz_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::ifstream in(kDir + "columns_pandas1.pkl", std::ios::binary);
+  const std::string full((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::uint64_t state = 42;
+  auto next = [&] { return state = state * 6364136223846793005ULL + 1442695040888963407ULL, state >> 33; };
+  int errors = 0, read = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    std::string b = full;
+    for (int k = 0, n = 1 + int(next() % 4); k < n; ++k) b[next() % b.size()] = char(next() & 0xff);
+    auto t = (dir / "x.pkl").string();
+    std::ofstream(t, std::ios::binary).write(b.data(), std::streamsize(b.size()));
+    try {
+      io::read_all(t);
+      ++read;
+    } catch (const io::FormatError&) {
+      ++errors;
+    }
+  }
+  EXPECT_EQ(errors + read, 300);
+  EXPECT_GT(errors, 0);
   std::filesystem::remove_all(dir);
 }
