@@ -1,11 +1,13 @@
 // io/dataset.cpp — see dataset.h.
 #include "io/dataset.h"
+#include "io/pandas_pickle.h"
 
 #include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -466,6 +468,84 @@ Record parse_json_record(std::string_view line, const DatasetOptions& opt) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// pandas DataFrame pickle (the original's inspire_classifier_dataset.pkl)
+// ---------------------------------------------------------------------------------------------
+namespace {
+
+ReadStats read_df_pickle(const std::string& path, const RecordCallback& on_record, const ErrorCallback& on_error,
+                         const DatasetOptions& opt) {
+  DataFrame df = read_pandas_pickle(path);
+  const int c_text = df.find("text"), c_title = df.find("title"), c_abstract = df.find("abstract");
+  int c_label = df.find("label");
+  if (c_label < 0) c_label = df.find("labels");  // the original's column name
+  const int c_id = df.find("id"), c_split = df.find("split"), c_valid = df.find("is_valid");
+  if (c_text < 0 && (c_title < 0 || c_abstract < 0)) {
+    std::string cols;
+    for (auto& n : df.names) cols += (cols.empty() ? "" : ", ") + n;
+    throw FormatError(path, "the DataFrame has no 'text' column (nor 'title' and 'abstract'); its columns: " + cols);
+  }
+  ReadStats st;
+  using T = DataFrameColumn::Type;
+  // A cell as a string: false when it is missing (None / NaN); throws for other types.
+  auto cell_str = [&](int c, std::size_t row, std::string& out) -> bool {
+    const auto& col = df.columns[c];
+    if (col.type == T::Float) {
+      if (std::isnan(col.floats[row])) return false;
+      bad("column '" + df.names[c] + "' holds numbers, not text");
+    }
+    if (col.type != T::Object) bad("column '" + df.names[c] + "' holds numbers, not text");
+    const pickle::Value* v = col.objects[row];
+    if (v->is_none() || (v->kind == pickle::Kind::Float && std::isnan(v->f))) return false;
+    if (!v->is_str()) bad("column '" + df.names[c] + "' holds " + pickle::describe(v, 0) + ", not a string");
+    out = v->s;
+    return true;
+  };
+  for (std::size_t row = 0; row < df.rows; ++row) {
+    st.lines++;
+    try {
+      Record r;
+      r.line = row + 1;
+      if (c_id >= 0) {
+        const auto& col = df.columns[c_id];
+        if (col.type == T::Int) r.id = std::to_string(col.ints[row]), r.id_is_number = true;
+        else cell_str(c_id, row, r.id);
+      }
+      bool has_text = c_text >= 0 && cell_str(c_text, row, r.text);
+      bool has_title = c_title >= 0 && cell_str(c_title, row, r.title);
+      bool has_abstract = c_abstract >= 0 && cell_str(c_abstract, row, r.abstract);
+      if (!has_text && !(has_title && has_abstract))
+        bad(c_text >= 0 ? "missing text (None/NaN)" : "missing title or abstract (None/NaN)");
+      for (auto* f : {&r.text, &r.title, &r.abstract})
+        if (auto off = find_invalid_utf8(*f)) bad("invalid UTF-8 at byte " + std::to_string(*off + 1));
+      if (c_split >= 0) cell_str(c_split, row, r.split);
+      if (c_valid >= 0 && r.split.empty()) {
+        const auto& col = df.columns[c_valid];
+        if (col.type == T::Bool || col.type == T::Int) r.split = col.ints[row] ? "valid" : "train";
+      }
+      if (opt.read_labels && c_label >= 0) {
+        const auto& col = df.columns[c_label];
+        if (col.type == T::Int) {
+          set_label(r, "", col.ints[row], true, opt);
+        } else {
+          std::string name;
+          if (cell_str(c_label, row, name) && !name.empty()) set_label(r, name, 0, false, opt);
+        }
+      }
+      finish_text(r, has_text, has_title, has_abstract, true);
+      finish_label(r, opt);
+      st.records++;
+      on_record(r);
+    } catch (const std::invalid_argument& e) {
+      st.errors++;
+      if (on_error) on_error(RecordError{path, row + 1, std::string("row ") + std::to_string(row) + ": " + e.what()});
+    }
+  }
+  return st;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
 // Entry points
 // ---------------------------------------------------------------------------------------------
 ReadStats read_dataset(const std::string& path, const RecordCallback& on_record,
@@ -474,6 +554,9 @@ ReadStats read_dataset(const std::string& path, const RecordCallback& on_record,
   if (!on_record) throw std::invalid_argument("read_dataset: no record callback");
   if (opt.labels.empty() && opt.read_labels)
     throw std::invalid_argument("read_dataset: empty label list");
+  if (format == DatasetFormat::Auto && (ends_with(path, ".pkl") || ends_with(path, ".pickle")))
+    format = DatasetFormat::PandasPickle;
+  if (format == DatasetFormat::PandasPickle) return read_df_pickle(path, on_record, on_error, opt);
   if (format == DatasetFormat::Auto)
     format = (ends_with(path, ".csv") || ends_with(path, ".csv.gz") || ends_with(path, ".CSV"))
                  ? DatasetFormat::Csv

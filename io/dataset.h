@@ -10,7 +10,11 @@
 //  * CSV (.csv, .tsv is not supported): RFC 4180 (quoted fields may hold commas, quotes
 //    written "" and newlines); the header row names the columns: `title` and `abstract`
 //    and/or `text`, optional `label`, `id`, `split`, `is_valid`. Unknown columns are ignored.
-//  * Either one gzip-compressed (.gz, detected from the content): decompressed transparently
+//  * pandas DataFrame pickle (.pkl, .pickle): the original's inspire_classifier_dataset.pkl
+//    (`DataFrame.to_pickle`, pandas 1.x/2.x), read whole with the safe unpickler (io/pandas_pickle.h).
+//    Columns as for CSV; `labels` (the original's name) is accepted for `label`, as an integer
+//    index (0 rejected, 1 non_core, 2 core) or a name. A row with None/NaN text is a bad record.
+//  * JSON Lines and CSV may be gzip-compressed (.gz, detected from the content): decompressed transparently
 //    with zlib. The path "-" reads standard input (also gzip or plain).
 //
 // Reading streams: memory stays constant (one line / one CSV record at a time), each good
@@ -71,12 +75,13 @@ struct ReadStats {
   std::size_t errors = 0;   // bad records passed to the error callback
 };
 
-enum class DatasetFormat { Auto, JsonLines, Csv };
+enum class DatasetFormat { Auto, JsonLines, Csv, PandasPickle };
 
 using RecordCallback = std::function<void(Record&)>;
 using ErrorCallback = std::function<void(const RecordError&)>;
 
-// Reads `path` ("-" = stdin). Format Auto: ".csv"/".csv.gz" -> CSV, anything else JSON Lines.
+// Reads `path` ("-" = stdin). Format Auto: ".csv"/".csv.gz" -> CSV, ".pkl"/".pickle" -> pandas
+// DataFrame pickle, anything else JSON Lines.
 // on_error may be null: bad records are then counted and skipped.
 ReadStats read_dataset(const std::string& path, const RecordCallback& on_record,
                        const ErrorCallback& on_error = nullptr, const DatasetOptions& opt = {},

@@ -16,6 +16,7 @@ PKGS=(
   libcli11-dev             # command-line parsing
   zlib1g-dev               # gzip'd datasets
   libboost-dev             # Boost.Beast/Asio, header-only: the REST server (server/http_server.cpp)
+  libssl-dev               # OpenSSL: https for create-dataset (harvest/http_client.cpp)
   ccache                   # compiler cache (optional; CMake uses it when present)
   python3 python3-venv python3-dev  # the Python package (pip install .; .ci/run tests it)
 )
