@@ -1,3 +1,4 @@
+// ctest-labels: unit
 // tests/test_backend_ops.cpp — the op-level backend (nn/ops.h, nn/backend.h):
 //  * every op of the CPU backend against the reference function it must run (bit-equal);
 //  * the per-element math of nn/elementwise.h on scalars (what a CUDA kernel runs) against the

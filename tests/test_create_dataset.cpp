@@ -1,3 +1,4 @@
+// ctest-labels: cli
 // tests/test_create_dataset.cpp — `create-dataset` (harvest/): dates, queries, record
 // conversion, and whole runs against the local fake INSPIRE (tests/fake_inspire_server.h):
 // OpenSearch scroll + basic auth, REST API pagination + window splitting, 429 / 500 /

@@ -1,3 +1,4 @@
+// ctest-labels: golden
 // tests/test_dataset_pickle.cpp — `train -d x.pkl`: the original's pandas DataFrame pickles
 // (written by real pandas 1.5.3 and 2.2.3: tools/reference/gen_pandas_pickles.py) read through
 // io::read_dataset with the safe unpickler, checked against what pandas itself wrote out

@@ -1,3 +1,4 @@
+// ctest-labels: unit
 // The one name map (ulmfit/name_map.h) in both directions: model key <-> bundle / fastai name for
 // every kind, agreement with the bundle format's table (io::expected_tensors), and save -> load
 // round trips of an LM, an encoder into a classifier, and a classifier.

@@ -1,3 +1,4 @@
+// ctest-labels: data
 // The pipeline as a library call (ulmfit/pipeline.h), without the command-line tool: splits, a
 // tiny whole run whose bundles store the recipe, logging only through the callback, resume.
 #include <gtest/gtest.h>

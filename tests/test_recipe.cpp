@@ -1,3 +1,4 @@
+// ctest-labels: unit cli
 // The Recipe: its defaults are the original's (spec §0, §3, §5), it round-trips through JSON,
 // bad JSON is refused naming the field, and old bundles (without one) still load.
 #include <gtest/gtest.h>

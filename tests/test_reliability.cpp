@@ -1,3 +1,4 @@
+// ctest-labels: cli
 // Issue 20 (reliability): hostile input and faults. One test (or more) per item of the issue,
 // each failing on the code before the fix; see docs/reliability.md.
 #include <gtest/gtest.h>
