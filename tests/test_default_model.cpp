@@ -1,4 +1,4 @@
-// ctest-labels: data
+// ctest-labels: data slow
 // tests/test_default_model.cpp — the model embedded in this build (models/default.safetensors,
 // ulmfit/default_model.h), on the real INSPIRE data in ../shared/data:
 //   * it loads, has INSPIRE's labels and the documented size (docs/training-log.md, "Default model");
