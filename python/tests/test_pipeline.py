@@ -171,3 +171,9 @@ def test_create_dataset_unreachable_url_names_it(tmp_path):
                           date_to="2020-01", retries=1, timeout=5)
     assert not (tmp_path / "out.jsonl").exists()  # only the partial file, kept for resume
     assert (tmp_path / "out.jsonl.partial").exists()
+
+
+def test_train_and_create_dataset_are_documented():
+    assert "train" in ic.__all__ and "create_dataset" in ic.__all__
+    assert "progress(stage, epoch, metrics)" in (ic.train.__doc__ or "")
+    assert "ES_USERNAME" in (ic.create_dataset.__doc__ or "")
