@@ -1,5 +1,6 @@
 // python/core.cpp — inspire_classifier._core: the nanobind binding of the C++ predict API
-// (ulmfit/classifier.h) and of the fastai learner import (ulmfit/fastai_import.h).
+// (ulmfit/classifier.h), of the fastai learner import (ulmfit/fastai_import.h), of the training
+// pipeline (ulmfit/pipeline.h) and of create-dataset (harvest/harvest.h).
 //
 // The Python package (python/inspire_classifier/__init__.py) checks and normalises the
 // arguments; this module loads models and classifies, with the GIL released around all compute.
@@ -7,22 +8,29 @@
 // corrupt/hostile/unsupported model file or invalid text ValueError (with the C++ message).
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <map>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "io/bundle.h"
+#include "harvest/harvest.h"
 #include "io/errors.h"
+#include "nn/backend.h"
 #include "ulmfit/classifier.h"
 #include "ulmfit/default_model.h"
 #include "ulmfit/fastai_import.h"
+#include "ulmfit/pipeline.h"
+#include "ulmfit/recipe.h"
 
 namespace nb = nanobind;
 
@@ -120,6 +128,226 @@ nb::dict to_dict(const ulmfit::Classifier& clf, const ulmfit::Prediction& p) {
   return d;
 }
 
+// Thrown through the library when a Python callback raised; the Python exception is kept in
+// CallbackGuard and re-raised once the GIL is held again.
+struct CallbackFailed {};
+
+// Runs Python callbacks from library code that runs with the GIL released: takes the GIL, calls,
+// and turns a Python exception into CallbackFailed (stopping the library call).
+class CallbackGuard {
+ public:
+  template <class F>
+  void call(F&& f) {
+    nb::gil_scoped_acquire gil;
+    if (error_) throw CallbackFailed{};
+    try {
+      f();
+    } catch (nb::python_error& e) {
+      error_.emplace(std::move(e));
+      throw CallbackFailed{};
+    }
+  }
+  // With the GIL held: re-raises the kept Python exception, if any.
+  void rethrow() {
+    if (error_) {
+      nb::python_error e = std::move(*error_);
+      error_.reset();
+      throw e;
+    }
+  }
+  ~CallbackGuard() {
+    if (error_) {
+      nb::gil_scoped_acquire gil;
+      error_.reset();
+    }
+  }
+
+ private:
+  std::optional<nb::python_error> error_;
+};
+
+nb::dict lm_stage_dict(const ulmfit::LmStageResult& r) {
+  nb::dict d;
+  d["valid_loss"] = r.lm.valid_loss;
+  d["valid_accuracy"] = r.lm.valid_accuracy;
+  d["steps"] = r.lm.steps;
+  d["model_path"] = r.lm.model_path;
+  d["vocab_size"] = r.vocab_size;
+  d["train_docs"] = r.train_docs;
+  d["valid_docs"] = r.valid_docs;
+  return d;
+}
+
+nb::dict train(const std::vector<std::string>& data, const std::string& out_dir,
+               const std::vector<std::string>& lm_data, const std::vector<std::string>& pretrain_data,
+               const std::string& pretrained, const std::string& preset, const std::string& recipe_json,
+               bool resume, int threads, std::int64_t max_steps, const std::string& provenance,
+               nb::object log, nb::object progress) {
+  ulmfit::Recipe r;
+  try {
+    r = ulmfit::Recipe::from_preset(preset);
+    if (!recipe_json.empty()) r = ulmfit::Recipe::from_json_text(recipe_json, r);
+    r.validate();
+  } catch (const std::exception& e) {
+    throw nb::value_error((std::string("recipe: ") + e.what()).c_str());
+  }
+  ulmfit::PipelineInputs in;
+  in.data = data;
+  in.lm_data = lm_data;
+  in.pretrain_data = pretrain_data;
+  in.pretrained = pretrained;
+  ulmfit::RunOptions o;
+  o.out_dir = out_dir;
+  o.resume = resume;
+  o.quiet = true;  // no progress bars: Python sees the log lines and the epochs
+  o.max_steps = max_steps;
+  o.provenance = provenance;
+  CallbackGuard guard;
+  if (!log.is_none())
+    o.log = [&](const std::string& line) {
+      guard.call([&] { log(nb::str(line.c_str(), line.size())); });
+    };
+  if (!progress.is_none())
+    o.on_epoch = [&](const std::string& stage, int epoch, const std::map<std::string, double>& m) {
+      guard.call([&] {
+        nb::dict metrics;
+        for (const auto& [k, v] : m) metrics[nb::str(k.c_str(), k.size())] = v;
+        progress(nb::str(stage.c_str(), stage.size()), epoch, metrics);
+      });
+    };
+  ulmfit::PipelineResult res;
+  std::string failure;
+  bool failed = false;
+  {
+    nb::gil_scoped_release release;
+    if (threads > 0) nn::set_num_threads(threads);
+    try {
+      res = ulmfit::run_pipeline(r, in, o);
+    } catch (const CallbackFailed&) {
+      failed = true;
+    } catch (const std::bad_alloc&) {
+      throw;
+    } catch (const std::exception& e) {
+      failure = e.what();
+      if (failure.empty()) failure = "training failed";
+    }
+  }
+  guard.rethrow();
+  if (failed) throw std::runtime_error("training stopped by a callback");
+  if (!failure.empty()) throw nb::value_error(failure.c_str());
+
+  nb::dict d;
+  d["model_path"] = res.model_path;
+  d["out_dir"] = out_dir;
+  d["recipe"] = r.to_json().dump();
+  d["pretrain"] = res.pretrain ? nb::object(lm_stage_dict(*res.pretrain)) : nb::none();
+  d["lm"] = res.lm ? nb::object(lm_stage_dict(*res.lm)) : nb::none();
+  const auto& c = res.classifier.clas;
+  nb::dict cd;
+  cd["valid_accuracy"] = c.valid_accuracy;
+  cd["valid_macro_f1"] = c.valid_macro_f1;
+  cd["best_macro_f1"] = c.best_macro_f1;
+  cd["best_stage"] = c.best_stage;
+  cd["best_epoch"] = c.best_epoch;
+  cd["steps"] = c.steps;
+  cd["model_path"] = c.model_path;
+  cd["last_model_path"] = c.last_model_path;
+  cd["train_docs"] = res.classifier.train_docs;
+  cd["valid_docs"] = res.classifier.valid_docs;
+  d["classifier"] = cd;
+  return d;
+}
+
+nb::dict stats_dict(const harvest::Stats& s) {
+  nb::dict d;
+  for (int i = 0; i < 3; ++i) d[harvest::kLabels[i]] = s.per_label[i];
+  d["kept"] = s.kept();
+  d["no_abstract"] = s.no_abstract;
+  d["duplicates"] = s.duplicates;
+  d["bad"] = s.bad;
+  d["missing"] = s.missing;
+  d["split_windows"] = s.split_windows;
+  d["requests"] = s.requests;
+  d["windows_done"] = s.windows_done;
+  d["windows_total"] = s.windows_total;
+  d["resumed_rows"] = s.resumed_rows;
+  d["seconds"] = s.seconds;
+  return d;
+}
+
+// The arguments are checked by inspire_classifier.create_dataset; dates are "YYYY[-MM]".
+nb::dict create_dataset(const std::string& source, const std::string& date_from, const std::string& date_to,
+                        const std::string& output, const std::string& es_url, const std::string& holdingpen_url,
+                        const std::string& api_url, const std::string& username, const std::string& password,
+                        const std::string& ca_cert, bool resume, bool rejected, int page_size, int api_page_size,
+                        int retries, double timeout, nb::object warn, nb::object progress) {
+  harvest::Options opt;
+  if (source == "opensearch")
+    opt.source = harvest::Source::OpenSearch;
+  else if (source == "inspire-api")
+    opt.source = harvest::Source::InspireApi;
+  else
+    throw nb::value_error(("source must be 'opensearch' or 'inspire-api', got '" + source + "'").c_str());
+  try {
+    opt.range = harvest::make_range(date_from, date_to);
+  } catch (const std::exception& e) {
+    std::string msg = e.what();  // the command's flag names -> the keyword arguments'
+    for (auto [flag, kw] : {std::pair{"--from", "date_from"}, std::pair{"--to", "date_to"}})
+      for (auto at = msg.find(flag); at != std::string::npos; at = msg.find(flag, at + 1))
+        msg.replace(at, std::string(flag).size(), kw);
+    throw nb::value_error(msg.c_str());
+  }
+  opt.es_url = es_url;
+  opt.holdingpen_url = holdingpen_url;
+  if (!api_url.empty()) opt.api_url = api_url;
+  opt.username = username;
+  opt.password = password;
+  opt.ca_cert = ca_cert;
+  opt.output = output;
+  opt.resume = resume;
+  opt.rejected = rejected;
+  opt.es_page_size = page_size;
+  opt.api_page_size = api_page_size;
+  opt.retry.max_attempts = retries;
+  opt.timeout_s = timeout;
+  CallbackGuard guard;
+  harvest::Callbacks cb;
+  if (!warn.is_none())
+    cb.warn = [&](const std::string& m) { guard.call([&] { warn(nb::str(m.c_str(), m.size())); }); };
+  if (!progress.is_none())
+    cb.progress = [&](const harvest::Stats& s, const std::string& window) {
+      guard.call([&] { progress(stats_dict(s), nb::str(window.c_str(), window.size())); });
+    };
+  harvest::Stats st;
+  std::string failure;
+  int kind = 0;  // 1 callback, 2 bad options, 3 network, 4 other harvest/file error
+  {
+    nb::gil_scoped_release release;
+    try {
+      st = harvest::create_dataset(opt, cb);
+    } catch (const CallbackFailed&) {
+      kind = 1;
+    } catch (const std::bad_alloc&) {
+      throw;
+    } catch (const std::invalid_argument& e) {
+      kind = 2, failure = e.what();
+    } catch (const harvest::NetworkError& e) {
+      kind = 3, failure = e.what();
+    } catch (const std::exception& e) {
+      kind = 4, failure = e.what();
+    }
+  }
+  guard.rethrow();
+  switch (kind) {
+    case 1: throw std::runtime_error("create_dataset stopped by a callback");
+    case 2: throw nb::value_error(failure.c_str());
+    case 3: PyErr_SetString(PyExc_ConnectionError, failure.c_str()); throw nb::python_error();
+    case 4: throw std::runtime_error(failure);
+    default: break;
+  }
+  return stats_dict(st);
+}
+
 }  // namespace
 
 NB_MODULE(_core, m) {
@@ -194,4 +422,15 @@ NB_MODULE(_core, m) {
           nb::arg("papers"), nb::arg("threads"),
           "A list of (title, abstract) tuples of UTF-8 bytes -> a list of dicts, in input order, "
           "computed in parallel (threads <= 0: all cores).");
+
+  m.def("train", &train, nb::arg("data"), nb::arg("out_dir"), nb::arg("lm_data"), nb::arg("pretrain_data"),
+        nb::arg("pretrained"), nb::arg("preset"), nb::arg("recipe_json"), nb::arg("resume"), nb::arg("threads"),
+        nb::arg("max_steps"), nb::arg("provenance"), nb::arg("log").none(), nb::arg("progress").none(),
+        "The ULMFiT pipeline (ulmfit/pipeline.h run_pipeline) -> dict; the GIL is released while it runs.");
+  m.def("create_dataset", &create_dataset, nb::arg("source"), nb::arg("date_from"), nb::arg("date_to"),
+        nb::arg("output"), nb::arg("es_url"), nb::arg("holdingpen_url"), nb::arg("api_url"), nb::arg("username"),
+        nb::arg("password"), nb::arg("ca_cert"), nb::arg("resume"), nb::arg("rejected"), nb::arg("page_size"),
+        nb::arg("api_page_size"), nb::arg("retries"), nb::arg("timeout"), nb::arg("warn").none(),
+        nb::arg("progress").none(),
+        "create-dataset (harvest/harvest.h) -> dict of counts; the GIL is released while it runs.");
 }

@@ -10,7 +10,9 @@ torch, fastai or NumPy::
     # {'prediction': 'core', 'scores': {'rejected': 0.0177, 'non_core': 0.0177, 'core': 0.9647}}
 
 The scores are the ``inspire-classifier predict-coreness`` command's (the same float values).
-Training and dataset creation are not available from Python yet (use the command).
+Training and dataset creation are functions too: :func:`train` (the ULMFiT pipeline) and
+:func:`create_dataset` (gather labeled data from INSPIRE); their progress goes to the logger
+``"inspire_classifier"`` and to an optional callback.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ import os
 import platform
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-__all__ = ["Classifier", "Prediction", "Paper", "has_default_model", "__version__"]
+__all__ = [
+    "Classifier",
+    "Prediction",
+    "Paper",
+    "has_default_model",
+    "train",
+    "create_dataset",
+    "__version__",
+]
 
 
 def _check_cpu() -> None:
@@ -47,6 +57,7 @@ def _check_cpu() -> None:
 _check_cpu()
 
 from . import _core  # noqa: E402
+from ._pipeline import create_dataset, train  # noqa: E402
 
 __version__: str = _core.__version__
 

@@ -1,6 +1,6 @@
 # Stubs for the C++ extension inspire_classifier._core (python/core.cpp). Internal: use
 # inspire_classifier.Classifier, which checks the arguments before calling these.
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __version__: str
 
@@ -23,3 +23,39 @@ class Model:
     def source(self) -> str: ...
     def predict(self, title: bytes, abstract: bytes) -> Dict[str, Any]: ...
     def predict_batch(self, papers: List[Tuple[bytes, bytes]], threads: int) -> List[Dict[str, Any]]: ...
+
+def train(
+    data: List[str],
+    out_dir: str,
+    lm_data: List[str],
+    pretrain_data: List[str],
+    pretrained: str,
+    preset: str,
+    recipe_json: str,
+    resume: bool,
+    threads: int,
+    max_steps: int,
+    provenance: str,
+    log: Optional[Callable[[str], Any]],
+    progress: Optional[Callable[[str, int, Dict[str, float]], Any]],
+) -> Dict[str, Any]: ...
+def create_dataset(
+    source: str,
+    date_from: str,
+    date_to: str,
+    output: str,
+    es_url: str,
+    holdingpen_url: str,
+    api_url: str,
+    username: str,
+    password: str,
+    ca_cert: str,
+    resume: bool,
+    rejected: bool,
+    page_size: int,
+    api_page_size: int,
+    retries: int,
+    timeout: float,
+    warn: Optional[Callable[[str], Any]],
+    progress: Optional[Callable[[Dict[str, Any], str], Any]],
+) -> Dict[str, Any]: ...
