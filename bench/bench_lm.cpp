@@ -42,7 +42,7 @@ void softmax_ce(benchmark::State& st, Index rows) {
 }
 
 void train_step(benchmark::State& st, Index bs, Index bptt, bool stage1) {
-  auto lm = std::make_unique<AwdLstmLM>(AwdLstmConfig::lm(kV));
+  auto lm = std::make_unique<AwdLstmLM>(ModelConfig::lm(kV));
   Rng rng(1);
   lm->init(rng);
   if (stage1) lm->encoder().set_trainable(true, {false, false, false});

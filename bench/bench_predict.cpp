@@ -22,7 +22,7 @@ namespace {
 
 const ClassifierModel& model() {
   static ClassifierModel m = [] {
-    ClassifierModel mm(ClassifierConfig::inspire(60008));
+    ClassifierModel mm(ModelConfig::classifier(60008));
     nn::Rng rng(1);
     mm.init(rng);
     return mm;
@@ -32,7 +32,7 @@ const ClassifierModel& model() {
 
 const ClassifierModel& model_fp16() {
   static ClassifierModel m = [] {
-    ClassifierModel mm(ClassifierConfig::inspire(60008));
+    ClassifierModel mm(ModelConfig::classifier(60008));
     nn::Rng rng(1);
     mm.init(rng);
     mm.set_half_recurrent(true);

@@ -18,24 +18,40 @@ using nlohmann::json;
 
 // ---- ModelConfig ---------------------------------------------------------------------------------
 
-ModelConfig ModelConfig::lm_defaults(std::int64_t vocab_size) {
+ModelConfig ModelConfig::lm(std::int64_t vocab_size, double drop_mult) {
   ModelConfig c;
   c.kind = "lm";
   c.vocab_size = vocab_size;
+  c.set_dropouts(kFastaiLmDropouts.times(drop_mult));
   return c;
 }
 
-ModelConfig ModelConfig::classifier_defaults(std::int64_t vocab_size) {
+ModelConfig ModelConfig::classifier(std::int64_t vocab_size, double drop_mult) {
   ModelConfig c;
   c.kind = "classifier";
   c.vocab_size = vocab_size;
-  // awd_lstm_clas_config x drop_mult 0.5
-  c.embed_p = kInspireClasDropouts.embed_p;
-  c.input_p = kInspireClasDropouts.input_p;
-  c.weight_p = kInspireClasDropouts.weight_p;
-  c.hidden_p = kInspireClasDropouts.hidden_p;
-  c.output_p = kInspireClasDropouts.output_p;
+  c.set_dropouts(kFastaiClasDropouts.times(drop_mult));
+  c.head_ps = {c.output_p, 0.1};
   return c;
+}
+
+ModelConfig& ModelConfig::set_dropouts(const AwdLstmDropouts& d) {
+  embed_p = d.embed_p, input_p = d.input_p, weight_p = d.weight_p, hidden_p = d.hidden_p,
+  output_p = d.output_p;
+  return *this;
+}
+
+ModelConfig& ModelConfig::no_dropout() {
+  embed_p = input_p = weight_p = hidden_p = output_p = 0;
+  for (auto& p : head_ps) p = 0;
+  return *this;
+}
+
+std::vector<std::int64_t> ModelConfig::head_dims() const {
+  std::vector<std::int64_t> d = {3 * emb_sz};
+  d.insert(d.end(), lin_ftrs.begin(), lin_ftrs.end());
+  d.push_back(n_classes);
+  return d;
 }
 
 std::string ModelConfig::encoder_prefix() const {
@@ -100,7 +116,7 @@ ModelConfig ModelConfig::from_json(const json& j) {
   auto k = j.find("kind");
   if (k == j.end() || !k->is_string()) throw std::invalid_argument("config: missing 'kind'");
   std::string kind = k->get<std::string>();
-  ModelConfig c = kind == "classifier" ? classifier_defaults(0) : lm_defaults(0);
+  ModelConfig c = kind == "classifier" ? classifier(0) : lm(0);
   c.kind = kind;
   c.vocab_size = get_int(j, "vocab_size", 0, true);
   c.emb_sz = get_int(j, "emb_sz", 400, true);

@@ -1,11 +1,11 @@
 // io/model_config.h — the model configuration: THE description of an AWD-LSTM model (sizes,
-// dropouts, head), what a bundle stores as its `config` metadata (see io/bundle.h).
+// dropouts, head), what a bundle stores as its `config` metadata (see io/bundle.h) and what the
+// models are built from (ulmfit::AwdLstmEncoder, AwdLstmLM and ClassifierModel all take this one
+// type; ulmfit::ModelConfig names it there).
 //
 // Where it lives and why: io/ must not depend on ulmfit/ (ulmfit/ builds on io/), and the bundle
 // format has to read and write the config, so the one config type and the one table of dropout
-// defaults live here. ulmfit::AwdLstmConfig (ulmfit/awd_lstm.h) is the compute-side view of the
-// encoder part (field names of the model code); its defaults come from the table below and the
-// conversions both ways are ulmfit::awd_config_from / model_config_from (ulmfit/train.h).
+// defaults live here.
 #pragma once
 
 #include <cstdint>
@@ -56,14 +56,24 @@ struct ModelConfig {
   std::vector<double> head_ps = {0.2, 0.1};
   std::int64_t n_classes = 3;
 
-  static ModelConfig lm_defaults(std::int64_t vocab_size);
-  static ModelConfig classifier_defaults(std::int64_t vocab_size);
+  // fastai's awd_lstm_lm_config / awd_lstm_clas_config at the original's sizes, every *_p times
+  // drop_mult (INSPIRE: LM 0.7, classifier 0.5). The classifier's head_ps are
+  // [output_p, 0.1] (fastai: [output_p] + ps, ps = [0.1]).
+  static ModelConfig lm(std::int64_t vocab_size, double drop_mult = kInspireLmDropMult);
+  static ModelConfig classifier(std::int64_t vocab_size, double drop_mult = kInspireClasDropMult);
+
+  // Sets the five dropout probabilities (the head's ps are left as they are).
+  ModelConfig& set_dropouts(const AwdLstmDropouts& d);
+  // Every dropout probability, the head's included, set to 0.
+  ModelConfig& no_dropout();
 
   // Prefix of the AWD-LSTM keys: "0." (lm), "0.module." (classifier), "" (encoder).
   std::string encoder_prefix() const;
   // Hidden size of LSTM layer l (the last one has emb_sz).
   std::int64_t layer_hidden(std::int64_t l) const { return l == n_layers - 1 ? emb_sz : n_hid; }
   std::int64_t layer_input(std::int64_t l) const { return l == 0 ? emb_sz : n_hid; }
+  // Sizes of a classifier's head: [3 * emb_sz, lin_ftrs..., n_classes].
+  std::vector<std::int64_t> head_dims() const;
 
   nlohmann::json to_json() const;
   // Throws std::invalid_argument naming the field on a missing/ill-typed/out-of-range value.

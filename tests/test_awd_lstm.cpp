@@ -22,9 +22,9 @@ using testing_util::GradVar;
 
 namespace {
 
-AwdLstmConfig tiny(double p) {
-  AwdLstmConfig c;
-  c.vocab = 17, c.emb = 6, c.hidden = 8, c.n_layers = 3, c.pad_token = 1;
+ModelConfig tiny(double p) {
+  ModelConfig c;
+  c.vocab_size = 17, c.emb_sz = 6, c.n_hid = 8, c.n_layers = 3, c.pad_idx = 1;
   c.embed_p = c.input_p = c.weight_p = c.hidden_p = c.output_p = p;
   return c;
 }
@@ -109,14 +109,14 @@ void golden(const char* scenario, double tol) {
   auto j = nlohmann::json::parse(f);
   auto& cj = j["config"];
   const bool drop = std::string(scenario) == "drop";
-  AwdLstmConfig cfg = tiny(0);
-  cfg.vocab = cj["vocab"], cfg.emb = cj["emb"], cfg.hidden = cj["hidden"];
-  cfg.n_layers = cj["n_layers"], cfg.pad_token = cj["pad_token"];
+  ModelConfig cfg = tiny(0);
+  cfg.vocab_size = cj["vocab"], cfg.emb_sz = cj["emb"], cfg.n_hid = cj["hidden"];
+  cfg.n_layers = cj["n_layers"], cfg.pad_idx = cj["pad_token"];
   if (drop) {
     cfg.embed_p = cj["embed_p"], cfg.input_p = cj["input_p"], cfg.weight_p = cj["weight_p"];
     cfg.hidden_p = cj["hidden_p"], cfg.output_p = cj["output_p"];
   }
-  const Index bs = cj["bs"], sl = cj["sl"], V = cfg.vocab;
+  const Index bs = cj["bs"], sl = cj["sl"], V = cfg.vocab_size;
   AwdLstmLMT<T> lm(cfg);
   auto& sj = j[scenario];
   int loaded = 0;
@@ -178,7 +178,7 @@ TEST(AwdLstm, FastaiGoldenFixedMasksFloat) { golden<float>("drop", 1e-5); }
 // ---- freezing: frozen parts get no gradient, trainable parts get the same gradient ----------
 TEST(AwdLstm, FrozenGroupsSkipGradients) {
   const Index bs = 3, sl = 4;
-  AwdLstmConfig cfg = tiny(0);
+  ModelConfig cfg = tiny(0);
   Rng rng(3);
   Tensor<TokenId> ids{bs, sl}, tgt{bs, sl};
   for (Index i = 0; i < bs * sl; ++i) ids[i] = (TokenId)rng.below(17), tgt[i] = (TokenId)rng.below(17);
@@ -219,7 +219,7 @@ TEST(AwdLstm, FrozenGroupsSkipGradients) {
 
 // ---- eval path == training forward without dropout; state carried; batch resize ------------
 TEST(AwdLstm, InferMatchesForwardAndCarriesState) {
-  AwdLstmConfig cfg = tiny(0.4);
+  ModelConfig cfg = tiny(0.4);
   AwdLstmEncoderT<float> a(cfg), b(cfg);
   Rng r1(8), r2(8);
   a.init(r1), b.init(r2);
@@ -266,7 +266,7 @@ TEST(AwdLstm, MasksResampledEachCall) {
 
 // ---- names, groups, do_wd, sizes ------------------------------------------------------------------
 TEST(AwdLstm, ParamNamesGroupsAndCounts) {
-  AwdLstmLM lm(AwdLstmConfig::lm(100));
+  AwdLstmLM lm(ModelConfig::lm(100));
   auto ps = lm_params(lm);
   ASSERT_EQ(ps.size(), 14u);
   EXPECT_EQ(ps[0].name, "0.encoder.weight");
@@ -287,16 +287,16 @@ TEST(AwdLstm, ParamNamesGroupsAndCounts) {
   Index n = 0;
   for (auto& p : ps) n += p.value.numel();
   EXPECT_EQ(n, 401 * 100 + 20273280);  // spec §8.1
-  AwdLstmEncoder enc(AwdLstmConfig::classifier(50));
+  AwdLstmEncoder enc(ModelConfig::classifier(50));
   auto cp = encoder_params(enc, "0.module.", 0, 1);
   EXPECT_EQ(cp[0].name, "0.module.encoder.weight");
   EXPECT_EQ(cp[0].group, 0);
   EXPECT_EQ(cp[5].name, "0.module.rnns.1.weight_hh_l0_raw");
   EXPECT_EQ(cp[5].group, 2);
-  auto c = AwdLstmConfig::lm(10, 0.7);
+  auto c = ModelConfig::lm(10, 0.7);
   EXPECT_NEAR(c.weight_p, 0.14, 1e-12);
   EXPECT_NEAR(c.output_p, 0.07, 1e-12);
-  auto k = AwdLstmConfig::classifier(10, 0.5);
+  auto k = ModelConfig::classifier(10, 0.5);
   EXPECT_NEAR(k.input_p, 0.2, 1e-12);
   EXPECT_NEAR(k.weight_p, 0.25, 1e-12);
 }
@@ -312,11 +312,11 @@ TEST(AwdLstm, BadInputIsNamed) {
   } catch (const std::out_of_range& ex) {
     EXPECT_NE(std::string(ex.what()).find("17 at [1, 1]"), std::string::npos) << ex.what();
   }
-  AwdLstmConfig bad = tiny(0);
+  ModelConfig bad = tiny(0);
   bad.weight_p = 1.0;
   EXPECT_THROW({ AwdLstmEncoderT<float> x(bad); }, std::invalid_argument);
   bad = tiny(0);
-  bad.vocab = 0;
+  bad.vocab_size = 0;
   EXPECT_THROW({ AwdLstmEncoderT<float> x(bad); }, std::invalid_argument);
   Tensor<float> ybad{2, 3, 5};
   ids[4] = 0;

@@ -481,9 +481,9 @@ TEST(BackendOps, EveryAvailableBackendMatchesTheCpuOnItsOps) {
 // ---- explicit recurrent state of the encoder ---------------------------------------------------
 
 namespace {
-ulmfit::AwdLstmConfig tiny_cfg() {
-  ulmfit::AwdLstmConfig c;
-  c.vocab = 23, c.emb = 6, c.hidden = 9, c.n_layers = 3, c.pad_token = 1;
+ulmfit::ModelConfig tiny_cfg() {
+  ulmfit::ModelConfig c;
+  c.vocab_size = 23, c.emb_sz = 6, c.n_hid = 9, c.n_layers = 3, c.pad_idx = 1;
   return c.no_dropout();
 }
 }  // namespace
@@ -542,7 +542,7 @@ TEST(EncoderState, TwoWindowsCarriedEqualOneWindowOfBoth) {
 
 TEST(EncoderState, ResizeKeepsFirstRowsAndChecksShapes) {
   using namespace ulmfit;
-  AwdLstmConfig cfg = tiny_cfg();
+  ModelConfig cfg = tiny_cfg();
   AwdLstmState<float> s;
   s.reset(cfg, 3);
   EXPECT_EQ(s.batch(), 3);
@@ -688,7 +688,7 @@ TEST(BackendOps, ModelsRunEveryOpThroughTheBackendTheyHold) {
   CountingBackend be;
   auto& n = be.ops32.n;
   // LM: a training step with every dropout, then Adam
-  AwdLstmConfig cfg = tiny_cfg();
+  ModelConfig cfg = tiny_cfg();
   cfg.embed_p = cfg.input_p = cfg.weight_p = cfg.hidden_p = cfg.output_p = 0.3;
   AwdLstmLM lm(cfg);
   Rng r(11);
@@ -717,8 +717,8 @@ TEST(BackendOps, ModelsRunEveryOpThroughTheBackendTheyHold) {
 
   // classifier: a training step and a served document
   n.clear();
-  ClassifierConfig cc;
-  cc.enc = tiny_cfg();
+  ModelConfig cc = tiny_cfg();
+  cc.kind = "classifier";
   cc.bptt = 4, cc.max_len = 8;
   cc.lin_ftrs = {5};
   cc.head_ps = {0.2, 0.1};

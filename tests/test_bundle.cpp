@@ -24,8 +24,8 @@ std::string tmp_path(const std::string& name) {
 }
 
 ModelConfig small(const std::string& kind) {
-  ModelConfig c = kind == "classifier" ? ModelConfig::classifier_defaults(10)
-                                       : ModelConfig::lm_defaults(10);
+  ModelConfig c = kind == "classifier" ? ModelConfig::classifier(10)
+                                       : ModelConfig::lm(10);
   c.kind = kind;
   c.emb_sz = 4;
   c.n_hid = 6;
@@ -96,7 +96,7 @@ void expect_load_error(const std::string& bytes, std::initializer_list<const cha
 }
 
 TEST(Bundle, ExpectedTensorsLm) {
-  auto c = ModelConfig::lm_defaults(60000);
+  auto c = ModelConfig::lm(60000);
   auto ex = io::expected_tensors(c);
   std::vector<std::string> names;
   for (auto& e : ex) names.push_back(e.name);
@@ -113,12 +113,12 @@ TEST(Bundle, ExpectedTensorsLm) {
   EXPECT_EQ(ex[10].shape, (nn::Shape{1600, 400}));
   // spec §8.1
   EXPECT_EQ(io::parameter_count(c), 44'333'280);
-  EXPECT_EQ(io::parameter_count(ModelConfig::lm_defaults(60008)), 44'336'488);
-  EXPECT_EQ(io::parameter_count(ModelConfig::classifier_defaults(60008)), 44'339'130);
+  EXPECT_EQ(io::parameter_count(ModelConfig::lm(60008)), 44'336'488);
+  EXPECT_EQ(io::parameter_count(ModelConfig::classifier(60008)), 44'339'130);
 }
 
 TEST(Bundle, ExpectedTensorsClassifierAndEncoder) {
-  auto c = ModelConfig::classifier_defaults(100);
+  auto c = ModelConfig::classifier(100);
   auto ex = io::expected_tensors(c);
   std::vector<std::string> tail;
   for (std::size_t i = 14; i < ex.size(); ++i) tail.push_back(ex[i].name);
@@ -134,7 +134,7 @@ TEST(Bundle, ExpectedTensorsClassifierAndEncoder) {
   c.head_ps = {0.2, 0.0};  // no dropout in block 1: Linear moves to index 1
   EXPECT_EQ(io::expected_tensors(c).back().name, "1.layers.1.1.weight");
 
-  auto e = ModelConfig::lm_defaults(100);
+  auto e = ModelConfig::lm(100);
   e.kind = "encoder";
   auto ee = io::expected_tensors(e);
   ASSERT_EQ(ee.size(), 14u);

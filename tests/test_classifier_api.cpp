@@ -238,7 +238,7 @@ TEST_F(ClassifierApi, LoadErrorsAreClear) {
 TEST_F(ClassifierApi, RejectsALanguageModelBundle) {
   // Same vocab, LM kind: refused with a message naming the kind.
   io::BundleContents b;
-  b.config = io::ModelConfig::lm_defaults(tiny::golden()["vocab"].size());
+  b.config = io::ModelConfig::lm(tiny::golden()["vocab"].size());
   b.config.emb_sz = 4;
   b.config.n_hid = 4;
   b.config.n_layers = 1;
@@ -284,7 +284,7 @@ TEST_F(ClassifierApi, LoadingABundleHoldsTheModelOnce) {
   {
     io::BundleContents b;
     const std::int64_t V = 20000;
-    b.config = io::ModelConfig::classifier_defaults(V);
+    b.config = io::ModelConfig::classifier(V);
     b.config.n_hid = 576;  // ~58 MB of float32: big enough to see a second copy
     b.labels = {"rejected", "non_core", "core"};
     for (const char* s : {"xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup",

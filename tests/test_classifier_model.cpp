@@ -32,15 +32,15 @@ const nlohmann::json& golden() {
   return j;
 }
 
-ClassifierConfig golden_config() {
+ModelConfig golden_config() {
   const auto& c = golden()["config"];
-  ClassifierConfig cfg;
-  cfg.enc.vocab = c["vocab"];
-  cfg.enc.emb = c["emb"];
-  cfg.enc.hidden = c["hidden"];
-  cfg.enc.n_layers = c["n_layers"];
-  cfg.enc.pad_token = c["pad"];
-  cfg.enc.no_dropout();
+  ModelConfig cfg = ModelConfig::classifier(0);
+  cfg.vocab_size = c["vocab"];
+  cfg.emb_sz = c["emb"];
+  cfg.n_hid = c["hidden"];
+  cfg.n_layers = c["n_layers"];
+  cfg.pad_idx = c["pad"];
+  cfg.no_dropout();
   cfg.bptt = c["bptt"];
   cfg.max_len = c["max_len"];
   cfg.lin_ftrs = c["lin_ftrs"].get<std::vector<Index>>();
@@ -90,7 +90,7 @@ TEST(ClassifierModel, TensorKeysMatchFastaiStateDict) {
 }
 
 TEST(ClassifierModel, InspireKeysGroupsAndWeightDecay) {
-  ClassifierModel m(ClassifierConfig::inspire(/*vocab=*/20));
+  ClassifierModel m(ModelConfig::classifier(/*vocab=*/20));
   auto ps = classifier_params(m);
   std::map<std::string, const nn::Param*> by;
   for (auto& p : ps) by[p.name] = &p;
@@ -114,9 +114,9 @@ TEST(ClassifierModel, InspireKeysGroupsAndWeightDecay) {
   for (auto& p : ps)
     if (p.group == 4) head += p.value.numel();
   EXPECT_EQ(head, 62650);
-  EXPECT_EQ(m.config().n_groups(), 5);
+  EXPECT_EQ(m.n_groups(), 5);
   EXPECT_NEAR(m.config().head_ps[0], 0.2, 1e-15);
-  EXPECT_NEAR(m.config().enc.weight_p, 0.25, 1e-15);
+  EXPECT_NEAR(m.config().weight_p, 0.25, 1e-15);
 }
 
 // ---- golden agreement --------------------------------------------------------------------------
@@ -250,18 +250,18 @@ TEST(ClassifierModel, FreezeStagesComputeOnlyTrainableGradients) {
 // ---- finite differences (double, no dropout) -----------------------------------------------------
 
 struct GcSetup {
-  ClassifierConfig cfg;
+  ModelConfig cfg = ModelConfig::classifier(0);
   Tensor<TokenId> ids;
   Tensor<std::int32_t> y;
 };
 
 GcSetup gc_setup() {
   GcSetup s;
-  s.cfg.enc.vocab = 9;
-  s.cfg.enc.emb = 4;
-  s.cfg.enc.hidden = 5;
-  s.cfg.enc.n_layers = 2;
-  s.cfg.enc.no_dropout();
+  s.cfg.vocab_size = 9;
+  s.cfg.emb_sz = 4;
+  s.cfg.n_hid = 5;
+  s.cfg.n_layers = 2;
+  s.cfg.no_dropout();
   s.cfg.lin_ftrs = {4};
   s.cfg.head_ps = {0, 0};
   // ONE chunk (bptt = sl = 8): finite differences see the whole function, while the model's
@@ -355,8 +355,8 @@ TEST(ClassifierModel, GradcheckHeadOnlyStage) {
 // function: the backward must follow every mask (embedding rows, input, weight, hidden, head).
 TEST(ClassifierModel, GradcheckWithDropoutMasks) {
   auto s = gc_setup();
-  s.cfg.enc.embed_p = 0.2, s.cfg.enc.input_p = 0.3, s.cfg.enc.weight_p = 0.3,
-  s.cfg.enc.hidden_p = 0.3;
+  s.cfg.embed_p = 0.2, s.cfg.input_p = 0.3, s.cfg.weight_p = 0.3,
+  s.cfg.hidden_p = 0.3;
   s.cfg.head_ps = {0.3, 0.2};
   ClassifierModelT<double> m(s.cfg);
   nn::Rng rng(5);
@@ -390,13 +390,13 @@ TEST(ClassifierModel, GradcheckWithDropoutMasks) {
 
 TEST(ClassifierModel, AdamOneCycleFitsATinyBatch) {
   auto s = gc_setup();
-  s.cfg.enc.no_dropout();
+  s.cfg.no_dropout();
   ClassifierModel m(s.cfg);
   nn::Rng rng(3);
   m.init(rng);
   nn::AdamHyper h;
   h.wd = 1e-6;
-  nn::Adam opt(classifier_params(m), m.config().n_groups(), h);
+  nn::Adam opt(classifier_params(m), m.n_groups(), h);
   ClassifierCache<float> cache;
   double first = 0, last = 0;
   for (int it = 0; it < 60; ++it) {
@@ -446,7 +446,7 @@ TEST(ClassifierModel, ClearErrors) {
   auto z = m.infer(std::vector<TokenId>{2, 3, 4});
   for (int c = 0; c < 3; ++c) EXPECT_FLOAT_EQ(l1[c], z[c]);
   // bad config
-  ClassifierConfig c = s.cfg;
+  ModelConfig c = s.cfg;
   c.head_ps = {0.1};
   EXPECT_THROW(ClassifierModel{c}, std::invalid_argument);
 }

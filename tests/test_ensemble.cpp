@@ -44,9 +44,9 @@ Vocab test_vocab(std::int64_t n) {
 
 // A small classifier with random weights (and non-trivial BatchNorm statistics).
 ClassifierModel random_classifier(std::uint64_t seed, bool backwards, Index vocab = 40) {
-  ClassifierConfig cc = ClassifierConfig::inspire(vocab, 0.5);
-  cc.enc.emb = 6, cc.enc.hidden = 10, cc.enc.n_layers = 2;
-  cc.enc.backwards = backwards;
+  ModelConfig cc = ModelConfig::classifier(vocab, 0.5);
+  cc.emb_sz = 6, cc.n_hid = 10, cc.n_layers = 2;
+  cc.backwards = backwards;
   cc.bptt = 5, cc.max_len = 20;
   cc.lin_ftrs = {7};
   ClassifierModel m(cc);
@@ -86,7 +86,7 @@ void write_classifier(ClassifierModel& m, const Vocab& v, const std::string& pat
 }  // namespace
 
 TEST(Backwards, ConfigFlagRoundTripsAndIsWrittenOnlyWhenSet) {
-  auto c = io::ModelConfig::classifier_defaults(20);
+  auto c = io::ModelConfig::classifier(20);
   EXPECT_FALSE(c.to_json().contains("backwards"));  // forward bundles stay as they were
   c.backwards = true;
   auto j = c.to_json();
@@ -114,7 +114,7 @@ TEST(Backwards, ClassifierReadsTheDocumentReversed) {
   auto bundle = io::Bundle::load((dir / "b.safetensors").string());
   EXPECT_TRUE(bundle.config().backwards);
   auto loaded = ClassifierModel::from_bundle(bundle);
-  EXPECT_TRUE(loaded.config().enc.backwards);
+  EXPECT_TRUE(loaded.config().backwards);
   auto d = loaded.infer(ids);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(a[i], d[i]);
   fs::remove_all(dir);

@@ -23,10 +23,10 @@ namespace {
 
 constexpr Index kV = 40;
 
-AwdLstmConfig tiny_cfg() {
-  AwdLstmConfig c = AwdLstmConfig::lm(kV);
-  c.emb = 8;
-  c.hidden = 12;
+ModelConfig tiny_cfg() {
+  ModelConfig c = ModelConfig::lm(kV);
+  c.emb_sz = 8;
+  c.n_hid = 12;
   c.n_layers = 3;
   return c;
 }
@@ -68,18 +68,18 @@ TEST(NameMap, MapsEveryKindBothWays) {
 
 TEST(NameMap, AgreesWithTheBundleFormatsTable) {
   AwdLstmLM lm(tiny_cfg());
-  ClassifierConfig cc = ClassifierConfig::inspire(kV);
-  cc.enc.emb = 8, cc.enc.hidden = 12;
+  ModelConfig cc = ModelConfig::classifier(kV);
+  cc.emb_sz = 8, cc.n_hid = 12;
   ClassifierModel clf(cc);
   struct Case {
     std::string model_kind, bundle_kind;
     std::vector<io::TensorOut> out;
     io::ModelConfig cfg;
   };
-  io::ModelConfig lm_cfg = model_config_from(lm.config(), "lm");
-  io::ModelConfig enc_cfg = model_config_from(lm.config(), "encoder");
-  io::ModelConfig clf_cfg = model_config_from(cc.enc, "classifier");
-  clf_cfg.lin_ftrs = {50};
+  io::ModelConfig lm_cfg = lm.config();
+  io::ModelConfig enc_cfg = lm.config();
+  enc_cfg.kind = "encoder";
+  io::ModelConfig clf_cfg = cc;
   std::vector<Case> cases = {
       {"lm", "lm", bundle_tensors(lm.tensors(), "lm", "lm"), lm_cfg},
       {"lm", "encoder", bundle_tensors(lm.tensors(), "lm", "encoder"), enc_cfg},
@@ -118,8 +118,8 @@ TEST(NameMap, SaveAndLoadRoundTrips) {
   for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(values_of(want[i]), values_of(got[i])) << want[i].key;
 
   // the LM bundle's encoder -> a classifier's encoder
-  ClassifierConfig cc = ClassifierConfig::inspire(kV);
-  cc.enc.emb = 8, cc.enc.hidden = 12;
+  ModelConfig cc = ModelConfig::classifier(kV);
+  cc.emb_sz = 8, cc.n_hid = 12;
   ClassifierModel clf(cc);
   clf.init(rng);
   load_encoder_into_classifier(clf, b);
@@ -138,11 +138,10 @@ TEST(NameMap, SaveAndLoadRoundTrips) {
   EXPECT_EQ(from_clf.decoder_bias().data[3], 5.0f);
 
   // a tensor of the wrong shape is named
-  AwdLstmConfig wide = tiny_cfg();
-  wide.hidden = 13;
-  ClassifierConfig wc = ClassifierConfig::inspire(kV);
-  wc.enc = wide;
-  wc.enc.emb = 8;
+  ModelConfig wide = tiny_cfg();
+  wide.n_hid = 13;
+  ModelConfig wc = wide;
+  wc.kind = "classifier";
   ClassifierModel wm(wc);
   try {
     load_tensors(wm.encoder().tensors(), "encoder", b);

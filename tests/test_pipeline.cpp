@@ -102,8 +102,8 @@ TEST(Pipeline, TinyEndToEndLikeTheOriginalIntegrationTest) {
 
 // A run killed after its first epoch and resumed ends bit-identical to an uninterrupted run.
 TEST(Pipeline, ResumeContinuesExactly) {
-  AwdLstmConfig cfg = AwdLstmConfig::lm(40, 0.7);
-  cfg.emb = 8, cfg.hidden = 12, cfg.n_layers = 2;
+  ModelConfig cfg = ModelConfig::lm(40, 0.7);
+  cfg.emb_sz = 8, cfg.n_hid = 12, cfg.n_layers = 2;
   nn::Rng data_rng(3);
   std::vector<Doc> train(30), valid(6);
   for (auto* set : {&train, &valid})

@@ -646,9 +646,9 @@ TEST(ServerReliability, LoadMixSlowHugeAndNormal) {
 // ---- 5 / 10. --resume: provenance is checked, paths are confined --------------------------
 namespace {
 struct TinyRun {
-  ulmfit::AwdLstmConfig cfg = [] {
-    auto c = ulmfit::AwdLstmConfig::lm(40, 0.7);
-    c.emb = 8, c.hidden = 12, c.n_layers = 2;
+  ulmfit::ModelConfig cfg = [] {
+    auto c = ulmfit::ModelConfig::lm(40, 0.7);
+    c.emb_sz = 8, c.n_hid = 12, c.n_layers = 2;
     return c;
   }();
   std::vector<ulmfit::Doc> train, valid;

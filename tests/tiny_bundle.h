@@ -30,7 +30,7 @@ inline const nlohmann::json& golden() {
 
 inline io::ModelConfig config() {
   const auto& c = golden()["config"];
-  auto cfg = io::ModelConfig::classifier_defaults(c["vocab_size"].get<std::int64_t>());
+  auto cfg = io::ModelConfig::classifier(c["vocab_size"].get<std::int64_t>());
   cfg.emb_sz = c["emb_sz"];
   cfg.n_hid = c["n_hid"];
   cfg.n_layers = c["n_layers"];

@@ -40,67 +40,27 @@ View<T> scratch(Tensor<T>& t, Shape s) {
 // ---------------------------------------------------------------------------------------------
 // Config
 // ---------------------------------------------------------------------------------------------
-AwdLstmConfig AwdLstmConfig::lm(Index vocab, double dm) {
-  AwdLstmConfig c;
-  c.vocab = vocab;
-  c.set_dropouts(io::kFastaiLmDropouts.times(dm));
-  return c;
-}
-
-AwdLstmConfig AwdLstmConfig::classifier(Index vocab, double dm) {
-  AwdLstmConfig c;
-  c.vocab = vocab;
-  c.set_dropouts(io::kFastaiClasDropouts.times(dm));
-  return c;
-}
-
-AwdLstmConfig& AwdLstmConfig::set_dropouts(const io::AwdLstmDropouts& d) {
-  embed_p = d.embed_p, input_p = d.input_p, weight_p = d.weight_p, hidden_p = d.hidden_p,
-  output_p = d.output_p;
-  return *this;
-}
-
-AwdLstmConfig& AwdLstmConfig::no_dropout() {
-  embed_p = input_p = weight_p = hidden_p = output_p = 0;
-  return *this;
-}
-
-void AwdLstmConfig::check() const {
-  auto bad = [](const std::string& f, const std::string& why) {
-    throw std::invalid_argument("AWD-LSTM config: " + f + " " + why);
-  };
-  if (vocab < 1) bad("vocab", "must be >= 1, got " + std::to_string(vocab));
-  if (emb < 1) bad("emb", "must be >= 1, got " + std::to_string(emb));
-  if (hidden < 1) bad("hidden", "must be >= 1, got " + std::to_string(hidden));
-  if (n_layers < 1) bad("n_layers", "must be >= 1, got " + std::to_string(n_layers));
-  if (pad_token >= vocab) bad("pad_token", "must be < vocab (" + std::to_string(vocab) + ")");
-  const std::pair<const char*, double> ps[] = {{"embed_p", embed_p}, {"input_p", input_p},
-                                               {"weight_p", weight_p}, {"hidden_p", hidden_p},
-                                               {"output_p", output_p}};
-  for (auto& [name, p] : ps)
-    if (!(p >= 0 && p < 1)) bad(name, "must be in [0, 1), got " + std::to_string(p));
-}
 
 // ---------------------------------------------------------------------------------------------
 // Encoder
 // ---------------------------------------------------------------------------------------------
 template <typename T>
-AwdLstmEncoderT<T>::AwdLstmEncoderT(const AwdLstmConfig& cfg, Index extra) : cfg_(cfg) {
-  cfg_.check();
-  const int L = cfg_.n_layers;
+AwdLstmEncoderT<T>::AwdLstmEncoderT(const ModelConfig& cfg, Index extra) : cfg_(cfg) {
+  cfg_.validate();
+  const int L = (int)cfg_.n_layers;
   Index pad = nn::kAlign / sizeof(T);
   auto sz = [&](Index n) { return (n + pad - 1) / pad * pad; };
-  Index total = sz(cfg_.vocab * cfg_.emb) + sz(extra) + 64 * pad;
+  Index total = sz(cfg_.vocab_size * cfg_.emb_sz) + sz(extra) + 64 * pad;
   for (int l = 0; l < L; ++l) {
-    Index h = cfg_.layer_hidden(l), in = cfg_.layer_in(l);
+    Index h = cfg_.layer_hidden(l), in = cfg_.layer_input(l);
     total += sz(4 * h * h) + sz(4 * h * in) + 2 * sz(4 * h);
   }
   values_.reserve(total);
   grads_.reserve(total);
-  emb_ = values_.take({cfg_.vocab, cfg_.emb});
-  demb_ = grads_.take({cfg_.vocab, cfg_.emb});
+  emb_ = values_.take({cfg_.vocab_size, cfg_.emb_sz});
+  demb_ = grads_.take({cfg_.vocab_size, cfg_.emb_sz});
   for (int l = 0; l < L; ++l) {
-    Index h = cfg_.layer_hidden(l), in = cfg_.layer_in(l);
+    Index h = cfg_.layer_hidden(l), in = cfg_.layer_input(l);
     w_hh_.push_back(values_.take({4 * h, h}));
     dw_hh_.push_back(grads_.take({4 * h, h}));
     w_ih_.push_back(values_.take({4 * h, in}));
@@ -204,7 +164,7 @@ void AwdLstmEncoderT<T>::set_trainable(bool embedding, const std::vector<bool>& 
 }
 
 template <typename T>
-void AwdLstmState<T>::reset(const AwdLstmConfig& cfg, Index bs) {
+void AwdLstmState<T>::reset(const ModelConfig& cfg, Index bs) {
   h.resize(cfg.n_layers);
   c.resize(cfg.n_layers);
   for (int l = 0; l < cfg.n_layers; ++l) {
@@ -214,7 +174,7 @@ void AwdLstmState<T>::reset(const AwdLstmConfig& cfg, Index bs) {
 }
 
 template <typename T>
-void AwdLstmState<T>::resize(const AwdLstmConfig& cfg, Index bs) {
+void AwdLstmState<T>::resize(const ModelConfig& cfg, Index bs) {
   if ((int)h.size() != cfg.n_layers || (int)c.size() != cfg.n_layers) {
     reset(cfg, bs);
     return;
@@ -252,17 +212,17 @@ void AwdLstmEncoderT<T>::check_ids(CView<TokenId> ids) const {
     throw std::invalid_argument("AWD-LSTM: token ids must be [bs, sl], got " + ids.shape.str());
   const Index sl = ids.dim(1);
   for (Index i = 0; i < ids.numel(); ++i)
-    if (ids[i] < 0 || ids[i] >= cfg_.vocab)
+    if (ids[i] < 0 || ids[i] >= cfg_.vocab_size)
       throw std::out_of_range("AWD-LSTM: token id " + std::to_string(ids[i]) + " at [" +
                               std::to_string(i / sl) + ", " + std::to_string(i % sl) +
-                              "] is outside the vocabulary [0, " + std::to_string(cfg_.vocab) +
+                              "] is outside the vocabulary [0, " + std::to_string(cfg_.vocab_size) +
                               ")");
 }
 
 template <typename T>
 void AwdLstmEncoderT<T>::sample_masks(AwdLstmCache<T>& cache, const ForwardOptions& opt) const {
   const Index bs = cache.bs;
-  const int L = cfg_.n_layers;
+  const int L = (int)cfg_.n_layers;
   auto& m = cache.masks;
   m.weight.resize(L);
   m.hidden.resize(L > 1 ? L - 1 : 0);
@@ -288,8 +248,8 @@ void AwdLstmEncoderT<T>::sample_masks(AwdLstmCache<T>& cache, const ForwardOptio
     if (t.shape() != s) t.resize(s);
     be_->ops<T>().dropout_mask(*o.rng, p, t.view());
   };
-  want(m.embed, {cfg_.vocab}, cfg_.embed_p, "embed", opt);
-  want(m.input, {bs, cfg_.emb}, cfg_.input_p, "input", opt);
+  want(m.embed, {cfg_.vocab_size}, cfg_.embed_p, "embed", opt);
+  want(m.input, {bs, cfg_.emb_sz}, cfg_.input_p, "input", opt);
   for (int l = 0; l < L; ++l) {
     Index H = cfg_.layer_hidden(l);
     want(m.weight[l], {4 * H, H}, cfg_.weight_p, "weight", opt);
@@ -303,8 +263,8 @@ void AwdLstmEncoderT<T>::encode(CView<TokenId> ids, AwdLstmState<T>& state, View
                                 AwdLstmCache<T>* cache, AwdLstmWorkspace<T>* ws,
                                 const ForwardOptions& opt) const {
   check_ids(ids);
-  const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg_.emb;
-  const int L = cfg_.n_layers;
+  const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg_.emb_sz;
+  const int L = (int)cfg_.n_layers;
   nn::check_shape(out.shape, Shape{bs, sl, E}, cache ? "AWD-LSTM forward output" : "AWD-LSTM infer output");
   nn::Ops<T>& ops = be_->ops<T>();
   state.resize(cfg_, bs);
@@ -377,8 +337,8 @@ template <typename T>
 void AwdLstmEncoderT<T>::backward(AwdLstmCache<T>& cache, CView<T> dout) {
   require_float_recurrent("backward");
   const Index bs = cache.bs, sl = cache.sl;
-  const int L = cfg_.n_layers;
-  nn::check_shape(dout.shape, Shape{bs, sl, cfg_.emb}, "AWD-LSTM backward dout");
+  const int L = (int)cfg_.n_layers;
+  nn::check_shape(dout.shape, Shape{bs, sl, cfg_.emb_sz}, "AWD-LSTM backward dout");
   if ((int)cache.lstm.size() != L) throw std::invalid_argument("AWD-LSTM backward: empty cache");
   // The lowest part that needs a gradient; nothing below it is computed.
   int lowest = L;  // L: nothing trainable
@@ -388,16 +348,16 @@ void AwdLstmEncoderT<T>::backward(AwdLstmCache<T>& cache, CView<T> dout) {
   if (lowest == L) return;
   auto& m = cache.masks;
   nn::Ops<T>& ops = be_->ops<T>();
-  Index maxw = cfg_.emb;
+  Index maxw = cfg_.emb_sz;
   for (int l = 0; l < L; ++l) maxw = std::max(maxw, cfg_.layer_hidden(l));
   // d: gradient w.r.t. the current layer's output (ping-pong between two scratch buffers)
   Tensor<T>* bufs[2] = {&cache.scratch_a, &cache.scratch_b};
   for (auto* b : bufs) scratch(*b, Shape{bs * sl * maxw});
-  View<T> d(bufs[0]->data(), Shape{bs, sl, cfg_.emb});
+  View<T> d(bufs[0]->data(), Shape{bs, sl, cfg_.emb_sz});
   d.copy_from(dout);
   int cur = 0;
   for (int l = L - 1; l >= 0 && l >= lowest; --l) {
-    const Index H = cfg_.layer_hidden(l), in = cfg_.layer_in(l);
+    const Index H = cfg_.layer_hidden(l), in = cfg_.layer_input(l);
     nn::LstmParams<T> p = lstm_params(l);
     nn::LstmGrads<T> g;
     const bool masked = m.weight.size() == (size_t)L && present(m.weight[l]);
@@ -429,7 +389,7 @@ void AwdLstmEncoderT<T>::backward(AwdLstmCache<T>& cache, CView<T> dout) {
         ops.rnn_dropout_backward(d, m.hidden[l - 1].view(), d);
     } else {
       if (present(m.input)) ops.rnn_dropout_backward(d, m.input.view(), d);
-      ops.embedding_backward(cache.ids.view(), m.embed.view(), d, cfg_.pad_token, demb_);
+      ops.embedding_backward(cache.ids.view(), m.embed.view(), d, (TokenId)cfg_.pad_idx, demb_);
     }
   }
 }
@@ -438,8 +398,8 @@ void AwdLstmEncoderT<T>::backward(AwdLstmCache<T>& cache, CView<T> dout) {
 // Language model
 // ---------------------------------------------------------------------------------------------
 template <typename T>
-AwdLstmLMT<T>::AwdLstmLMT(const AwdLstmConfig& cfg) : enc_(cfg, cfg.vocab + 64) {
-  auto [v, g] = enc_.take_extra({cfg.vocab});
+AwdLstmLMT<T>::AwdLstmLMT(const ModelConfig& cfg) : enc_(cfg, cfg.vocab_size + 64) {
+  auto [v, g] = enc_.take_extra({cfg.vocab_size});
   bias_ = v, dbias_ = g;
 }
 
@@ -460,13 +420,13 @@ std::vector<NamedTensor<T>> AwdLstmLMT<T>::tensors() {
 template <typename T>
 double AwdLstmLMT<T>::train_step(CView<TokenId> ids, CView<TokenId> targets,
                                  AwdLstmCache<T>& cache, const ForwardOptions& opt) {
-  const AwdLstmConfig& cfg = enc_.config();
+  const ModelConfig& cfg = enc_.config();
   if (ids.ndim() != 2)
     throw std::invalid_argument("AWD-LSTM LM: ids must be [bs, sl], got " + ids.shape.str());
   if (targets.shape != ids.shape)
     throw std::invalid_argument("AWD-LSTM LM: targets " + targets.shape.str() +
                                 " must have the shape of ids " + ids.shape.str());
-  const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg.emb, V = cfg.vocab;
+  const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg.emb_sz, V = cfg.vocab_size;
   ensure(out_, Shape{bs, sl, E});
   enc_.forward(ids, out_.view(), cache, opt);
   // output dropout
@@ -511,11 +471,11 @@ double AwdLstmLMT<T>::train_step(CView<TokenId> ids, CView<TokenId> targets,
 
 template <typename T>
 double AwdLstmLMT<T>::eval_loss(CView<TokenId> ids, CView<TokenId> targets) {
-  const AwdLstmConfig& cfg = enc_.config();
+  const ModelConfig& cfg = enc_.config();
   if (ids.ndim() != 2 || targets.shape != ids.shape)
     throw std::invalid_argument("AWD-LSTM LM eval: ids " + ids.shape.str() + " and targets " +
                                 targets.shape.str() + " must both be [bs, sl]");
-  const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg.emb, V = cfg.vocab;
+  const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg.emb_sz, V = cfg.vocab_size;
   ensure(out_, Shape{bs, sl, E});
   enc_.infer(ids, out_.view());
   Index chunk = std::max<Index>(1, std::min(chunk_rows, bs * sl));
@@ -528,10 +488,10 @@ double AwdLstmLMT<T>::eval_loss(CView<TokenId> ids, CView<TokenId> targets) {
 template <typename T>
 void AwdLstmLMT<T>::logits(CView<TokenId> ids, View<T> out, AwdLstmCache<T>& cache,
                            const ForwardOptions& opt) {
-  const AwdLstmConfig& cfg = enc_.config();
+  const ModelConfig& cfg = enc_.config();
   if (ids.ndim() != 2)
     throw std::invalid_argument("AWD-LSTM LM: ids must be [bs, sl], got " + ids.shape.str());
-  const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg.emb, V = cfg.vocab;
+  const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg.emb_sz, V = cfg.vocab_size;
   nn::check_shape(out.shape, Shape{bs, sl, V}, "AWD-LSTM LM logits");
   ensure(out_, Shape{bs, sl, E});
   if (opt.training) {

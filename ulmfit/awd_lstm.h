@@ -37,36 +37,12 @@ namespace ulmfit {
 using TokenId = std::int32_t;
 using nn::Index;
 
-struct AwdLstmConfig {
-  Index vocab = 0;
-  Index emb = 400;      // emb_sz (also the last layer's hidden size)
-  Index hidden = 1152;  // n_hid
-  int n_layers = 3;
-  TokenId pad_token = 1;
-  // The model reads each document last token first (fastai's `backwards=True`, the ULMFiT
-  // paper's backward LM). Callers always pass documents in reading order: the training loops and
-  // the classifier's infer() reverse them.
-  bool backwards = false;
-  // Dropout probabilities (already multiplied by drop_mult). The defaults are io::ModelConfig's
-  // (io/model_config.h, the one config and table of defaults): fastai's LM config x 0.7.
-  double embed_p = io::kInspireLmDropouts.embed_p, input_p = io::kInspireLmDropouts.input_p,
-         weight_p = io::kInspireLmDropouts.weight_p, hidden_p = io::kInspireLmDropouts.hidden_p,
-         output_p = io::kInspireLmDropouts.output_p;
-
-  // fastai's awd_lstm_lm_config / awd_lstm_clas_config with every *_p times drop_mult
-  // (INSPIRE: LM 0.7, classifier 0.5; for the classifier output_p is the head's first dropout
-  // and is not used by this encoder).
-  static AwdLstmConfig lm(Index vocab, double drop_mult = io::kInspireLmDropMult);
-  static AwdLstmConfig classifier(Index vocab, double drop_mult = io::kInspireClasDropMult);
-  // All dropout probabilities set to 0.
-  AwdLstmConfig& no_dropout();
-  AwdLstmConfig& set_dropouts(const io::AwdLstmDropouts& d);
-
-  Index layer_in(int l) const { return l == 0 ? emb : hidden; }
-  Index layer_hidden(int l) const { return l == n_layers - 1 ? emb : hidden; }
-  // Throws std::invalid_argument naming the bad field.
-  void check() const;
-};
+// THE model configuration (io/model_config.h): sizes, dropouts (already multiplied by drop_mult)
+// and, for a classifier, its head. The encoder reads vocab_size, emb_sz (also the last layer's
+// hidden size), n_hid, n_layers, pad_idx, backwards (the model reads each document last token
+// first, fastai's `backwards=True`; callers always pass documents in reading order: the
+// training loops and the classifier's infer() reverse them) and the five *_p.
+using ModelConfig = io::ModelConfig;
 
 // How a forward call behaves.
 struct ForwardOptions {
@@ -110,9 +86,9 @@ struct AwdLstmState {
   std::vector<nn::Tensor<T>> h, c;
   Index batch() const { return h.empty() ? 0 : h[0].shape()[0]; }
   // Zero state for `bs` rows.
-  void reset(const AwdLstmConfig& cfg, Index bs = 0);
+  void reset(const ModelConfig& cfg, Index bs = 0);
   // Batch size change: the first rows are kept, new rows are zero (no-op if bs is unchanged).
-  void resize(const AwdLstmConfig& cfg, Index bs);
+  void resize(const ModelConfig& cfg, Index bs);
 };
 
 // Buffers of the serving path (AwdLstmEncoderT::infer), one per caller / thread: nothing is
@@ -137,13 +113,13 @@ class AwdLstmEncoderT {
  public:
   // Allocates zeroed parameters (call init() or load values). `extra` reserves room in the
   // arenas for a head's parameters (see take_extra()).
-  explicit AwdLstmEncoderT(const AwdLstmConfig& cfg, Index extra = 0);
+  explicit AwdLstmEncoderT(const ModelConfig& cfg, Index extra = 0);
   AwdLstmEncoderT(AwdLstmEncoderT&&) noexcept = default;
   AwdLstmEncoderT& operator=(AwdLstmEncoderT&&) noexcept = default;
   AwdLstmEncoderT(const AwdLstmEncoderT&) = delete;
   AwdLstmEncoderT& operator=(const AwdLstmEncoderT&) = delete;
 
-  const AwdLstmConfig& config() const { return cfg_; }
+  const ModelConfig& config() const { return cfg_; }
 
   // fastai initialisation (§2.2): embedding U(-0.1, 0.1) (pad row included); every LSTM tensor
   // U(-1/sqrt(h_l), 1/sqrt(h_l)). Resets the state.
@@ -234,7 +210,7 @@ class AwdLstmEncoderT {
   void encode(nn::CView<TokenId> ids, AwdLstmState<T>& state, nn::View<T> out,
               AwdLstmCache<T>* cache, AwdLstmWorkspace<T>* ws, const ForwardOptions& opt) const;
 
-  AwdLstmConfig cfg_;
+  ModelConfig cfg_;
   nn::Arena<T> values_, grads_;
   nn::View<T> emb_, demb_;
   std::vector<nn::View<T>> w_ih_, w_hh_, b_ih_, b_hh_;
@@ -256,10 +232,10 @@ class AwdLstmEncoderT {
 template <typename T>
 class AwdLstmLMT {
  public:
-  explicit AwdLstmLMT(const AwdLstmConfig& cfg);
+  explicit AwdLstmLMT(const ModelConfig& cfg);
 
   AwdLstmEncoderT<T>& encoder() { return enc_; }
-  const AwdLstmConfig& config() const { return enc_.config(); }
+  const ModelConfig& config() const { return enc_.config(); }
   void init(nn::Rng& rng);  // encoder init + decoder bias 0
   void reset() { enc_.reset(); }
   nn::View<T> decoder_bias() { return bias_; }

@@ -26,62 +26,6 @@ using nn::View;
 
 // ---- config ---------------------------------------------------------------------------------
 
-ClassifierConfig ClassifierConfig::inspire(Index vocab, double drop_mult) {
-  ClassifierConfig c;
-  c.enc = AwdLstmConfig::classifier(vocab, drop_mult);
-  c.head_ps = {c.enc.output_p, 0.1};
-  return c;
-}
-
-ClassifierConfig ClassifierConfig::from_model_config(const io::ModelConfig& mc) {
-  ClassifierConfig c;
-  c.enc.vocab = mc.vocab_size;
-  c.enc.emb = mc.emb_sz;
-  c.enc.hidden = mc.n_hid;
-  c.enc.n_layers = (int)mc.n_layers;
-  c.enc.pad_token = (TokenId)mc.pad_idx;
-  c.enc.backwards = mc.backwards;
-  c.enc.embed_p = mc.embed_p;
-  c.enc.input_p = mc.input_p;
-  c.enc.weight_p = mc.weight_p;
-  c.enc.hidden_p = mc.hidden_p;
-  c.enc.output_p = mc.output_p;
-  c.bptt = mc.bptt;
-  c.max_len = mc.max_len;
-  c.lin_ftrs.assign(mc.lin_ftrs.begin(), mc.lin_ftrs.end());
-  c.head_ps = mc.head_ps;
-  c.n_classes = mc.n_classes;
-  c.check();
-  return c;
-}
-
-ClassifierConfig& ClassifierConfig::no_dropout() {
-  enc.no_dropout();
-  for (auto& p : head_ps) p = 0;
-  return *this;
-}
-
-std::vector<Index> ClassifierConfig::head_dims() const {
-  std::vector<Index> d = {3 * enc.emb};
-  d.insert(d.end(), lin_ftrs.begin(), lin_ftrs.end());
-  d.push_back(n_classes);
-  return d;
-}
-
-void ClassifierConfig::check() const {
-  enc.check();
-  auto bad = [](const std::string& what) { throw std::invalid_argument("classifier config: " + what); };
-  if (bptt < 1) bad("bptt must be >= 1, got " + std::to_string(bptt));
-  if (max_len < 1) bad("max_len must be >= 1, got " + std::to_string(max_len));
-  if (n_classes < 1) bad("n_classes must be >= 1, got " + std::to_string(n_classes));
-  for (Index f : lin_ftrs)
-    if (f < 1) bad("lin_ftrs entries must be >= 1, got " + std::to_string(f));
-  if (head_ps.size() != lin_ftrs.size() + 1)
-    bad("head_ps needs " + std::to_string(lin_ftrs.size() + 1) + " values (one per head block), got " +
-        std::to_string(head_ps.size()));
-  for (double p : head_ps)
-    if (!(p >= 0 && p < 1)) bad("head_ps entries must be in [0, 1), got " + std::to_string(p));
-}
 
 // ---- helpers ----------------------------------------------------------------------------------
 namespace {
@@ -100,8 +44,15 @@ template <typename T>
 bool present(const Tensor<T>& t) {
   return t.data() != nullptr && t.shape().ndim > 0 && t.numel() > 0;
 }
+// A classifier is built from a config of kind "classifier" (its head's sizes and dropouts).
+void check_classifier_config(const ModelConfig& cfg) {
+  if (cfg.kind != "classifier")
+    throw std::invalid_argument("classifier model: the config is of kind \"" + cfg.kind +
+                                "\", not \"classifier\"");
+  cfg.validate();
+}
 template <typename T>
-Index head_extra(const ClassifierConfig& cfg) {
+Index head_extra(const ModelConfig& cfg) {
   const Index pad = nn::kAlign / sizeof(T);
   auto sz = [&](Index n) { return (n + pad - 1) / pad * pad; };
   auto d = cfg.head_dims();
@@ -114,8 +65,8 @@ Index head_extra(const ClassifierConfig& cfg) {
 // ---- model ------------------------------------------------------------------------------------
 
 template <typename T>
-ClassifierModelT<T>::ClassifierModelT(const ClassifierConfig& cfg)
-    : cfg_((cfg.check(), cfg)), enc_(cfg.enc, head_extra<T>(cfg)) {
+ClassifierModelT<T>::ClassifierModelT(const ModelConfig& cfg)
+    : cfg_((check_classifier_config(cfg), cfg)), enc_(cfg, head_extra<T>(cfg)) {
   auto d = cfg_.head_dims();
   blocks_.resize(d.size() - 1);
   for (std::size_t i = 0; i < blocks_.size(); ++i) {
@@ -154,7 +105,7 @@ std::vector<NamedTensor<T>> ClassifierModelT<T>::tensors() {
   for (std::size_t i = 0; i < blocks_.size(); ++i) {
     Block& b = blocks_[i];
     const std::string k = "1.layers." + std::to_string(i) + ".";
-    const int head = cfg_.enc.n_layers;  // layer index used for the head
+    const int head = (int)cfg_.n_layers;  // layer index used for the head
     out.push_back({k + "0.weight", b.bn_w, b.dbn_w, head, false});
     out.push_back({k + "0.bias", b.bn_b, b.dbn_b, head, false});
     out.push_back({k + "0.running_mean", b.running_mean.view(), View<T>(), -2, false});
@@ -167,12 +118,12 @@ std::vector<NamedTensor<T>> ClassifierModelT<T>::tensors() {
 
 template <typename T>
 void ClassifierModelT<T>::freeze_to(int n) {
-  const int G = cfg_.n_groups();
+  const int G = n_groups();
   int idx = n >= 0 ? n : G + n;
   idx = std::clamp(idx, 0, G - 1);  // the head always trains
   frozen_idx_ = idx;
-  std::vector<bool> rnn(cfg_.enc.n_layers);
-  for (int l = 0; l < cfg_.enc.n_layers; ++l) rnn[l] = group_trainable(l + 1);
+  std::vector<bool> rnn((int)cfg_.n_layers);
+  for (int l = 0; l < (int)cfg_.n_layers; ++l) rnn[l] = group_trainable(l + 1);
   enc_.set_trainable(group_trainable(0), rnn);
 }
 
@@ -187,8 +138,8 @@ template <typename T>
 void ClassifierModelT<T>::forward(CView<TokenId> ids, View<T> logits, ClassifierCache<T>& cache,
                                   const ForwardOptions& opt) {
   enc_.check_ids(ids);
-  const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg_.enc.emb;
-  const TokenId pad = cfg_.enc.pad_token;
+  const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg_.emb_sz;
+  const TokenId pad = (TokenId)cfg_.pad_idx;
   nn::check_shape(logits.shape, Shape{bs, cfg_.n_classes}, "classifier forward logits");
   if (bs < 1 || sl < 1) throw std::invalid_argument("classifier forward: empty batch " + ids.shape.str());
   cache.bs = bs, cache.sl = sl, cache.training = opt.training;
@@ -218,7 +169,7 @@ void ClassifierModelT<T>::forward(CView<TokenId> ids, View<T> logits, Classifier
 
   // 2. run the encoder chunk by chunk (state carried, resized, detached)
   bool enc_trains = false;
-  for (int g = 0; g <= cfg_.enc.n_layers; ++g) enc_trains |= group_trainable(g);
+  for (int g = 0; g <= (int)cfg_.n_layers; ++g) enc_trains |= group_trainable(g);
   // One encoder cache per chunk when the encoder trains (its backward needs them) or when the
   // caller replays fixed masks (reuse_masks: each chunk keeps its own); else one scratch cache.
   const bool per_chunk = opt.training && (enc_trains || opt.reuse_masks);
@@ -226,7 +177,7 @@ void ClassifierModelT<T>::forward(CView<TokenId> ids, View<T> logits, Classifier
   if (cache.enc.size() < n_caches) cache.enc.resize(n_caches);
   ensure(cache.out, Shape{bs, T_kept, E});
   cache.out.view().zero();
-  cache.state.reset(cfg_.enc, 0);
+  cache.state.reset(cfg_, 0);
   for (std::size_t k = 0; k < cache.chunks.size(); ++k) {
     const auto& c = cache.chunks[k];
     View<TokenId> cid = scratch(cache.chunk_ids, Shape{c.real_bs, c.len});
@@ -312,10 +263,10 @@ void ClassifierModelT<T>::head_forward(ClassifierCache<T>& cache, const ForwardO
 template <typename T>
 void ClassifierModelT<T>::backward(ClassifierCache<T>& cache, CView<T> dlogits) {
   if (!cache.training) throw std::invalid_argument("classifier backward: the forward was in eval mode");
-  const Index bs = cache.bs, E = cfg_.enc.emb;
+  const Index bs = cache.bs, E = cfg_.emb_sz;
   nn::check_shape(dlogits.shape, Shape{bs, cfg_.n_classes}, "classifier backward dlogits");
   bool enc_trains = false;
-  for (int g = 0; g <= cfg_.enc.n_layers; ++g) enc_trains |= group_trainable(g);
+  for (int g = 0; g <= (int)cfg_.n_layers; ++g) enc_trains |= group_trainable(g);
   // head, last block first; dy lives in da / db (ping-pong)
   Tensor<T>* bufs[2] = {&cache.da, &cache.db};
   int cur = 0;
@@ -372,16 +323,16 @@ double ClassifierModelT<T>::train_step(CView<TokenId> ids, CView<std::int32_t> t
 
 template <typename T>
 void ClassifierModelT<T>::infer(CView<TokenId> ids, View<T> logits, ClassifierWorkspace<T>& ws) const {
-  const Index n = ids.numel(), E = cfg_.enc.emb;
+  const Index n = ids.numel(), E = cfg_.emb_sz;
   if (n == 0) throw std::invalid_argument("classifier: empty document (no tokens)");
   nn::check_shape(logits.shape, Shape{cfg_.n_classes}, "classifier infer logits");
-  if (cfg_.enc.backwards) {  // callers pass reading order; a backwards model reads it reversed
+  if (cfg_.backwards) {  // callers pass reading order; a backwards model reads it reversed
     ws.reversed.assign(ids.data, ids.data + n);
     std::reverse(ws.reversed.begin(), ws.reversed.end());
     ids = CView<TokenId>(ws.reversed.data(), Shape{n});
   }
   enc_.check_ids(CView<TokenId>(ids.data, Shape{1, n}));
-  ws.state.reset(cfg_.enc, 1);
+  ws.state.reset(cfg_, 1);
   ensure(ws.sum, Shape{E});
   ensure(ws.mx, Shape{E});
   ensure(ws.last, Shape{E});
@@ -479,7 +430,7 @@ ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle,
   if (mc.kind != "classifier")
     throw std::invalid_argument("classifier model: the bundle holds a \"" + mc.kind +
                                 "\" model, not a classifier");
-  ClassifierModelT<T> m(ClassifierConfig::from_model_config(mc));
+  ClassifierModelT<T> m(mc);
   std::vector<nn::HalfMatrix> half;  // layer order: tensors() lists rnns.0, rnns.1, ...
   for (auto& t : m.tensors()) {
     CView<float> src = bundle.tensor(prefix + t.key);
@@ -522,7 +473,7 @@ ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle,
 }
 
 std::vector<nn::Param> classifier_params(ClassifierModel& m) {
-  const int L = m.config().enc.n_layers;
+  const int L = (int)m.config().n_layers;
   std::vector<nn::Param> ps;
   for (auto& t : m.tensors()) {
     if (t.layer == -2) continue;  // buffers

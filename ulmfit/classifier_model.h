@@ -36,30 +36,9 @@
 
 namespace io {
 class Bundle;
-struct ModelConfig;
 }  // namespace io
 
 namespace ulmfit {
-
-struct ClassifierConfig {
-  AwdLstmConfig enc;                // encoder sizes and dropouts (output_p unused here)
-  Index bptt = 72;                  // SentenceEncoder chunk length (= seq_len)
-  Index max_len = 72 * 20;          // positions kept for pooling
-  std::vector<Index> lin_ftrs = {50};
-  std::vector<double> head_ps = {0.2, 0.1};  // one per head block (fastai: [output_p] + ps)
-  Index n_classes = 3;
-
-  // INSPIRE's classifier: awd_lstm_clas_config × drop_mult (default 0.5), head ps [0.2·2·dm, 0.1].
-  static ClassifierConfig inspire(Index vocab, double drop_mult = 0.5);
-  static ClassifierConfig from_model_config(const io::ModelConfig& mc);
-  // All dropouts (encoder and head) set to 0.
-  ClassifierConfig& no_dropout();
-  // Sizes of the head: [3E, lin_ftrs..., n_classes].
-  std::vector<Index> head_dims() const;
-  int n_groups() const { return enc.n_layers + 2; }  // embedding, rnn 0..L-1, head
-  // Throws std::invalid_argument naming the bad field.
-  void check() const;
-};
 
 // One head block's cache.
 template <typename T>
@@ -111,11 +90,11 @@ struct ClassifierWorkspace {
 template <typename T>
 class ClassifierModelT {
  public:
-  explicit ClassifierModelT(const ClassifierConfig& cfg);
+  explicit ClassifierModelT(const ModelConfig& cfg);
   ClassifierModelT(ClassifierModelT&&) noexcept = default;
   ClassifierModelT& operator=(ClassifierModelT&&) noexcept = default;
 
-  const ClassifierConfig& config() const { return cfg_; }
+  const ModelConfig& config() const { return cfg_; }
   AwdLstmEncoderT<T>& encoder() { return enc_; }
 
   // fastai init: encoder (§2.2), BatchNorm weight 1 / bias 1e-3 / running stats (0, 1),
@@ -135,6 +114,8 @@ class ClassifierModelT {
   // groups >= n (n < 0 counts from the end) get gradients. The head always trains.
   void freeze_to(int n);
   bool group_trainable(int g) const;
+  // The number of those groups: embedding, one per LSTM layer, head.
+  int n_groups() const { return (int)cfg_.n_layers + 2; }
 
   // ---- training / eval on a padded batch ----
   // ids [bs, sl] (pad-chunked as §1.7). opt.training: dropout + BN batch stats (bs >= 2), else
@@ -177,7 +158,7 @@ class ClassifierModelT {
   void head_forward(ClassifierCache<T>& cache, const ForwardOptions& opt);
   nn::Ops<T>& ops() const { return enc_.backend().template ops<T>(); }
 
-  ClassifierConfig cfg_;
+  ModelConfig cfg_;
   AwdLstmEncoderT<T> enc_;
   struct Block {
     Index n_in = 0, n_out = 0;

@@ -136,8 +136,7 @@ io::ModelConfig infer_config(const tt::StateDict& sd) {
     throw io::FormatError(S, "embedding has shape " + shape_str(emb.shape) + ", expected [V, emb_sz]",
                           "key '" + prefix + "encoder.weight'");
   const std::int64_t V = emb.shape[0], E = emb.shape[1];
-  io::ModelConfig c = kind == "classifier" ? io::ModelConfig::classifier_defaults(V)
-                                           : io::ModelConfig::lm_defaults(V);
+  io::ModelConfig c = kind == "classifier" ? io::ModelConfig::classifier(V) : io::ModelConfig::lm(V);
   c.kind = kind;
   c.emb_sz = E;
   c.n_layers = 0;

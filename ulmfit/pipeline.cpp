@@ -85,11 +85,11 @@ LmData prepare_lm_data(const Sides& s, std::size_t max_vocab, std::size_t min_fr
   return d;
 }
 
-AwdLstmConfig lm_config(const Recipe& r, std::size_t vocab_size) {
-  AwdLstmConfig cfg = AwdLstmConfig::lm((Index)vocab_size, r.lm_drop_mult);
-  cfg.emb = r.emb_sz;
-  cfg.hidden = r.n_hid;
-  cfg.n_layers = (int)r.n_layers;
+ModelConfig lm_config(const Recipe& r, std::size_t vocab_size) {
+  ModelConfig cfg = ModelConfig::lm((Index)vocab_size, r.lm_drop_mult);
+  cfg.emb_sz = r.emb_sz;
+  cfg.n_hid = r.n_hid;
+  cfg.n_layers = r.n_layers;
   cfg.backwards = r.backwards;
   return cfg;
 }
@@ -102,7 +102,8 @@ void init_lm(AwdLstmLM& lm, const Vocab& vocab, const std::string& pretrained, s
   auto b = io::Bundle::load(pretrained);
   const auto& c = b.config();
   // A classifier bundle gives its encoder (the LM decoder's bias starts at zero).
-  if (c.emb_sz != lm.config().emb || c.n_hid != lm.config().hidden || c.n_layers != lm.config().n_layers)
+  if (c.emb_sz != lm.config().emb_sz || c.n_hid != lm.config().n_hid ||
+      c.n_layers != lm.config().n_layers)
     throw std::runtime_error(pretrained + ": sizes (emb " + std::to_string(c.emb_sz) + ", hid " +
                              std::to_string(c.n_hid) + ", layers " + std::to_string(c.n_layers) +
                              ") differ from the preset's; pass the matching --preset");
@@ -182,11 +183,11 @@ ClasStageResult train_classifier_from_lm(const Recipe& r_in, const std::string& 
   r.n_hid = mc.n_hid;
   r.n_layers = mc.n_layers;
   r.backwards = mc.backwards;  // a classifier reads text in its LM's direction
-  ClassifierConfig cc = ClassifierConfig::inspire((Index)vocab.size(), r.clas_drop_mult);
-  cc.enc.emb = mc.emb_sz;
-  cc.enc.hidden = mc.n_hid;
-  cc.enc.n_layers = (int)mc.n_layers;
-  cc.enc.backwards = mc.backwards;
+  ModelConfig cc = ModelConfig::classifier((Index)vocab.size(), r.clas_drop_mult);
+  cc.emb_sz = mc.emb_sz;
+  cc.n_hid = mc.n_hid;
+  cc.n_layers = mc.n_layers;
+  cc.backwards = mc.backwards;
   cc.bptt = r.clas_bptt;
   cc.max_len = r.clas_max_len;
   ClassifierModel m(cc);

@@ -54,7 +54,7 @@ LmData prepare_lm_data(const Sides& s, std::size_t max_vocab, std::size_t min_fr
                        const LogFn& log = {});
 
 // The AWD-LSTM LM config of the recipe (sizes, drop_mult, direction) over `vocab_size` tokens.
-AwdLstmConfig lm_config(const Recipe& r, std::size_t vocab_size);
+ModelConfig lm_config(const Recipe& r, std::size_t vocab_size);
 // Initialises `lm` (seeded) and, when `pretrained` is given, copies its encoder in, matching the
 // embeddings to `vocab` by token string. Throws when the sizes differ.
 void init_lm(AwdLstmLM& lm, const Vocab& vocab, const std::string& pretrained, std::uint64_t seed,

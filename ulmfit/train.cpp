@@ -61,43 +61,10 @@ std::vector<Stage> classifier_stages(int last_epochs, double base_lr) {
 // ---------------------------------------------------------------------------------------------
 // Bundles
 // ---------------------------------------------------------------------------------------------
-AwdLstmConfig awd_config_from(const io::ModelConfig& c) {
-  AwdLstmConfig a;
-  a.vocab = c.vocab_size;
-  a.emb = c.emb_sz;
-  a.hidden = c.n_hid;
-  a.n_layers = (int)c.n_layers;
-  a.pad_token = (TokenId)c.pad_idx;
-  a.backwards = c.backwards;
-  a.embed_p = c.embed_p;
-  a.input_p = c.input_p;
-  a.weight_p = c.weight_p;
-  a.hidden_p = c.hidden_p;
-  a.output_p = c.output_p;
-  return a;
-}
-
-io::ModelConfig model_config_from(const AwdLstmConfig& a, const std::string& kind) {
-  io::ModelConfig c = kind == "classifier" ? io::ModelConfig::classifier_defaults(a.vocab)
-                                           : io::ModelConfig::lm_defaults(a.vocab);
-  c.kind = kind;
-  c.vocab_size = a.vocab;
-  c.emb_sz = a.emb;
-  c.n_hid = a.hidden;
-  c.n_layers = a.n_layers;
-  c.pad_idx = a.pad_token;
-  c.backwards = a.backwards;
-  c.embed_p = a.embed_p;
-  c.input_p = a.input_p;
-  c.weight_p = a.weight_p;
-  c.hidden_p = a.hidden_p;
-  if (kind != "classifier") c.output_p = a.output_p;
-  return c;
-}
-
 io::BundleContents lm_bundle(AwdLstmLM& lm, const Vocab& vocab, const std::string& provenance) {
   io::BundleContents b;
-  b.config = model_config_from(lm.config(), "lm");
+  b.config = lm.config();
+  b.config.kind = "lm";
   b.vocab = vocab.itos();
   b.provenance = provenance;
   b.tensors = bundle_tensors(lm.tensors(), "lm", "lm");
@@ -107,7 +74,7 @@ io::BundleContents lm_bundle(AwdLstmLM& lm, const Vocab& vocab, const std::strin
 void load_lm_weights(AwdLstmLM& lm, const io::Bundle& b) {
   const auto& c = b.config();
   const auto& a = lm.config();
-  if (c.vocab_size != a.vocab || c.emb_sz != a.emb || c.n_hid != a.hidden ||
+  if (c.vocab_size != a.vocab_size || c.emb_sz != a.emb_sz || c.n_hid != a.n_hid ||
       c.n_layers != a.n_layers)
     throw std::invalid_argument("model bundle sizes (vocab " + std::to_string(c.vocab_size) +
                                 ", emb " + std::to_string(c.emb_sz) + ", hid " +
@@ -352,7 +319,7 @@ std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vect
   bs = std::max<std::size_t>(1, std::min(bs, total > 1 ? (total - 1) / 2 : 1));
   LMLoader loader(docs, bs, bptt, /*shuffle=*/false);
   lm.reset();
-  const Index E = lm.config().emb, V = lm.config().vocab;
+  const Index E = lm.config().emb_sz, V = lm.config().vocab_size;
   nn::Tensor<float> out, ws({V * 64});
   double loss_sum = 0;
   std::int64_t correct = 0, n = 0;
@@ -626,13 +593,7 @@ std::vector<int> classify_documents(const ClassifierModel& m, const std::vector<
 io::BundleContents classifier_bundle(ClassifierModel& m, const Vocab& vocab,
                                      const std::string& provenance) {
   io::BundleContents b;
-  const auto& cc = m.config();
-  b.config = model_config_from(cc.enc, "classifier");
-  b.config.bptt = cc.bptt;
-  b.config.max_len = cc.max_len;
-  b.config.lin_ftrs = std::vector<std::int64_t>(cc.lin_ftrs.begin(), cc.lin_ftrs.end());
-  b.config.head_ps = cc.head_ps;
-  b.config.n_classes = cc.n_classes;
+  b.config = m.config();
   b.vocab = vocab.itos();
   b.labels = std::vector<std::string>(kLabels.begin(), kLabels.end());
   b.temperature = kTemperature;
@@ -643,13 +604,13 @@ io::BundleContents classifier_bundle(ClassifierModel& m, const Vocab& vocab,
 
 void load_encoder_into_classifier(ClassifierModel& m, const io::Bundle& src) {
   const auto& c = src.config();
-  const auto& a = m.config().enc;
+  const auto& a = m.config();
   // A classifier gives its encoder (its head is not used); an ensemble has several, so which one
   // is ambiguous: `ensemble --member K` extracts one.
   if (c.kind == "classifier" && src.members().size() > 1)
     throw std::invalid_argument("the bundle is an ensemble of " + std::to_string(src.members().size()) +
                                 " classifiers; extract one with `ensemble --member K`");
-  if (c.vocab_size != a.vocab || c.emb_sz != a.emb || c.n_hid != a.hidden ||
+  if (c.vocab_size != a.vocab_size || c.emb_sz != a.emb_sz || c.n_hid != a.n_hid ||
       c.n_layers != a.n_layers)
     throw std::invalid_argument("encoder sizes in the bundle (vocab " +
                                 std::to_string(c.vocab_size) + ", emb " + std::to_string(c.emb_sz) +
@@ -663,14 +624,14 @@ ClasResult train_classifier(ClassifierModel& m, const Vocab& vocab, const std::v
                             const std::vector<Doc>& valid,
                             const std::vector<std::int32_t>& valid_labels, std::size_t bs,
                             const std::vector<Stage>& stages, const TrainOptions& opt) {
-  const int G = m.config().n_groups();
+  const int G = m.n_groups();
   std::vector<nn::Param> params = classifier_params(m);
   nn::AdamHyper hyper;
   hyper.wd = opt.wd;
   nn::Adam adam(params, G, hyper);
   adam.set_backend(m.backend());
   // A backwards model trains on reversed documents; validation (infer) reverses by itself.
-  ClasLoader loader(reading_direction(train, m.config().enc.backwards), train_labels, bs,
+  ClasLoader loader(reading_direction(train, m.config().backwards), train_labels, bs,
                     /*train=*/true, opt.seed, (std::size_t)m.config().bptt);
   nn::Rng rng(opt.seed ^ 0xc1a5ULL);
   ClassifierCache<float> cache;

@@ -98,9 +98,6 @@ std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vect
 io::BundleContents lm_bundle(AwdLstmLM& lm, const Vocab& vocab, const std::string& provenance);
 // Loads an LM bundle's weights into `lm` (config must match; throws naming the first mismatch).
 void load_lm_weights(AwdLstmLM& lm, const io::Bundle& b);
-// The AwdLstmConfig a bundle describes (dropouts as stored).
-AwdLstmConfig awd_config_from(const io::ModelConfig& c);
-io::ModelConfig model_config_from(const AwdLstmConfig& c, const std::string& kind);
 
 // ---------------------------------------------------------------------------------------------
 // Classifier
