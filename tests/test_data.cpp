@@ -178,7 +178,7 @@ TEST(LMLoader, StateSaveRestoreResumesExactly) {
 // ---------------------------------------------------------------------------------------------
 // Classifier batches
 // ---------------------------------------------------------------------------------------------
-TEST(ClasLoader, ValidationBatchesMatchFastaiSortedDLAndPadChunk) {
+TEST(ClassifierLoader, ValidationBatchesMatchFastaiSortedDLAndPadChunk) {
   const auto& docs = golden_docs();
   auto g = load_json("clas_goldens.json");
   ASSERT_EQ(g["valid"].size(), 3u);
@@ -188,11 +188,11 @@ TEST(ClasLoader, ValidationBatchesMatchFastaiSortedDLAndPadChunk) {
                  " seq_len=" + std::to_string(seq_len));
     std::vector<int32_t> labels(n_docs);
     for (std::size_t i = 0; i < n_docs; ++i) labels[i] = (int32_t)(i % 3);
-    ClasLoader dl(std::vector<Doc>(docs.begin(), docs.begin() + n_docs), labels, bs,
+    ClassifierLoader dl(std::vector<Doc>(docs.begin(), docs.begin() + n_docs), labels, bs,
                   /*train=*/false, 0, seq_len);
     EXPECT_EQ(dl.order(), c["order"].get<std::vector<std::size_t>>());
     ASSERT_EQ(dl.n_batches(), c["batches"].size());
-    ClasBatch b;
+    ClassifierBatch b;
     std::size_t k = 0;
     std::size_t n_front_padded = 0;
     while (dl.next(b)) {
@@ -212,7 +212,7 @@ TEST(ClasLoader, ValidationBatchesMatchFastaiSortedDLAndPadChunk) {
   }
 }
 
-TEST(ClasLoader, TrainOrderMatchesFastaiShuffleFnGivenItsDraws) {
+TEST(ClassifierLoader, TrainOrderMatchesFastaiShuffleFnGivenItsDraws) {
   auto g = load_json("clas_goldens.json");
   ASSERT_EQ(g["train"].size(), 5u);
   for (auto& c : g["train"]) {
@@ -225,16 +225,16 @@ TEST(ClasLoader, TrainOrderMatchesFastaiShuffleFnGivenItsDraws) {
   }
 }
 
-TEST(ClasLoader, TrainEpochProperties) {
+TEST(ClassifierLoader, TrainEpochProperties) {
   const auto& docs = golden_docs();
   const std::size_t n = 203, bs = 8;
   std::vector<Doc> sub(docs.begin(), docs.begin() + n);
   std::vector<int32_t> labels(n, 2);
-  ClasLoader dl(sub, labels, bs, /*train=*/true, 5);
+  ClassifierLoader dl(sub, labels, bs, /*train=*/true, 5);
   EXPECT_EQ(dl.n_batches(), n / bs);  // drop_last
   std::size_t longest = 0;
   for (auto& d : sub) longest = std::max(longest, d.size());
-  ClasBatch b;
+  ClassifierBatch b;
   std::set<std::size_t> seen;
   std::size_t k = 0;
   while (dl.next(b)) {
@@ -260,24 +260,24 @@ TEST(ClasLoader, TrainEpochProperties) {
   dl.begin_epoch();
   for (int i = 0; i < 7; ++i) ASSERT_TRUE(dl.next(b));
   auto st = dl.state();
-  ClasLoader r(sub, labels, bs, true, 77);
+  ClassifierLoader r(sub, labels, bs, true, 77);
   r.restore(st);
   EXPECT_EQ(r.order(), dl.order());
-  ClasBatch b2;
+  ClassifierBatch b2;
   while (dl.next(b)) {
     ASSERT_TRUE(r.next(b2));
     EXPECT_EQ(b.x, b2.x);
     EXPECT_EQ(b.index, b2.index);
   }
   EXPECT_FALSE(r.next(b2));
-  EXPECT_THROW(ClasLoader(sub, std::vector<int32_t>(3), bs, true), std::invalid_argument);
-  EXPECT_THROW(ClasLoader(std::vector<Doc>{{}}, std::vector<int32_t>{0}, bs, true),
+  EXPECT_THROW(ClassifierLoader(sub, std::vector<int32_t>(3), bs, true), std::invalid_argument);
+  EXPECT_THROW(ClassifierLoader(std::vector<Doc>{{}}, std::vector<int32_t>{0}, bs, true),
                std::invalid_argument);
 }
 
-TEST(ClasLoader, PadChunkArithmetic) {
+TEST(ClassifierLoader, PadChunkArithmetic) {
   std::vector<Doc> docs = {{2, 5, 6}, {2, 7, 7, 7, 7, 7, 7, 7, 7, 7}};
-  ClasBatch b;
+  ClassifierBatch b;
   pad_chunk_batch(docs, {0, 1}, {1, 0}, /*seq_len=*/4, /*pad=*/1, b);
   // longest 10; doc 0 needs 7 pads: 4 in front, 3 at the end
   EXPECT_EQ(b.len, 10u);

@@ -224,7 +224,7 @@ struct ClasArgs {
   }
 };
 
-nlohmann::json clas_json(const ClasResult& r) {
+nlohmann::json clas_json(const ClassifierResult& r) {
   return {{"model", r.model_path},
           {"last_model", r.last_model_path},
           {"best_valid_macro_f1", r.best_macro_f1},

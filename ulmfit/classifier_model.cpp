@@ -1,5 +1,6 @@
 // ulmfit/classifier_model.cpp — fastai's text classifier; see ulmfit/classifier_model.h.
 #include "ulmfit/classifier_model.h"
+#include "ulmfit/name_map.h"
 
 #include <algorithm>
 #include <type_traits>
@@ -433,7 +434,11 @@ ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle,
   ClassifierModelT<T> m(mc);
   std::vector<nn::HalfMatrix> half;  // layer order: tensors() lists rnns.0, rnns.1, ...
   for (auto& t : m.tensors()) {
-    CView<float> src = bundle.tensor(prefix + t.key);
+    // The name map (ulmfit/name_map.h): a classifier's tensor in a classifier bundle, under the
+    // member's prefix.
+    const auto name = bundle_name("classifier", t.key, mc.kind);
+    if (!name) throw std::logic_error("classifier model: no bundle name for '" + t.key + "'");
+    CView<float> src = bundle.tensor(prefix + *name);
     if (src.numel() != t.value.numel())
       throw std::invalid_argument("classifier model: tensor '" + t.key + "' has shape " +
                                   src.shape.str() + " in the bundle, the model needs " +

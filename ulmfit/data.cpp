@@ -199,7 +199,7 @@ std::vector<std::size_t> sorted_train_order(const std::vector<std::size_t>& leng
 
 void pad_chunk_batch(const std::vector<Doc>& docs, const std::vector<std::int32_t>& labels,
                      const std::vector<std::size_t>& idx, std::size_t seq_len,
-                     std::int32_t pad_idx, ClasBatch& out) {
+                     std::int32_t pad_idx, ClassifierBatch& out) {
   if (seq_len == 0) throw std::invalid_argument("pad_chunk_batch: seq_len must be > 0");
   std::size_t m = 0;
   for (auto i : idx) m = std::max(m, docs.at(i).size());
@@ -222,9 +222,9 @@ void pad_chunk_batch(const std::vector<Doc>& docs, const std::vector<std::int32_
 }
 
 // ---------------------------------------------------------------------------------------------
-// ClasLoader
+// ClassifierLoader
 // ---------------------------------------------------------------------------------------------
-ClasLoader::ClasLoader(std::vector<Doc> docs, std::vector<std::int32_t> labels, std::size_t bs,
+ClassifierLoader::ClassifierLoader(std::vector<Doc> docs, std::vector<std::int32_t> labels, std::size_t bs,
                        bool train, std::uint64_t seed, std::size_t seq_len, std::int32_t pad_idx)
     : docs_(std::move(docs)),
       labels_(std::move(labels)),
@@ -233,64 +233,64 @@ ClasLoader::ClasLoader(std::vector<Doc> docs, std::vector<std::int32_t> labels, 
       pad_idx_(pad_idx),
       train_(train),
       rng_(seed) {
-  if (bs_ == 0) throw std::invalid_argument("ClasLoader: bs must be > 0");
-  if (seq_len_ == 0) throw std::invalid_argument("ClasLoader: seq_len must be > 0");
+  if (bs_ == 0) throw std::invalid_argument("ClassifierLoader: bs must be > 0");
+  if (seq_len_ == 0) throw std::invalid_argument("ClassifierLoader: seq_len must be > 0");
   if (labels_.size() != docs_.size())
-    throw std::invalid_argument("ClasLoader: " + std::to_string(docs_.size()) + " documents but " +
+    throw std::invalid_argument("ClassifierLoader: " + std::to_string(docs_.size()) + " documents but " +
                                 std::to_string(labels_.size()) + " labels");
   lengths_.resize(docs_.size());
   for (std::size_t i = 0; i < docs_.size(); ++i) {
     if (docs_[i].empty())
-      throw std::invalid_argument("ClasLoader: document " + std::to_string(i) + " is empty");
+      throw std::invalid_argument("ClassifierLoader: document " + std::to_string(i) + " is empty");
     lengths_[i] = docs_[i].size();
   }
   if (!train_) order_ = sorted_valid_order(lengths_);
 }
 
-std::size_t ClasLoader::n_batches() const {
+std::size_t ClassifierLoader::n_batches() const {
   return train_ ? docs_.size() / bs_ : (docs_.size() + bs_ - 1) / bs_;
 }
 
-void ClasLoader::make_order() {
+void ClassifierLoader::make_order() {
   if (train_) order_ = sorted_train_order(lengths_, bs_, rng_);
   else order_ = sorted_valid_order(lengths_);
 }
 
-void ClasLoader::begin_epoch() {
+void ClassifierLoader::begin_epoch() {
   epoch_rng_ = rng_.state();
   make_order();
   ++epoch_;
   cursor_ = 0;
 }
 
-void ClasLoader::batch(std::size_t k, ClasBatch& out) const {
-  if (epoch_ == 0 && train_) throw std::logic_error("ClasLoader::batch: no epoch has begun");
+void ClassifierLoader::batch(std::size_t k, ClassifierBatch& out) const {
+  if (epoch_ == 0 && train_) throw std::logic_error("ClassifierLoader::batch: no epoch has begun");
   if (k >= n_batches())
-    throw std::out_of_range("ClasLoader::batch: batch " + std::to_string(k) + " of " +
+    throw std::out_of_range("ClassifierLoader::batch: batch " + std::to_string(k) + " of " +
                             std::to_string(n_batches()));
   const std::size_t b = k * bs_, e = std::min(docs_.size(), b + bs_);
   std::vector<std::size_t> idx(order_.begin() + b, order_.begin() + e);
   pad_chunk_batch(docs_, labels_, idx, seq_len_, pad_idx_, out);
 }
 
-bool ClasLoader::next(ClasBatch& out) {
+bool ClassifierLoader::next(ClassifierBatch& out) {
   if (epoch_ == 0) begin_epoch();
   if (cursor_ >= n_batches()) return false;
   batch(cursor_++, out);
   return true;
 }
 
-LoaderState ClasLoader::state() const {
+LoaderState ClassifierLoader::state() const {
   return LoaderState{epoch_, cursor_, epoch_ > 0 ? epoch_rng_ : rng_.state()};
 }
 
-void ClasLoader::restore(const LoaderState& s) {
+void ClassifierLoader::restore(const LoaderState& s) {
   if (s.batch > n_batches())
-    throw std::invalid_argument("ClasLoader::restore: batch cursor " + std::to_string(s.batch) +
+    throw std::invalid_argument("ClassifierLoader::restore: batch cursor " + std::to_string(s.batch) +
                                 " > " + std::to_string(n_batches()) + " batches per epoch");
   rng_.set_state(s.rng);
   if (s.epoch == 0) {
-    if (s.batch != 0) throw std::invalid_argument("ClasLoader::restore: batch > 0 before epoch 1");
+    if (s.batch != 0) throw std::invalid_argument("ClassifierLoader::restore: batch > 0 before epoch 1");
     epoch_ = 0;
     cursor_ = 0;
     return;

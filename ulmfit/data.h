@@ -6,7 +6,7 @@
 //    row (the last batch is shorter); y is x shifted by one token. With shuffle on, the
 //    document order is re-drawn at the start of every epoch from our own seeded nn::Rng (we
 //    cannot reproduce Python's `random`; given the order, the layout is fastai's).
-//  * ClasLoader: classifier batches (fastai SortedDL + Pad_Chunk, spec §1.7). Training order:
+//  * ClassifierLoader: classifier batches (fastai SortedDL + Pad_Chunk, spec §1.7). Training order:
 //    random permutation, the longest document first, chunks of bs*50 sorted by length
 //    descending, the middle batches permuted, the partial last batch dropped. Validation
 //    order: length descending (stable). Padding with pad_idx (1) in front in blocks of seq_len
@@ -107,7 +107,7 @@ std::vector<std::size_t> sorted_train_order(const std::vector<std::size_t>& leng
 std::vector<std::size_t> sorted_train_order(const std::vector<std::size_t>& lengths,
                                             std::size_t bs, nn::Rng& rng);
 
-struct ClasBatch {
+struct ClassifierBatch {
   std::size_t bs = 0, len = 0;          // rows, padded length (= longest document)
   std::vector<std::int32_t> x;          // row-major [bs][len], padded with pad_idx
   std::vector<std::int32_t> y;          // [bs] labels
@@ -121,14 +121,14 @@ struct ClasBatch {
 // fastai pad_chunk (pad_first=True) for the documents docs[idx[0..]], into `out`.
 void pad_chunk_batch(const std::vector<Doc>& docs, const std::vector<std::int32_t>& labels,
                      const std::vector<std::size_t>& idx, std::size_t seq_len,
-                     std::int32_t pad_idx, ClasBatch& out);
+                     std::int32_t pad_idx, ClassifierBatch& out);
 
-class ClasLoader {
+class ClassifierLoader {
  public:
   // train: SortedDL shuffle order + drop_last; otherwise validation order, last batch kept.
   // labels.size() must equal docs.size() (std::invalid_argument otherwise); empty documents
   // are rejected too.
-  ClasLoader(std::vector<Doc> docs, std::vector<std::int32_t> labels, std::size_t bs,
+  ClassifierLoader(std::vector<Doc> docs, std::vector<std::int32_t> labels, std::size_t bs,
              bool train, std::uint64_t seed = 42, std::size_t seq_len = 72,
              std::int32_t pad_idx = 1);
 
@@ -140,8 +140,8 @@ class ClasLoader {
   const std::vector<std::int32_t>& labels() const { return labels_; }
 
   void begin_epoch();
-  bool next(ClasBatch& out);
-  void batch(std::size_t k, ClasBatch& out) const;
+  bool next(ClassifierBatch& out);
+  void batch(std::size_t k, ClassifierBatch& out) const;
 
   LoaderState state() const;
   void restore(const LoaderState& s);

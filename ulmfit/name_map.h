@@ -1,15 +1,20 @@
 // ulmfit/name_map.h — THE map between a model's tensors and the names in bundles / fastai
-// state_dicts (the same names: a bundle uses fastai's keys, io::expected_tensors lists them).
+// state_dicts (the same names: a bundle uses fastai's keys).
+//
+// Two pieces, one each:
+//   - the TABLE of names: io::expected_tensors(config, member_prefix) (io/bundle.h) lists every
+//     tensor a bundle of that config holds, with shapes and tied aliases, for every kind and
+//     ensemble member. The bundle writer and loader check files against it, fastai import copies
+//     the state_dict entries it lists, ensembles rename members along it.
+//   - the MAP from a model's tensors() to those names (below), used by every model load and save:
+//     lm_bundle, classifier_bundle, load_lm_weights, load_encoder_into_classifier, the pretrained
+//     warm start, ClassifierModel::from_bundle, and so every checkpoint.
 //
 // A model's tensors() keys are fastai's keys of that model kind: an LM's are "0.<enc>" and
 // "1.decoder.bias", a classifier's "0.module.<enc>" and "1.layers.<k>.…", an encoder's "<enc>"
 // (e.g. <enc> = "rnns.0.weight_hh_l0_raw"). A bundle of kind K holds the encoder under
 // io::ModelConfig::encoder_prefix() ("0.", "0.module.", ""), plus K's own head. So the encoder
 // part maps between any two kinds; a head maps only to a bundle of its own kind.
-//
-// Used by bundle save (lm_bundle, classifier_bundle) and load (load_lm_weights,
-// load_encoder_into_classifier, the pretrained-LM warm start of the pipeline), i.e. checkpoints
-// and final models alike; ensembles rename whole members with io::expected_tensors + a prefix.
 #pragma once
 
 #include <functional>

@@ -165,7 +165,7 @@ LmStageResult finetune_language_model(const Recipe& r, const std::vector<std::st
                 o.resume);
 }
 
-ClasStageResult train_classifier_from_lm(const Recipe& r_in, const std::string& lm_path,
+ClassifierStageResult train_classifier_from_lm(const Recipe& r_in, const std::string& lm_path,
                                          const Sides& sides, const RunOptions& o) {
   r_in.validate();
   auto lmb = io::Bundle::load(lm_path);
@@ -194,7 +194,7 @@ ClasStageResult train_classifier_from_lm(const Recipe& r_in, const std::string& 
   nn::Rng rng(r.seed);
   m.init(rng);
   load_encoder_into_classifier(m, lmb);
-  ClasStageResult res;
+  ClassifierStageResult res;
   res.clas = train_classifier(m, vocab, train, sides.train_labels, valid, sides.valid_labels,
                               r.clas_bs, r.classifier_stages(),
                               train_options(o, o.out_dir, r.clas_wd, o.resume, r));
@@ -203,7 +203,7 @@ ClasStageResult train_classifier_from_lm(const Recipe& r_in, const std::string& 
   return res;
 }
 
-ClasStageResult train_classifier_from_lm(const Recipe& r, const std::string& lm_path,
+ClassifierStageResult train_classifier_from_lm(const Recipe& r, const std::string& lm_path,
                                          const std::vector<std::string>& data, const RunOptions& o) {
   r.validate();
   check_training_inputs({data, {}, "", lm_path, o.out_dir});  // bad labels fail now, not later

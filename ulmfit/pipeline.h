@@ -75,18 +75,18 @@ LmStageResult pretrain_language_model(const Recipe& r, const std::vector<std::st
 LmStageResult finetune_language_model(const Recipe& r, const std::vector<std::string>& data,
                                       const std::string& pretrained, const RunOptions& o);
 
-struct ClasStageResult {
-  ClasResult clas;
+struct ClassifierStageResult {
+  ClassifierResult clas;
   std::size_t train_docs = 0, valid_docs = 0;
 };
 // The classifier on the encoder and vocabulary of `lm_path` (an LM, encoder or classifier
 // bundle), trained on labeled `data` with gradual unfreezing. Sizes and direction come from the
 // bundle; the rest from the recipe. Writes <out_dir>/classifier.safetensors (best valid macro-F1)
 // and classifier-last.safetensors.
-ClasStageResult train_classifier_from_lm(const Recipe& r, const std::string& lm_path,
+ClassifierStageResult train_classifier_from_lm(const Recipe& r, const std::string& lm_path,
                                          const std::vector<std::string>& data, const RunOptions& o);
 // The same on sides already read.
-ClasStageResult train_classifier_from_lm(const Recipe& r, const std::string& lm_path,
+ClassifierStageResult train_classifier_from_lm(const Recipe& r, const std::string& lm_path,
                                          const Sides& sides, const RunOptions& o);
 
 struct PipelineInputs {
@@ -98,7 +98,7 @@ struct PipelineInputs {
 struct PipelineResult {
   std::optional<LmStageResult> pretrain;   // absent: not run (or already done)
   std::optional<LmStageResult> lm;         // absent: already done (resumed run)
-  ClasStageResult classifier;
+  ClassifierStageResult classifier;
   std::string model_path;                  // <out_dir>/classifier/classifier.safetensors
 };
 // The whole pipeline into <out_dir>/pretrain, <out_dir>/lm, <out_dir>/classifier. A stage whose

@@ -619,7 +619,7 @@ void load_encoder_into_classifier(ClassifierModel& m, const io::Bundle& src) {
   load_tensors(m.encoder().tensors(), "encoder", src);
 }
 
-ClasResult train_classifier(ClassifierModel& m, const Vocab& vocab, const std::vector<Doc>& train,
+ClassifierResult train_classifier(ClassifierModel& m, const Vocab& vocab, const std::vector<Doc>& train,
                             const std::vector<std::int32_t>& train_labels,
                             const std::vector<Doc>& valid,
                             const std::vector<std::int32_t>& valid_labels, std::size_t bs,
@@ -631,11 +631,11 @@ ClasResult train_classifier(ClassifierModel& m, const Vocab& vocab, const std::v
   nn::Adam adam(params, G, hyper);
   adam.set_backend(m.backend());
   // A backwards model trains on reversed documents; validation (infer) reverses by itself.
-  ClasLoader loader(reading_direction(train, m.config().backwards), train_labels, bs,
+  ClassifierLoader loader(reading_direction(train, m.config().backwards), train_labels, bs,
                     /*train=*/true, opt.seed, (std::size_t)m.config().bptt);
   nn::Rng rng(opt.seed ^ 0xc1a5ULL);
   ClassifierCache<float> cache;
-  ClasBatch b;
+  ClassifierBatch b;
   std::vector<std::string> labels(kLabels.begin(), kLabels.end());
 
   Hooks h;
@@ -688,7 +688,7 @@ ClasResult train_classifier(ClassifierModel& m, const Vocab& vocab, const std::v
   if (valid.empty()) throw std::invalid_argument("classifier: no validation documents");
 
   auto r = run_stages(stages, opt, h);
-  ClasResult res;
+  ClassifierResult res;
   res.steps = r.steps;
   res.valid_accuracy = r.last.count("valid_accuracy") ? r.last["valid_accuracy"] : 0;
   res.valid_macro_f1 = r.last.count("valid_macro_f1") ? r.last["valid_macro_f1"] : 0;

@@ -102,7 +102,7 @@ void load_lm_weights(AwdLstmLM& lm, const io::Bundle& b);
 // ---------------------------------------------------------------------------------------------
 // Classifier
 // ---------------------------------------------------------------------------------------------
-struct ClasResult {
+struct ClassifierResult {
   double valid_accuracy = 0, valid_macro_f1 = 0;
   double best_macro_f1 = -1;
   std::string best_stage;
@@ -115,7 +115,7 @@ struct ClasResult {
 // Gradual unfreezing over `stages` on (train, train_labels); after every epoch the model is
 // evaluated on (valid, valid_labels) one document at a time (exactly the predict path) and the
 // epoch with the best macro-F1 is kept as the selected model.
-ClasResult train_classifier(ClassifierModel& m, const Vocab& vocab, const std::vector<Doc>& train,
+ClassifierResult train_classifier(ClassifierModel& m, const Vocab& vocab, const std::vector<Doc>& train,
                             const std::vector<std::int32_t>& train_labels,
                             const std::vector<Doc>& valid,
                             const std::vector<std::int32_t>& valid_labels, std::size_t bs,
