@@ -443,6 +443,7 @@ Record parse_json_record(std::string_view line, const DatasetOptions& opt) {
   const bool has_text = str("text", r.text);
   str("split", r.split);
   str("title_matches_labeled_split", r.title_match_split);
+  str("dup_group", r.dup_group);
   if (auto it = j.find("is_valid"); it != j.end() && !it->is_null() && r.split.empty()) {
     if (it->is_boolean()) r.split = it->get<bool>() ? "valid" : "train";
     else if (it->is_number_integer() && (*it == 0 || *it == 1)) r.split = (*it == 1) ? "valid" : "train";

@@ -50,6 +50,8 @@ struct Record {
   std::string split;     // "train", "valid", "test", "fixture", ... ("" when absent);
                          // is_valid true/false gives "valid"/"train"
   std::string title_match_split;  // title_matches_labeled_split ("" when absent)
+  std::string dup_group;  // dup_group: records of the same paper share it ("" when absent);
+                          // JSON Lines only
 };
 
 struct RecordError {

@@ -1,0 +1,197 @@
+// ctest-labels: data
+// K-fold cross-validation (ulmfit/cv.h): the folds are those of tools/reference/cv_peers.py (so our
+// recipe and the peers are scored on the same papers), grouped and stratified; a tiny run scores
+// every fold, writes its files atomically, and a re-run reads the scored folds back.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cli_helpers.h"
+#include "nn/backend.h"
+#include "ulmfit/cv.h"
+#include "ulmfit/labels.h"
+#include "ulmfit/splits.h"
+
+namespace fs = std::filesystem;
+using namespace ulmfit;
+
+namespace {
+
+io::Record rec(const std::string& id, const std::string& label, const std::string& group = "") {
+  io::Record r;
+  r.id = id;
+  r.label = label;
+  r.dup_group = group;
+  r.line = 1;
+  return r;
+}
+
+}  // namespace
+
+TEST(CvFolds, Fnv1aMatchesTheReferenceValues) {
+  // The FNV-1a 64 test vectors (offset basis; "a"; "foobar").
+  EXPECT_EQ(fnv1a64(""), 0xcbf29ce484222325ULL);
+  EXPECT_EQ(fnv1a64("a"), 0xaf63dc4c8601ec8cULL);
+  EXPECT_EQ(fnv1a64("foobar"), 0x85944171f73967e8ULL);
+}
+
+TEST(CvFolds, DuplicatesStayTogetherAndLabelsAreStratified) {
+  std::vector<io::Record> rs;
+  for (int i = 0; i < 40; ++i) rs.push_back(rec("c" + std::to_string(i), "core"));
+  for (int i = 0; i < 13; ++i) rs.push_back(rec("n" + std::to_string(i), "non_core"));
+  // three records of one paper, two of another
+  rs.push_back(rec("d1", "core", "g1"));
+  rs.push_back(rec("d2", "core", "g1"));
+  rs.push_back(rec("d3", "core", "g1"));
+  rs.push_back(rec("e1", "non_core", "g2"));
+  rs.push_back(rec("e2", "non_core", "g2"));
+  auto f = make_folds(rs, 5);
+  ASSERT_EQ(f.size(), rs.size());
+  const std::size_t n = rs.size();
+  EXPECT_EQ(f[n - 5], f[n - 4]);
+  EXPECT_EQ(f[n - 4], f[n - 3]);
+  EXPECT_EQ(f[n - 2], f[n - 1]);
+  // units per label per fold differ by at most one: 41 core units -> 9,8,8,8,8; 14 non_core -> 3,3,3,3,2
+  std::map<std::string, std::map<int, std::set<std::string>>> units;
+  for (std::size_t i = 0; i < n; ++i)
+    units[rs[i].label][f[i]].insert(rs[i].dup_group.empty() ? rs[i].id : rs[i].dup_group);
+  for (auto& [label, per_fold] : units) {
+    std::size_t lo = 1000, hi = 0;
+    for (int j = 0; j < 5; ++j) {
+      lo = std::min(lo, per_fold[j].size());
+      hi = std::max(hi, per_fold[j].size());
+    }
+    EXPECT_LE(hi - lo, 1u) << label;
+  }
+  // deterministic, and independent of the records' order
+  EXPECT_EQ(make_folds(rs, 5), f);
+  std::vector<io::Record> rev(rs.rbegin(), rs.rend());
+  auto fr = make_folds(rev, 5);
+  for (std::size_t i = 0; i < n; ++i) EXPECT_EQ(fr[n - 1 - i], f[i]) << rs[i].id;
+}
+
+TEST(CvFolds, BadInputIsNamed) {
+  std::vector<io::Record> rs = {rec("a", "core"), rec("b", "core"), rec("", "non_core")};
+  rs[2].line = 7;
+  try {
+    make_folds(rs, 2);
+    ADD_FAILURE() << "a record without id or dup_group was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("line 7"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(make_folds({rec("a", "core"), rec("b", "core")}, 1), std::invalid_argument);
+  EXPECT_THROW(make_folds({rec("a", "core"), rec("b", "core")}, 3), std::invalid_argument);  // empty fold
+}
+
+// The folds of the real train + valid records equal those cv_peers.py wrote. Fixture:
+//   python3 -c "import sys,json; sys.path.insert(0,'tools/reference'); from cv_peers import make_folds;
+//   rows=[json.loads(l) for l in open('../shared/data/labeled/inspire_labeled.jsonl')];
+//   rows=[r for r in rows if r.get('split') in ('train','valid')];
+//   open('tests/fixtures/cv_folds_k5.txt','w').write(''.join(map(str,make_folds(rows,5)))+'\n')"
+TEST(CvFolds, EqualThePeersFoldsOnTheRealData) {
+  ASSERT_TRUE(fs::exists(clitest::kData)) << clitest::kData;
+  const std::vector<std::string> labels(kLabels.begin(), kLabels.end());
+  std::vector<io::Record> rs;
+  for (auto& r : read_labeled(clitest::kData, "", labels))
+    if (r.split == "train" || r.split == "valid") rs.push_back(std::move(r));
+  std::ifstream in(std::string(INSPIRE_SOURCE_DIR) + "/tests/fixtures/cv_folds_k5.txt");
+  ASSERT_TRUE(in);
+  std::string want;
+  std::getline(in, want);
+  auto f = make_folds(rs, 5);
+  ASSERT_EQ(f.size(), want.size());
+  std::size_t differ = 0;
+  for (std::size_t i = 0; i < f.size(); ++i) differ += f[i] != want[i] - '0';
+  EXPECT_EQ(differ, 0u);
+}
+
+TEST(CrossValidate, TinyRunScoresEveryFoldAndReadsThemBack) {
+  ASSERT_TRUE(fs::exists(clitest::kData)) << clitest::kData;
+  nn::set_num_threads(1);
+  fs::path dir = clitest::fresh_dir("cv_tiny");
+  // 36 papers with ids, splits and one duplicated paper
+  {
+    std::ifstream in(clitest::kData);
+    std::ofstream out(dir / "data.jsonl");
+    std::string line;
+    int n = 0;
+    while (n < 36 && std::getline(in, line)) {
+      auto j = nlohmann::json::parse(line);
+      if (j["split"] != "train" && j["split"] != "valid") continue;
+      nlohmann::json o{{"id", j["id"]}, {"title", j["title"]}, {"abstract", j["abstract"]},
+                       {"label", j["label"]}, {"split", j["split"]}};
+      if (n < 2) o["dup_group"] = "same-paper";
+      out << o.dump() << "\n";
+      ++n;
+    }
+    out << nlohmann::json{{"id", "t1"}, {"title", "held back"}, {"abstract", "never used"},
+                          {"label", "core"}, {"split", "test"}}.dump()
+        << "\n";
+  }
+  Recipe r = Recipe::from_preset("tiny");
+  r.max_vocab = 200;
+  r.clas_epochs = 1;
+  RunOptions o;
+  o.quiet = true;
+  o.out_dir = (dir / "lm").string();
+  const std::string data = (dir / "data.jsonl").string();
+  o.max_steps = 2;
+  auto lm = finetune_language_model(r, {data}, "", o);
+
+  CvOptions cv;
+  cv.lms = {lm.lm.model_path, lm.lm.model_path};
+  cv.k = 3;
+  o.out_dir = (dir / "cv").string();
+  o.max_steps = 0;
+  std::vector<std::string> log;
+  o.log = [&](const std::string& l) { log.push_back(l); };
+  auto res = cross_validate(r, data, cv, o);
+  ASSERT_EQ(res.folds.size(), 3u);
+  std::size_t scored = 0;
+  for (auto& f : res.folds) {
+    EXPECT_EQ(f.train_docs + f.test_docs, 36u);  // the test-split paper is never used
+    scored += f.test_docs;
+    ASSERT_EQ(f.members.size(), 2u);
+    EXPECT_TRUE(fs::exists(dir / "cv" / ("fold-" + std::to_string(f.fold)) / "scores.json"));
+    EXPECT_TRUE(fs::exists(dir / "cv" / ("fold-" + std::to_string(f.fold)) / "member-1" / "probs.json"));
+    for (auto& s : f.members) {
+      EXPECT_GE(s.accuracy, 0.0);
+      EXPECT_LE(s.accuracy, 1.0);
+    }
+    // the same LM and seed twice: the same classifier, so the ensemble scores as each member
+    EXPECT_DOUBLE_EQ(f.members[0].accuracy, f.members[1].accuracy);
+    EXPECT_DOUBLE_EQ(f.ensemble.macro_f1, f.members[0].macro_f1);
+  }
+  EXPECT_EQ(scored, 36u);  // every paper scored exactly once
+  auto s = res.summary();
+  ASSERT_EQ(s["members"].size(), 2u);
+  double mean = 0;
+  for (auto& f : res.folds) mean += f.ensemble.accuracy / 3;
+  EXPECT_NEAR(s["ensemble"]["accuracy"][0].get<double>(), mean, 1e-12);
+
+  // Re-run: every fold is read back, nothing is trained.
+  log.clear();
+  auto again = cross_validate(r, data, cv, o);
+  ASSERT_EQ(again.folds.size(), 3u);
+  for (int j = 0; j < 3; ++j) EXPECT_DOUBLE_EQ(again.folds[j].ensemble.accuracy, res.folds[j].ensemble.accuracy);
+  int read_back = 0;
+  for (auto& l : log) read_back += l.find("done before") != std::string::npos;
+  EXPECT_EQ(read_back, 3);
+
+  // A different number of LMs in the same directory is refused, naming the file.
+  cv.lms = {lm.lm.model_path};
+  try {
+    cross_validate(r, data, cv, o);
+    ADD_FAILURE() << "a directory of another run was reused";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("scores.json"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}

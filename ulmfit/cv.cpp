@@ -1,0 +1,285 @@
+// ulmfit/cv.cpp — k-fold cross-validation of the recipe; see ulmfit/cv.h.
+#include "ulmfit/cv.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <sstream>
+#include <stdexcept>
+
+#include "io/atomic_file.h"
+#include "ulmfit/calibrate.h"
+#include "ulmfit/classifier.h"
+#include "ulmfit/labels.h"
+#include "ulmfit/splits.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace ulmfit {
+
+std::uint64_t fnv1a64(const std::string& s) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+std::vector<int> make_folds(const std::vector<io::Record>& records, int k) {
+  if (k < 2) throw std::invalid_argument("cross-validation needs at least 2 folds, got " + std::to_string(k));
+  std::map<std::string, std::string> unit_label;           // key -> label of its first record
+  std::map<std::string, std::vector<std::size_t>> unit_rows;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const io::Record& r = records[i];
+    if (r.label.empty())
+      throw std::invalid_argument("record " + std::to_string(i + 1) + " (line " +
+                                  std::to_string(r.line) + ") has no label");
+    const std::string& key = r.dup_group.empty() ? r.id : r.dup_group;
+    if (key.empty())
+      throw std::invalid_argument("record at line " + std::to_string(r.line) +
+                                  " has neither an id nor a dup_group: folds need one");
+    unit_label.emplace(key, r.label);
+    unit_rows[key].push_back(i);
+  }
+  std::map<std::string, std::vector<std::string>> by_label;  // label name order, as sorted()
+  for (auto& [key, label] : unit_label) by_label[label].push_back(key);
+  std::vector<int> fold(records.size(), -1);
+  for (auto& [label, keys] : by_label) {
+    std::vector<std::pair<std::uint64_t, std::string>> order;
+    order.reserve(keys.size());
+    for (auto& key : keys) order.emplace_back(fnv1a64(key), key);
+    std::sort(order.begin(), order.end());
+    for (std::size_t rank = 0; rank < order.size(); ++rank)
+      for (std::size_t i : unit_rows[order[rank].second]) fold[i] = (int)(rank % (std::size_t)k);
+  }
+  std::vector<std::size_t> sizes(k, 0);
+  for (int f : fold) ++sizes[f];
+  for (int j = 0; j < k; ++j)
+    if (sizes[j] == 0)
+      throw std::invalid_argument("fold " + std::to_string(j) + " of " + std::to_string(k) +
+                                  " is empty: too few papers for " + std::to_string(k) + " folds");
+  return fold;
+}
+
+namespace {
+
+CvScore score_of(const std::vector<ClassProbs>& p, const std::vector<int>& gold,
+                 const std::vector<std::string>& labels) {
+  std::vector<int> pred(p.size());
+  for (std::size_t i = 0; i < p.size(); ++i)
+    pred[i] = (int)(std::max_element(p[i].begin(), p[i].end()) - p[i].begin());
+  auto rep = classification_report(gold, pred, labels);
+  CvScore s;
+  s.accuracy = rep.accuracy;
+  s.macro_f1 = rep.macro_f1;
+  for (auto& c : rep.per_class)
+    s.f1.push_back(c.f1 ? *c.f1 : std::numeric_limits<double>::quiet_NaN());
+  return s;
+}
+
+json score_json(const CvScore& s, const std::vector<std::string>& labels) {
+  json f1 = json::object();
+  for (std::size_t c = 0; c < labels.size() && c < s.f1.size(); ++c)
+    if (!std::isnan(s.f1[c])) f1[labels[c]] = s.f1[c];
+  return {{"accuracy", s.accuracy}, {"macro_f1", s.macro_f1}, {"f1", f1}};
+}
+
+CvScore score_from_json(const json& j, const std::vector<std::string>& labels) {
+  CvScore s;
+  s.accuracy = j.at("accuracy").get<double>();
+  s.macro_f1 = j.at("macro_f1").get<double>();
+  for (auto& l : labels)
+    s.f1.push_back(j.at("f1").contains(l) ? j.at("f1").at(l).get<double>()
+                                          : std::numeric_limits<double>::quiet_NaN());
+  return s;
+}
+
+json fold_json(const CvFold& f, const std::vector<std::string>& labels) {
+  json m = json::array();
+  for (auto& s : f.members) m.push_back(score_json(s, labels));
+  return {{"fold", f.fold},        {"train_docs", f.train_docs}, {"test_docs", f.test_docs},
+          {"seconds", f.seconds},  {"members", m},               {"ensemble", score_json(f.ensemble, labels)}};
+}
+
+// [mean, sample sd] of the finite values.
+json mean_sd(const std::vector<double>& v_in) {
+  std::vector<double> v;
+  for (double x : v_in)
+    if (std::isfinite(x)) v.push_back(x);
+  if (v.empty()) return json::array({nullptr, nullptr});
+  const double mean = std::accumulate(v.begin(), v.end(), 0.0) / (double)v.size();
+  double ss = 0;
+  for (double x : v) ss += (x - mean) * (x - mean);
+  const double sd = v.size() > 1 ? std::sqrt(ss / (double)(v.size() - 1)) : 0.0;
+  return json::array({mean, sd});
+}
+
+json summarize(const std::vector<const CvScore*>& scores, const std::vector<std::string>& labels) {
+  std::vector<double> acc, f1m;
+  for (auto* s : scores) acc.push_back(s->accuracy), f1m.push_back(s->macro_f1);
+  json f1 = json::object();
+  for (std::size_t c = 0; c < labels.size(); ++c) {
+    std::vector<double> v;
+    for (auto* s : scores) v.push_back(c < s->f1.size() ? s->f1[c] : NAN);
+    auto ms = mean_sd(v);
+    if (!ms[0].is_null()) f1[labels[c]] = ms;
+  }
+  return {{"accuracy", mean_sd(acc)}, {"macro_f1", mean_sd(f1m)}, {"f1", f1}};
+}
+
+void write_json(const std::string& path, const json& j) {
+  const std::string s = j.dump(1) + "\n";
+  io::write_file_atomically(path, s.data(), s.size());
+}
+
+json read_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error(path + ": cannot open");
+  try {
+    return json::parse(in);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + ": not valid JSON (" + e.what() + "); delete it to re-run that part");
+  }
+}
+
+}  // namespace
+
+json CvResult::summary() const {
+  json members = json::array();
+  const std::size_t n_members = folds.empty() ? 0 : folds[0].members.size();
+  for (std::size_t m = 0; m < n_members; ++m) {
+    std::vector<const CvScore*> s;
+    for (auto& f : folds) s.push_back(&f.members[m]);
+    members.push_back(summarize(s, labels));
+  }
+  std::vector<const CvScore*> e;
+  for (auto& f : folds) e.push_back(&f.ensemble);
+  return {{"folds_run", folds.size()}, {"members", members}, {"ensemble", summarize(e, labels)}};
+}
+
+json CvResult::to_json() const {
+  json per_fold = json::array();
+  for (auto& f : folds) per_fold.push_back(fold_json(f, labels));
+  return {{"labels", labels}, {"summary", summary()}, {"per_fold", per_fold}};
+}
+
+CvResult cross_validate(const Recipe& r, const std::string& data, const CvOptions& cv,
+                        const RunOptions& o) {
+  r.validate();
+  if (cv.lms.empty()) throw std::invalid_argument("cross-validation needs at least one --lm");
+  if (o.out_dir.empty()) throw std::invalid_argument("cross-validation needs an output directory");
+  for (int j : cv.only_folds)
+    if (j < 0 || j >= cv.k)
+      throw std::invalid_argument("fold " + std::to_string(j) + " does not exist (folds 0.." +
+                                  std::to_string(cv.k - 1) + ")");
+  for (auto& lm : cv.lms)
+    if (!fs::exists(lm)) throw std::runtime_error(lm + ": no such file");
+
+  const std::vector<std::string> labels(kLabels.begin(), kLabels.end());
+  std::vector<io::Record> recs;
+  {
+    std::size_t bad = 0;
+    auto all = read_labeled(data, "", labels, &bad, o.log);
+    if (bad) throw std::runtime_error(data + ": " + std::to_string(bad) + " bad record(s) (see the warnings above)");
+    for (auto& rec : all)
+      if (rec.split == "train" || rec.split == "valid") recs.push_back(std::move(rec));
+  }
+  if (recs.empty())
+    throw std::runtime_error(data + ": no record with split \"train\" or \"valid\"");
+  const std::vector<int> fold = make_folds(recs, cv.k);
+
+  fs::create_directories(o.out_dir);
+  CvResult res;
+  res.labels = labels;
+  for (int j = 0; j < cv.k; ++j) {
+    if (!cv.only_folds.empty() &&
+        std::find(cv.only_folds.begin(), cv.only_folds.end(), j) == cv.only_folds.end())
+      continue;
+    const fs::path dir = fs::path(o.out_dir) / ("fold-" + std::to_string(j));
+    const std::string done = (dir / "scores.json").string();
+    CvFold f;
+    f.fold = j;
+    if (fs::exists(done)) {
+      json fj = read_json(done);
+      f.train_docs = fj.at("train_docs").get<std::size_t>();
+      f.test_docs = fj.at("test_docs").get<std::size_t>();
+      f.seconds = fj.at("seconds").get<double>();
+      for (auto& m : fj.at("members")) f.members.push_back(score_from_json(m, labels));
+      f.ensemble = score_from_json(fj.at("ensemble"), labels);
+      if (f.members.size() != cv.lms.size())
+        throw std::runtime_error(done + ": has " + std::to_string(f.members.size()) +
+                                 " member(s), this run " + std::to_string(cv.lms.size()) +
+                                 "; use another output directory");
+      if (o.log) o.log("fold " + std::to_string(j) + ": done before (" + done + ")");
+      res.folds.push_back(std::move(f));
+      continue;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    Sides sides;
+    std::vector<int> gold;
+    std::vector<std::string> test_texts;
+    for (std::size_t i = 0; i < recs.size(); ++i) {
+      if (fold[i] == j) {
+        sides.valid.push_back(recs[i].text);
+        sides.valid_labels.push_back(recs[i].label_index);
+        gold.push_back(recs[i].label_index);
+      } else {
+        sides.train.push_back(recs[i].text);
+        sides.train_labels.push_back(recs[i].label_index);
+      }
+    }
+    f.train_docs = sides.train.size();
+    f.test_docs = sides.valid.size();
+    if (o.log)
+      o.log("fold " + std::to_string(j) + "/" + std::to_string(cv.k) + ": training on " +
+            std::to_string(f.train_docs) + " papers, scoring " + std::to_string(f.test_docs));
+    std::vector<ClassProbs> mean(gold.size(), ClassProbs{});
+    for (std::size_t m = 0; m < cv.lms.size(); ++m) {
+      const fs::path mdir = dir / ("member-" + std::to_string(m));
+      const std::string probs_path = (mdir / "probs.json").string();
+      std::vector<ClassProbs> p;
+      if (fs::exists(probs_path)) {
+        json pj = read_json(probs_path);
+        for (auto& row : pj) p.push_back({row.at(0).get<float>(), row.at(1).get<float>(), row.at(2).get<float>()});
+        if (p.size() != gold.size())
+          throw std::runtime_error(probs_path + ": " + std::to_string(p.size()) +
+                                   " rows, the fold has " + std::to_string(gold.size()) + " papers");
+      } else {
+        RunOptions mo = o;
+        mo.out_dir = mdir.string();
+        mo.resume = o.resume && fs::exists(mdir / "checkpoint.json");
+        auto tr = train_classifier_from_lm(r, cv.lms[m], sides, mo);
+        // The model after the last epoch: the scored fold chose nothing.
+        Classifier clf = Classifier::load(tr.clas.last_model_path);
+        p = raw_probabilities(clf, sides.valid, o.quiet);
+        json pj = json::array();
+        for (auto& row : p) pj.push_back({row[0], row[1], row[2]});
+        write_json(probs_path, pj);
+      }
+      f.members.push_back(score_of(p, gold, labels));
+      for (std::size_t i = 0; i < p.size(); ++i)
+        for (int c = 0; c < 3; ++c) mean[i][c] += p[i][c] / (float)cv.lms.size();
+      if (o.log)
+        o.log("fold " + std::to_string(j) + " member " + std::to_string(m) + " (" + cv.lms[m] +
+              "): accuracy " + std::to_string(f.members.back().accuracy) + ", macro-F1 " +
+              std::to_string(f.members.back().macro_f1));
+    }
+    f.ensemble = score_of(mean, gold, labels);
+    f.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    write_json(done, fold_json(f, labels));
+    if (o.log)
+      o.log("fold " + std::to_string(j) + ": accuracy " + std::to_string(f.ensemble.accuracy) +
+            ", macro-F1 " + std::to_string(f.ensemble.macro_f1));
+    res.folds.push_back(std::move(f));
+  }
+  return res;
+}
+
+}  // namespace ulmfit
