@@ -1,0 +1,73 @@
+#!/bin/bash
+# tools/cv-recipe.sh — cross-validate our recipe end to end (issue #22's protocol,
+# docs/cross-validation.md): label-free forward and backward LMs, then `inspire-classifier cv`.
+#
+#   tools/cv-recipe.sh OUT_DIR [--preset small] [--threads N]
+#
+# 1. pretrain a forward and a backward LM on general English (NLTK; no labels);
+# 2. fine-tune each on the unlabeled HEP abstracts (no labels; ULMFiT's LM step);
+# 3. `cv`: per fold, a classifier on each LM, scored at its last epoch; their ensemble too.
+# Every step is skipped when its output exists and resumed from its checkpoint when one exists,
+# so a killed run is continued by running the same command again. Environment overrides:
+# IC (the binary, default build/inspire-classifier), PRE_EPOCHS (1), LM_EPOCHS (4), LM_LR (4e-3),
+# CLAS_EPOCHS (the preset's), DATA_DIR (../shared/data).
+set -euo pipefail
+
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+[[ $# -ge 1 && $1 != -h && $1 != --help ]] || { usage; exit 2; }
+OUT=$1
+shift
+PRESET=small
+THREADS=$(nproc)
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --preset) PRESET=$2; shift 2 ;;
+    --threads) THREADS=$2; shift 2 ;;
+    *) echo "cv-recipe.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+cd "$(dirname "$0")/.."
+IC=${IC:-build/inspire-classifier}
+DATA_DIR=${DATA_DIR:-../shared/data}
+L=$DATA_DIR/labeled/inspire_labeled.jsonl
+U=$DATA_DIR/unlabeled/hep_abstracts_unlabeled.jsonl
+G=$DATA_DIR/general_english/nltk_english.train.txt.gz
+for f in "$IC" "$L" "$U" "$G"; do
+  [[ -e $f ]] || { echo "cv-recipe.sh: missing $f" >&2; exit 1; }
+done
+mkdir -p "$OUT"
+
+# run_stage DIR MODEL_FILE COMMAND...: skipped when DIR/MODEL_FILE exists; --resume when a
+# checkpoint exists.
+run_stage() {
+  local dir=$1 model=$2
+  shift 2
+  if [[ -f $dir/$model ]]; then
+    echo "== $dir/$model exists: skipped" >&2
+    return
+  fi
+  local resume=()
+  [[ -f $dir/checkpoint.json ]] && resume=(--resume)
+  echo "== $* -o $dir ${resume[*]}" >&2
+  "$@" -o "$dir" "${resume[@]}"
+}
+
+common=(--preset "$PRESET" --threads "$THREADS")
+for dir in fwd bwd; do
+  back=()
+  [[ $dir == bwd ]] && back=(--backwards)
+  run_stage "$OUT/pre-$dir" lm.safetensors "$IC" pretrain "${common[@]}" "${back[@]}" \
+    --epochs "${PRE_EPOCHS:-1}" -d "$G"
+  run_stage "$OUT/lm-$dir" lm.safetensors "$IC" finetune-lm "${common[@]}" "${back[@]}" \
+    --pretrained "$OUT/pre-$dir/lm.safetensors" --frozen-epochs 1 --epochs "${LM_EPOCHS:-4}" \
+    --lr "${LM_LR:-4e-3}" -d "$U"
+done
+
+clas=()
+[[ -n ${CLAS_EPOCHS:-} ]] && clas=(--epochs "$CLAS_EPOCHS")
+resume=()
+ls "$OUT"/cv/fold-*/member-*/checkpoint.json >/dev/null 2>&1 && resume=(--resume)
+echo "== cv" >&2
+"$IC" cv "${common[@]}" "${clas[@]}" -d "$L" --lm "$OUT/lm-fwd/lm.safetensors" \
+  --lm "$OUT/lm-bwd/lm.safetensors" -o "$OUT/cv" "${resume[@]}"
