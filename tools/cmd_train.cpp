@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/comm.h"
 #include "nn/backend.h"
 #include "tools/cli.h"
 #include "ulmfit/pipeline.h"
@@ -85,8 +86,8 @@ struct Common {
     RunOptions o;
     o.out_dir = out;
     o.resume = resume;
-    o.quiet = quiet;
-    o.log = stderr_log(quiet);
+    o.quiet = quiet || dist::world().rank() != 0;  // under mpirun, rank 0 alone prints
+    o.log = stderr_log(o.quiet);
     o.max_steps = max_steps;
     o.provenance = provenance(argc, argv, data);
     return o;
@@ -155,7 +156,9 @@ struct LmArgs {
   }
 };
 
-void print_json_result(const nlohmann::json& j) { std::cout << j.dump() << std::endl; }
+void print_json_result(const nlohmann::json& j) {
+  if (dist::world().rank() == 0) std::cout << j.dump() << std::endl;
+}
 
 nlohmann::json lm_json(const LmStageResult& r) {
   return {{"model", r.lm.model_path},     {"vocab_size", r.vocab_size},

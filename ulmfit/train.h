@@ -29,6 +29,10 @@
 #include "ulmfit/data.h"
 #include "ulmfit/vocab.h"
 
+namespace dist {
+class Communicator;  // dist/comm.h
+}
+
 namespace ulmfit {
 
 // Model sizes. "original" is fastai's AWD-LSTM (400/1152/3, 60000 words); the smaller ones train
@@ -67,6 +71,10 @@ struct TrainOptions {
   std::function<void(const std::string&, int, const std::map<std::string, double>&)> on_epoch;
   // Stop after this many training batches in total (0 = no limit; for smoke tests / --max-steps).
   std::int64_t max_steps = 0;
+  // Data-parallel ranks (docs/distributed.md); nullptr: dist::world(), i.e. one process unless
+  // started by mpirun in an MPI build. Each rank takes its contiguous share of every batch's
+  // rows, one all-reduce averages the gradients per step; rank 0 alone prints and writes files.
+  dist::Communicator* comm = nullptr;
 };
 
 // The LM recipe's stages. Fine-tuning (INSPIRE): fit_one_cycle(1, 1e-2) frozen, then
