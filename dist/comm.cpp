@@ -90,6 +90,16 @@ bool have_nccl() {
 #endif
 }
 
+std::unique_ptr<Communicator> make_nccl(Communicator& boot) {
+#ifdef INSPIRE_HAVE_NCCL
+  return detail::make_nccl(boot);
+#else
+  (void)boot;
+  throw std::runtime_error("this build has no NCCL communicator (build with -DINSPIRE_MPI=ON "
+                           "-DINSPIRE_CUDA=ON and NCCL installed)");
+#endif
+}
+
 Communicator& world() {
   std::call_once(g_world_once, [] {
     const int launched = launcher_world_size();

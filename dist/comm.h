@@ -54,6 +54,9 @@ class Communicator {
 
 // The single-process communicator.
 std::unique_ptr<Communicator> make_single();
+// The NCCL communicator over the ranks of `boot` (every rank calls it; rank 0 makes the id,
+// `boot` broadcasts it). Throws std::runtime_error in a build without NCCL.
+std::unique_ptr<Communicator> make_nccl(Communicator& boot);
 
 // The process-wide communicator (see above). The first call initialises MPI when needed.
 Communicator& world();

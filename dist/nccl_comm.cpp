@@ -75,6 +75,7 @@ class NcclComm final : public Communicator {
     if (comm_) ncclCommAbort(comm_);
     comm_ = nullptr;
     boot_.abort(code);
+    std::_Exit(code);  // (not reached)
   }
 
  private:

@@ -188,6 +188,11 @@ TEST(MpiTrain, KilledRankStopsAllAndResumeFinishes) {
   EXPECT_TRUE(fs::exists(out / "lm.safetensors"));
   auto c = ulmfit::Curves::read_csv((out / "curves.csv").string());
   EXPECT_EQ(c.points().size(), 4u);
+  // ... exactly as an uninterrupted run of two ranks: every rank's dropout stream was restored.
+  res = run(mpirun(2) + finetune(dir / "s.jsonl", dir / "whole", flags), &rc, true);
+  ASSERT_EQ(rc, 0) << res;
+  int n = 0;
+  EXPECT_EQ(max_rel_diff(dir / "whole" / "lm.safetensors", out / "lm.safetensors", &n), 0.0);
   fs::remove_all(dir);
 }
 
@@ -257,5 +262,23 @@ TEST(MpiPredict, ShardedEqualsOneProcess) {
   std::string msg = run(mpirun(2) + kBin + " predict -q < " + (dir / "s.jsonl").string(), &rc, true);
   EXPECT_NE(rc, 0);
   EXPECT_NE(msg.find("needs --input FILE"), std::string::npos) << msg;
+  fs::remove_all(dir);
+}
+
+// The whole pipeline (`train`: LM fine-tuning, then the classifier, which reads the LM bundle
+// rank 0 wrote) under two ranks: one result line, the final model, one set of checkpoints.
+TEST(MpiTrain, WholePipelineUnderTwoRanks) {
+  fs::path dir = fresh_dir("mpi_pipeline");
+  clitest::write_sample(dir / "s.jsonl", 60);
+  int rc = -1;
+  std::string out = run(mpirun(2) + kBin + " train --preset tiny --threads 1 --max-vocab 300 -q -d " +
+                            (dir / "s.jsonl").string() + " -o " + (dir / "o").string(),
+                        &rc);
+  ASSERT_EQ(rc, 0) << out;
+  auto j = nlohmann::json::parse(out);  // exactly one JSON document on stdout
+  EXPECT_TRUE(fs::exists(dir / "o" / "classifier" / "classifier.safetensors"));
+  EXPECT_GT(j["classifier"]["steps"].get<int>(), 0);
+  auto ck = nlohmann::json::parse(slurp(dir / "o" / "classifier" / "checkpoint.json"));
+  EXPECT_EQ(ck["world_size"], 2);
   fs::remove_all(dir);
 }
