@@ -60,7 +60,7 @@ struct Common {
     app.add_option("--seed", seed, "random seed (data order, dropout, init)")->capture_default_str();
     app.add_flag("--resume", resume, "continue a killed run from <out>/checkpoint.json");
     app.add_flag("-q,--quiet", quiet, "no progress output");
-    app.add_option("--threads", threads, "OpenMP threads (default: all cores)");
+    app.add_option("--threads", threads, "OpenMP threads (default: all cores; under mpirun: per rank)");
     app.add_option("--max-steps", max_steps, "stop after this many training batches (smoke tests)");
     app.add_option("--valid-pct", valid_pct,
                    "share of records WITHOUT a `split` field that go to validation")
@@ -71,6 +71,10 @@ struct Common {
         ->check(CLI::Range(1, 8192));
     app.add_option("--n-layers", n_layers, "LSTM layers (default: preset's; original 3)")
         ->check(CLI::Range(2, 8));
+    app.footer(app.get_footer() + (app.get_footer().empty() ? "" : "\n\n") +
+               "Data parallel (a build with -DINSPIRE_MPI=ON): mpirun -np N " + app.get_name() +
+               " ... with the same flags; each rank takes 1/N of every batch, rank 0 writes "
+               "(docs/distributed.md).");
   }
   // The preset's recipe with the common flags applied.
   Recipe recipe() const {
