@@ -358,7 +358,8 @@ static std::vector<Doc> reading_direction(const std::vector<Doc>& docs, bool bac
 }
 
 std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vector<Doc>& docs_in,
-                                                  std::size_t bs, std::size_t bptt) {
+                                                  std::size_t bs, std::size_t bptt,
+                                                  dist::Communicator* comm) {
   // A forward LM reads docs_in as they are; only a backwards one needs a (reversed) copy.
   std::vector<Doc> reversed;
   if (lm.config().backwards) reversed = reading_direction(docs_in, true);
@@ -367,14 +368,25 @@ std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vect
   for (auto& d : docs) total += d.size();
   bs = std::max<std::size_t>(1, std::min(bs, total > 1 ? (total - 1) / 2 : 1));
   LMLoader loader(docs, bs, bptt, /*shuffle=*/false);
+  // Data parallel: this rank's rows of every batch (all rows when there are fewer than ranks).
+  const bool shard = comm && comm->size() > 1 && bs >= (std::size_t)comm->size();
+  const dist::Range mine = shard ? dist::share(bs, comm->rank(), comm->size()) : dist::Range{0, bs};
   lm.reset();
   const Index E = lm.config().emb, V = lm.config().vocab;
   nn::Tensor<float> out, ws({V * 64});
   double loss_sum = 0;
   std::int64_t correct = 0, n = 0;
-  LMBatch b;
+  LMBatch b, part;
   loader.begin_epoch();
   while (loader.next(b)) {
+    if (shard) {
+      const std::size_t sl = b.seq_len;
+      part.bs = mine.size();
+      part.seq_len = sl;
+      part.x.assign(b.x.begin() + mine.begin * sl, b.x.begin() + mine.end * sl);
+      part.y.assign(b.y.begin() + mine.begin * sl, b.y.begin() + mine.end * sl);
+      std::swap(b, part);
+    }
     Index rows = (Index)(b.bs * b.seq_len);
     nn::CView<TokenId> ids(b.x.data(), {(Index)b.bs, (Index)b.seq_len});
     nn::CView<TokenId> tg(b.y.data(), {rows});
@@ -387,6 +399,11 @@ std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vect
     n += rows;
   }
   lm.reset();
+  if (shard) {
+    double s[3] = {loss_sum, (double)correct, (double)n};
+    comm->allreduce_sum(s, 3);
+    loss_sum = s[0], correct = (std::int64_t)s[1], n = (std::int64_t)s[2];
+  }
   return {n ? loss_sum / n : 0.0, n ? (double)correct / n : 0.0};
 }
 
@@ -660,7 +677,7 @@ LmResult train_language_model(AwdLstmLM& lm, const Vocab& vocab, const std::vect
     return true;
   };
   h.evaluate = [&]() {
-    auto [vl, va] = evaluate_language_model(lm, valid, bs, bptt);
+    auto [vl, va] = evaluate_language_model(lm, valid, bs, bptt, &comm);
     return std::map<std::string, double>{{"valid_loss", vl},
                                          {"valid_accuracy", va},
                                          {"valid_perplexity", std::exp(vl)},
@@ -689,7 +706,27 @@ LmResult train_language_model(AwdLstmLM& lm, const Vocab& vocab, const std::vect
 // ---------------------------------------------------------------------------------------------
 // Classifier training
 // ---------------------------------------------------------------------------------------------
-std::vector<int> classify_documents(const ClassifierModel& m, const std::vector<Doc>& docs) {
+std::vector<int> classify_documents(const ClassifierModel& m, const std::vector<Doc>& docs,
+                                    dist::Communicator* comm) {
+  if (comm && comm->size() > 1 && docs.size() >= (std::size_t)comm->size()) {
+    // Each rank its contiguous share (documents are classified one by one: the same result).
+    const dist::Range r = dist::share(docs.size(), comm->rank(), comm->size());
+    std::vector<Doc> part(docs.begin() + (std::ptrdiff_t)r.begin, docs.begin() + (std::ptrdiff_t)r.end);
+    std::vector<int> mine = classify_documents(m, part, nullptr);
+    std::vector<int> all(docs.size(), 0);
+    auto got = comm->gather(std::string((const char*)mine.data(), mine.size() * sizeof(int)), 0);
+    if (comm->rank() == 0) {
+      std::size_t at = 0;
+      for (const auto& g : got) {
+        if (at * sizeof(int) + g.size() > all.size() * sizeof(int))
+          throw std::runtime_error("classify_documents: a rank sent too many predictions");
+        std::memcpy(all.data() + at, g.data(), g.size());
+        at += g.size() / sizeof(int);
+      }
+    }
+    comm->broadcast(all.data(), all.size() * sizeof(int), 0);
+    return all;
+  }
   std::vector<int> pred(docs.size(), 0);
   if (docs.empty()) return pred;
   const Index C = m.config().n_classes;
@@ -834,7 +871,7 @@ ClasResult train_classifier(ClassifierModel& m, const Vocab& vocab, const std::v
   };
   h.evaluate = [&]() {
     std::vector<int> gold(valid_labels.begin(), valid_labels.end());
-    auto rep = classification_report(gold, classify_documents(m, valid), labels);
+    auto rep = classification_report(gold, classify_documents(m, valid, &comm), labels);
     return std::map<std::string, double>{{"valid_accuracy", rep.accuracy},
                                          {"valid_macro_f1", rep.macro_f1},
                                          {"score", rep.macro_f1}};

@@ -99,8 +99,11 @@ LmResult train_language_model(AwdLstmLM& lm, const Vocab& vocab, const std::vect
                               const std::vector<Stage>& stages, const TrainOptions& opt);
 
 // Mean cross-entropy and next-token accuracy of `lm` on `docs` (eval mode, fastai's valid layout).
+// With `comm` of several ranks, each rank evaluates its rows of every batch and the sums are
+// all-reduced (every rank gets the global values; docs/distributed.md).
 std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vector<Doc>& docs,
-                                                  std::size_t bs, std::size_t bptt);
+                                                  std::size_t bs, std::size_t bptt,
+                                                  dist::Communicator* comm = nullptr);
 
 // Bundle contents for an LM (kind "lm", fastai LM keys).
 io::BundleContents lm_bundle(AwdLstmLM& lm, const Vocab& vocab, const std::string& provenance);
@@ -133,7 +136,9 @@ ClasResult train_classifier(ClassifierModel& m, const Vocab& vocab, const std::v
                             const std::vector<Stage>& stages, const TrainOptions& opt);
 
 // Predicted class of every document (eval mode, one by one, OpenMP over documents).
-std::vector<int> classify_documents(const ClassifierModel& m, const std::vector<Doc>& docs);
+// With `comm` of several ranks, each rank classifies its share and every rank gets all.
+std::vector<int> classify_documents(const ClassifierModel& m, const std::vector<Doc>& docs,
+                                    dist::Communicator* comm = nullptr);
 
 // Bundle contents for a classifier (kind "classifier", labels, temperature 0.25).
 io::BundleContents classifier_bundle(ClassifierModel& m, const Vocab& vocab,

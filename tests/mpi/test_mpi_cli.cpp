@@ -131,8 +131,8 @@ TEST(MpiTrain, KilledRankStopsAllAndResumeFinishes) {
   const std::string flags = "--epochs 4 --bs 8";
   const fs::path out = dir / "o";
   // In the background; the subshell writes mpirun's exit status when it ends.
-  std::string cmd = "(" + mpirun(2) + finetune(dir / "s.jsonl", out, flags) + " > " +
-                    (dir / "log").string() + " 2>&1; echo $? > " + (dir / "rc").string() + ") &";
+  std::string cmd = std::string("(").append(mpirun(2)).append(finetune(dir / "s.jsonl", out, flags));
+  cmd += " > " + (dir / "log").string() + " 2>&1; echo $? > " + (dir / "rc").string() + ") &";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   // Wait for the first checkpoint (after epoch 1 of 4).
   auto t0 = std::chrono::steady_clock::now();

@@ -61,7 +61,7 @@ ClassifierConfig config() {
 
 Vocab vocab() {
   std::vector<std::string> itos;
-  for (int i = 0; i < 40; ++i) itos.push_back("t" + std::to_string(i));
+  for (int i = 0; i < 40; ++i) itos.push_back(std::string("t").append(std::to_string(i)));
   return Vocab::from_itos(itos);
 }
 
@@ -86,14 +86,14 @@ TEST(MpiTrainApi, ClassifierTwoRanksEqualOneProcess) {
   // One run folder per job, made unique by rank 0's pid (broadcast).
   long id = (long)getpid();
   w.broadcast(&id, sizeof id, 0);
-  const fs::path dir = fs::temp_directory_path() / ("inspire_mpi_train_" + std::to_string(id));
+  const fs::path dir = fs::temp_directory_path() / std::string("inspire_mpi_train_").append(std::to_string(id));
   if (w.rank() == 0) fs::create_directories(dir);
   w.barrier();
 
   ClassifierModel par(config()), ref(config());
   train(par, d, (dir / "parallel").string(), &w);
   auto single = dist::make_single();
-  train(ref, d, (dir / ("single-" + std::to_string(w.rank()))).string(), single.get());
+  train(ref, d, (dir / std::string("single-").append(std::to_string(w.rank()))).string(), single.get());
 
   auto a = ref.tensors(), b = par.tensors();
   ASSERT_EQ(a.size(), b.size());
