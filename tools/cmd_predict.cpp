@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstring>
+#include <sstream>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -14,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/comm.h"
 #include "io/atomic_file.h"
 #include "io/dataset.h"
 #include "tools/cli.h"
@@ -110,6 +113,24 @@ std::string output_line(const ulmfit::Classifier& clf, const Item& it,
   return s + clf.to_json(p).substr(1);
 }
 
+// Sharded predict (mpirun, docs/distributed.md): the results of items [b, e) to one buffer and
+// back: per item its output line and its error (one of them empty), length-prefixed.
+void put_str(std::string& buf, const std::string& s) {
+  const std::uint64_t n = s.size();
+  buf.append(reinterpret_cast<const char*>(&n), sizeof n);
+  buf += s;
+}
+std::string get_str(const std::string& buf, std::size_t& pos) {
+  std::uint64_t n = 0;
+  if (pos + sizeof n > buf.size()) throw std::runtime_error("predict: truncated result from a rank");
+  std::memcpy(&n, buf.data() + pos, sizeof n);
+  pos += sizeof n;
+  if (n > buf.size() - pos) throw std::runtime_error("predict: truncated result from a rank");
+  std::string s = buf.substr(pos, n);
+  pos += n;
+  return s;
+}
+
 int run_predict(int argc, char** argv) {
   CLI::App app(
       "Classify every record of a JSON Lines file ({\"id\", \"title\", \"abstract\"} per line; "
@@ -144,9 +165,19 @@ int run_predict(int argc, char** argv) {
   cli::add_load_options(app, load_opt);
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
 
+  // Under mpirun every rank reads the input, classifies its share of every chunk and sends the
+  // results to rank 0, which alone writes the output (in input order) and reports.
+  dist::Communicator& comm = dist::world();
+  const int rank = comm.rank(), nranks = comm.size();
+  const bool lead = rank == 0;
+  if (nranks > 1 && input == "-")
+    throw std::runtime_error("predict under mpirun needs --input FILE (standard input reaches "
+                             "rank 0 only)");
+  if (!lead) quiet = true;
+
   // Fail at once, before loading the model, on an input that cannot be read or an output that
   // may not be replaced.
-  if (output != "-") io::check_output_path(output);
+  if (output != "-" && lead) io::check_output_path(output);
   io::LineReader reader(input, max_line_bytes);
   const std::string in_name = reader.name();
   auto clf = ulmfit::Classifier::load_or_default(model, load_opt);
@@ -195,9 +226,10 @@ int run_predict(int argc, char** argv) {
         items.back().line = line_no;
         parse_line(line, items.back());
       }
-      const long n = static_cast<long>(items.size());
+      const dist::Range mine = dist::share(items.size(), rank, nranks);
+      const long i0 = static_cast<long>(mine.begin), i1 = static_cast<long>(mine.end);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads > 0 ? threads : omp_get_max_threads())
-      for (long i = 0; i < n; ++i) {
+      for (long i = i0; i < i1; ++i) {
         Item& it = items[i];
         if (!it.error.empty()) continue;
         try {
@@ -207,6 +239,23 @@ int run_predict(int argc, char** argv) {
         } catch (const std::exception& e) {
           it.error = e.what();
         }
+      }
+      if (nranks > 1) {  // every rank's share to rank 0
+        std::string buf;
+        for (long i = i0; i < i1; ++i) {
+          put_str(buf, items[i].output);
+          put_str(buf, items[i].error);
+        }
+        auto all = comm.gather(buf, 0);
+        for (int r = 1; r < static_cast<int>(all.size()); ++r) {
+          const dist::Range sh = dist::share(items.size(), r, nranks);
+          std::size_t pos = 0;
+          for (std::size_t i = sh.begin; i < sh.end; ++i) {
+            items[i].output = get_str(all[r], pos);
+            items[i].error = get_str(all[r], pos);
+          }
+        }
+        if (!lead) continue;
       }
       for (auto& it : items) {
         if (!it.error.empty()) {
@@ -224,13 +273,21 @@ int run_predict(int argc, char** argv) {
     }
   };
 
-  if (output == "-") {
+  if (!lead) {
+    std::ostringstream unused;  // the other ranks classify and send; rank 0 writes
+    process(unused);
+  } else if (output == "-") {
     std::ios::sync_with_stdio(false);
     process(std::cout);
   } else {
     io::write_file_atomically(output, process);
   }
   progress(true);
+  if (nranks > 1) {  // every rank exits as rank 0 does
+    double b = lead ? static_cast<double>(bad) : 0.0;
+    comm.allreduce_sum(&b, 1);
+    bad = static_cast<long>(b);
+  }
   return bad ? 1 : 0;
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/comm.h"
 #include "nn/backend.h"
 #include "tools/cli.h"
 #include "io/atomic_file.h"
@@ -61,7 +62,7 @@ struct Common {
     app.add_option("--seed", seed, "random seed (data order, dropout, init)")->capture_default_str();
     app.add_flag("--resume", resume, "continue a killed run from <out>/checkpoint.json");
     app.add_flag("-q,--quiet", quiet, "no progress output");
-    app.add_option("--threads", threads, "OpenMP threads (default: all cores)");
+    app.add_option("--threads", threads, "OpenMP threads (default: all cores; under mpirun: per rank)");
     app.add_option("--max-steps", max_steps, "stop after this many training batches (smoke tests)");
     app.add_option("--valid-pct", valid_pct,
                    "share of records WITHOUT a `split` field that go to validation")
@@ -72,6 +73,10 @@ struct Common {
         ->check(CLI::Range(1, 8192));
     app.add_option("--n-layers", n_layers, "LSTM layers (default: preset's; original 3)")
         ->check(CLI::Range(2, 8));
+    app.footer(app.get_footer() + (app.get_footer().empty() ? "" : "\n\n") +
+               "Data parallel (a build with -DINSPIRE_MPI=ON): mpirun -np N " + app.get_name() +
+               " ... with the same flags; each rank takes 1/N of every batch, rank 0 writes "
+               "(docs/distributed.md).");
   }
   // The preset's recipe with the common flags applied.
   Recipe recipe() const {
@@ -87,8 +92,8 @@ struct Common {
     RunOptions o;
     o.out_dir = out;
     o.resume = resume;
-    o.quiet = quiet;
-    o.log = stderr_log(quiet);
+    o.quiet = quiet || dist::world().rank() != 0;  // under mpirun, rank 0 alone prints
+    o.log = stderr_log(o.quiet);
     o.max_steps = max_steps;
     o.provenance = provenance(argc, argv, data);
     return o;
@@ -157,7 +162,9 @@ struct LmArgs {
   }
 };
 
-void print_json_result(const nlohmann::json& j) { std::cout << j.dump() << std::endl; }
+void print_json_result(const nlohmann::json& j) {
+  if (dist::world().rank() == 0) std::cout << j.dump() << std::endl;
+}
 
 nlohmann::json lm_json(const LmStageResult& r) {
   return {{"model", r.lm.model_path},     {"vocab_size", r.vocab_size},

@@ -19,6 +19,7 @@ PKGS=(
   libssl-dev               # OpenSSL: https for create-dataset (harvest/http_client.cpp)
   ccache                   # compiler cache (optional; CMake uses it when present)
   python3 python3-venv python3-dev  # the Python package (pip install .; .ci/run tests it)
+  openmpi-bin libopenmpi-dev  # -DINSPIRE_MPI=ON: data-parallel training (dist/; .ci/run tests it)
 )
 missing=()
 for p in "${PKGS[@]}"; do

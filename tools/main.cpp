@@ -10,6 +10,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "dist/comm.h"
 #include "io/atomic_file.h"
 #include "tools/cli.h"
 #include "ulmfit/classifier.h"
@@ -183,10 +184,18 @@ int main(int argc, char** argv) {
     if (c.name == cmd) {
       int rc = 1;
       try {
+        // Under mpirun: MPI starts before the command (an error then names the rank and stops
+        // the job; a build without MPI refuses to run N independent copies).
+        if (dist::launcher_world_size() != 1) dist::world();
         rc = c.run(argc - 1, argv + 1);
       } catch (const std::exception& e) {
-        cli::error(e.what());
+        // In an MPI job: say which rank failed, then stop every rank (none may wait forever).
+        const dist::Communicator* w = dist::world_if_created();
+        cli::error(w && w->size() > 1 ? "rank " + std::to_string(w->rank()) + " of " +
+                                             std::to_string(w->size()) + ": " + e.what()
+                                       : std::string(e.what()));
         rc = 1;
+        dist::fatal_error_exit(rc);
       }
       return finish_stdout(rc);
     }

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -44,12 +45,23 @@ using nn::Index;
 // training loops and the classifier's infer() reverse them) and the five *_p.
 using ModelConfig = io::ModelConfig;
 
+// Data parallelism (docs/distributed.md): this process's rows are part of a global batch of
+// `global_bs` rows spread over ranks; `sum` adds host doubles over the ranks in place. The
+// classifier's BatchNorm then normalises with the statistics of the global batch
+// (nn/batchnorm_sync.h), so that N ranks train as one process does.
+struct BatchSync {
+  std::function<void(double* data, std::size_t n)> sum;
+  Index global_bs = 0;
+  double share = 1.0;  // this rank's rows / global_bs
+};
+
 // How a forward call behaves.
 struct ForwardOptions {
   bool training = true;       // false: every dropout is the identity
   nn::Rng* rng = nullptr;     // where masks come from when training (required unless reuse_masks)
   bool reuse_masks = false;   // training with the masks already in the cache (deterministic
                               // tests, gradient checks): nothing is sampled
+  const BatchSync* sync = nullptr;  // data-parallel training (nullptr: one process)
 };
 
 // Inverted-dropout masks of one forward call: entries are 0 or 1/(1-p). An empty tensor means

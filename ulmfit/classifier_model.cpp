@@ -11,6 +11,7 @@
 #include "io/bundle.h"
 #include "io/errors.h"
 #include "nn/activation.h"
+#include "nn/batchnorm_sync.h"
 #include "nn/dropout.h"
 #include "nn/embedding.h"
 #include "nn/linear.h"
@@ -144,6 +145,7 @@ void ClassifierModelT<T>::forward(CView<TokenId> ids, View<T> logits, Classifier
   nn::check_shape(logits.shape, Shape{bs, cfg_.n_classes}, "classifier forward logits");
   if (bs < 1 || sl < 1) throw std::invalid_argument("classifier forward: empty batch " + ids.shape.str());
   cache.bs = bs, cache.sl = sl, cache.training = opt.training;
+  cache.sync = opt.training ? opt.sync : nullptr;
 
   // 1. chunk plan (SentenceEncoder)
   cache.chunks.clear();
@@ -226,14 +228,23 @@ void ClassifierModelT<T>::head_forward(ClassifierCache<T>& cache, const ForwardO
     hc.x.view().copy_from(x);
     ensure(hc.bn_out, Shape{bs, b.n_in});
     if (opt.training) {
-      if (bs < 2)
+      if ((opt.sync ? opt.sync->global_bs : bs) < 2)
         throw std::invalid_argument(
             "classifier training: BatchNorm needs at least 2 documents per batch, got 1");
       ensure(hc.xhat, Shape{bs, b.n_in});
       ensure(hc.rstd, Shape{b.n_in});
-      ops().batchnorm_forward_train(hc.x.view(), b.bn_w, b.bn_b, b.running_mean.view(),
-                                     b.running_var.view(), hc.bn_out.view(),
-                                     nn::BatchNormCache<T>{hc.xhat.view(), hc.rstd.view()});
+      if (opt.sync) {  // data parallel: the statistics of the global batch (host memory)
+        if (enc_.backend().memory() != nn::Memory::host)
+          throw std::invalid_argument("classifier: synchronised BatchNorm runs on host memory only");
+        nn::batchnorm_forward_train_sync<T>(hc.x.view(), b.bn_w, b.bn_b, b.running_mean.view(),
+                                            b.running_var.view(), hc.bn_out.view(),
+                                            nn::BatchNormCache<T>{hc.xhat.view(), hc.rstd.view()},
+                                            opt.sync->sum, opt.sync->global_bs);
+      } else {
+        ops().batchnorm_forward_train(hc.x.view(), b.bn_w, b.bn_b, b.running_mean.view(),
+                                       b.running_var.view(), hc.bn_out.view(),
+                                       nn::BatchNormCache<T>{hc.xhat.view(), hc.rstd.view()});
+      }
       b.num_batches_tracked[0] += 1;
       // dropout
       if (opt.reuse_masks) {
@@ -282,8 +293,13 @@ void ClassifierModelT<T>::backward(ClassifierCache<T>& cache, CView<T> dlogits) 
     if (present(hc.mask)) ops().dropout_backward(dbn, hc.mask.view(), dbn);
     const bool need_dx = i > 0 || enc_trains;
     View<T> dx = need_dx ? scratch(*bufs[cur], Shape{bs, b.n_in}) : View<T>();
-    ops().batchnorm_backward(dbn, b.bn_w, nn::BatchNormCache<T>{hc.xhat.view(), hc.rstd.view()},
-                              dx, b.dbn_w, b.dbn_b);
+    if (cache.sync)
+      nn::batchnorm_backward_sync<T>(dbn, b.bn_w, nn::BatchNormCache<T>{hc.xhat.view(), hc.rstd.view()},
+                                     dx, b.dbn_w, b.dbn_b, cache.sync->sum, cache.sync->global_bs,
+                                     cache.sync->share);
+    else
+      ops().batchnorm_backward(dbn, b.bn_w, nn::BatchNormCache<T>{hc.xhat.view(), hc.rstd.view()},
+                                dx, b.dbn_w, b.dbn_b);
     dy = dx;
   }
   if (!enc_trains) return;

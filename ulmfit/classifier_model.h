@@ -75,6 +75,7 @@ struct ClassifierCache {
   nn::Tensor<T> logits;              // [bs, n_classes]
   nn::Tensor<T> dlogits, da, db;     // backward scratch
   nn::Tensor<T> dout;                // [bs, T_kept, E]
+  const BatchSync* sync = nullptr;   // the forward's ForwardOptions::sync (SyncBatchNorm)
 };
 
 // Per-thread serving workspace (see infer()).

@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
+#include "dist/comm.h"
 #include "io/atomic_file.h"
 #include "io/sha256.h"
 #include "nn/loss.h"
@@ -112,6 +114,8 @@ struct Checkpoint {
   double best = -1e300;
   std::string best_model;
   nlohmann::json provenance;  // what the run is made from (see run_provenance)
+  int world_size = 1;         // data-parallel ranks of the run (docs/distributed.md)
+  std::vector<nn::Rng::State> rank_rngs;  // every rank's dropout RNG (world_size > 1)
 };
 
 // ---- checkpoint provenance (issue 20, item 5) ----------------------------------------------
@@ -237,6 +241,11 @@ void write_checkpoint(const std::string& dir, const Checkpoint& c, const std::st
   j["best"] = c.best;
   j["best_model"] = c.best_model;
   j["provenance"] = c.provenance;
+  if (c.world_size > 1) {
+    j["world_size"] = c.world_size;
+    j["rank_rngs"] = nlohmann::json::array();
+    for (const auto& r : c.rank_rngs) j["rank_rngs"].push_back(rng_json(r));
+  }
   std::string s = j.dump(1);
   io::write_file_atomically(ckpt_path(dir), s.data(), s.size());
 }
@@ -267,6 +276,13 @@ std::optional<Checkpoint> read_checkpoint(const std::string& dir, const std::str
     c.best = j.at("best");
     c.best_model = j.at("best_model");
     if (j.contains("provenance")) c.provenance = j["provenance"];
+    c.world_size = j.value("world_size", 1);
+    if (c.world_size > 1) {
+      const auto& rr = j.at("rank_rngs");
+      if (!rr.is_array() || (int)rr.size() != c.world_size)
+        throw std::runtime_error("rank_rngs must hold " + std::to_string(c.world_size) + " states");
+      for (const auto& r : rr) c.rank_rngs.push_back(rng_from_json(r));
+    }
     return c;
   } catch (const std::exception& e) {
     throw std::runtime_error(ckpt_path(dir) + ": " + e.what());
@@ -309,7 +325,8 @@ static std::vector<Doc> reading_direction(const std::vector<Doc>& docs, bool bac
 }
 
 std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vector<Doc>& docs_in,
-                                                  std::size_t bs, std::size_t bptt) {
+                                                  std::size_t bs, std::size_t bptt,
+                                                  dist::Communicator* comm) {
   // A forward LM reads docs_in as they are; only a backwards one needs a (reversed) copy.
   std::vector<Doc> reversed;
   if (lm.config().backwards) reversed = reading_direction(docs_in, true);
@@ -318,14 +335,25 @@ std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vect
   for (auto& d : docs) total += d.size();
   bs = std::max<std::size_t>(1, std::min(bs, total > 1 ? (total - 1) / 2 : 1));
   LMLoader loader(docs, bs, bptt, /*shuffle=*/false);
+  // Data parallel: this rank's rows of every batch (all rows when there are fewer than ranks).
+  const bool shard = comm && comm->size() > 1 && bs >= (std::size_t)comm->size();
+  const dist::Range mine = shard ? dist::share(bs, comm->rank(), comm->size()) : dist::Range{0, bs};
   lm.reset();
   const Index E = lm.config().emb_sz, V = lm.config().vocab_size;
   nn::Tensor<float> out, ws({V * 64});
   double loss_sum = 0;
   std::int64_t correct = 0, n = 0;
-  LMBatch b;
+  LMBatch b, part;
   loader.begin_epoch();
   while (loader.next(b)) {
+    if (shard) {
+      const std::size_t sl = b.seq_len;
+      part.bs = mine.size();
+      part.seq_len = sl;
+      part.x.assign(b.x.begin() + mine.begin * sl, b.x.begin() + mine.end * sl);
+      part.y.assign(b.y.begin() + mine.begin * sl, b.y.begin() + mine.end * sl);
+      std::swap(b, part);
+    }
     Index rows = (Index)(b.bs * b.seq_len);
     nn::CView<TokenId> ids(b.x.data(), {(Index)b.bs, (Index)b.seq_len});
     nn::CView<TokenId> tg(b.y.data(), {rows});
@@ -338,6 +366,11 @@ std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vect
     n += rows;
   }
   lm.reset();
+  if (shard) {
+    double s[3] = {loss_sum, (double)correct, (double)n};
+    comm->allreduce_sum(s, 3);
+    loss_sum = s[0], correct = (std::int64_t)s[1], n = (std::int64_t)s[2];
+  }
   return {n ? loss_sum / n : 0.0, n ? (double)correct / n : 0.0};
 }
 
@@ -364,6 +397,10 @@ struct Hooks {
   std::function<void(const nlohmann::json&)> restore_loader;
   std::function<void(const std::string&)> save_model;
   std::function<void(const std::string&)> load_model;
+  // Data parallelism (docs/distributed.md): the flat gradient arena and this rank's share of
+  // the global batch (rows_r / bs: the weight of its gradient and loss in the average).
+  std::function<nn::View<float>()> grads;
+  double share = 1.0;
 };
 
 struct DriverResult {
@@ -377,9 +414,15 @@ struct DriverResult {
 DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& opt, Hooks& h) {
   if (opt.out_dir.empty()) throw std::invalid_argument("train: no output directory");
   if (stages.empty()) throw std::invalid_argument("train: no stages");
-  fs::create_directories(opt.out_dir);
+  dist::Communicator& comm = opt.comm ? *opt.comm : dist::world();
+  if (comm.rank() == 0) fs::create_directories(opt.out_dir);  // the others only read it (--resume)
   auto in_dir = [&](const std::string& f) { return (fs::path(opt.out_dir) / f).string(); };
   nn::Adam& adam = *h.adam;
+  const bool lead = comm.rank() == 0, parallel = comm.size() > 1;
+  const bool quiet = opt.quiet || !lead;  // rank 0 alone prints
+  dist::Communicator* gcomm = &comm;      // the gradients' communicator (NCCL for GPU memory)
+  if (parallel && comm.memory() != adam.backend().memory())
+    gcomm = &dist::gradient_communicator(adam.backend().memory());
   Curves curves;
   Checkpoint ck;
   DriverResult res;
@@ -390,21 +433,27 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
     if (!c) throw std::runtime_error(ckpt_path(opt.out_dir) + ": no checkpoint to resume from");
     ck = *c;
     confine_checkpoint(opt.out_dir, ck);
-    check_provenance(ckpt_path(opt.out_dir), ck.provenance, h.provenance, opt.quiet);
+    check_provenance(ckpt_path(opt.out_dir), ck.provenance, h.provenance, quiet);
+    if (ck.world_size != comm.size())
+      throw std::runtime_error(
+          ckpt_path(opt.out_dir) + ": written by a run of " + std::to_string(ck.world_size) +
+          " rank(s), this run has " + std::to_string(comm.size()) + ": resume with the same rank "
+          "count (" + (ck.world_size == 1 ? std::string("without mpirun") : "mpirun -np " +
+          std::to_string(ck.world_size)) + "); the batch shares and dropout streams depend on it");
     if (ck.stage < 0 || ck.stage >= (int)stages.size())
       throw std::runtime_error(ckpt_path(opt.out_dir) + ": stage " + std::to_string(ck.stage) +
                                " does not exist in this recipe");
     h.load_model(in_dir(ck.model));
     adam.freeze_to(stages[ck.stage].freeze_to);
     adam.load_state(read_binary(in_dir(ck.optim)));
-    h.rng->set_state(ck.model_rng);
+    h.rng->set_state(parallel ? ck.rank_rngs.at((std::size_t)comm.rank()) : ck.model_rng);
     h.restore_loader(ck.loader);
     start_stage = ck.stage;
     start_epoch = ck.epoch + 1;
     if (start_epoch >= stages[ck.stage].epochs) start_stage++, start_epoch = 0;
     if (fs::exists(in_dir("curves.csv"))) curves = Curves::read_csv(in_dir("curves.csv"));
     res.best = ck.best;
-    if (!opt.quiet)
+    if (!quiet)
       std::fprintf(stderr, "resuming from %s: after %s epoch %d (step %lld)\n",
                    ckpt_path(opt.out_dir).c_str(), stages[ck.stage].name.c_str(), ck.epoch + 1,
                    (long long)ck.step);
@@ -426,7 +475,7 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
       h.begin_epoch();
       char label[96];
       std::snprintf(label, sizeof label, "%s epoch %d/%d", st.name.c_str(), e + 1, st.epochs);
-      Progress prog(label, (long)n_iter, stderr, opt.quiet, opt.progress_interval_s);
+      Progress prog(label, (long)n_iter, stderr, quiet, opt.progress_interval_s);
       double epoch_loss = 0;
       std::int64_t it = 0;
       for (;;) {
@@ -435,10 +484,20 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
         double loss = 0;
         long tokens = 0;
         if (!h.train_batch(loss, tokens)) break;
+        if (parallel) {  // the global loss and token count (every rank then agrees on them)
+          double red[2] = {loss * h.share, (double)tokens};
+          comm.allreduce_sum(red, 2);
+          loss = red[0];
+          tokens = (long)red[1];
+        }
         if (!std::isfinite(loss))
           throw std::runtime_error("training diverged: loss is " + std::to_string(loss) +
                                    " at step " + std::to_string(step) +
                                    " (hint: lower the learning rate)");
+        if (parallel) {  // one all-reduce of the flat gradient arena: Σ_r share_r · grad_r
+          nn::View<float> g = h.grads();
+          gcomm->allreduce_weighted(g.data, (std::size_t)g.numel(), h.share);
+        }
         adam.step();
         epoch_loss += loss;
         ++it, ++step;
@@ -451,7 +510,7 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
       prog.finish();
       auto m = h.evaluate();
       m["train_loss"] = it ? epoch_loss / it : 0.0;
-      if (!opt.quiet) {
+      if (!quiet) {
         std::string line = st.name + " epoch " + std::to_string(e + 1) + "/" +
                            std::to_string(st.epochs) + ":";
         for (auto& kv : m) {
@@ -477,22 +536,40 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
       ck.optim = "ckpt-" + tag + ".optim";
       ck.model_rng = h.rng->state();
       ck.loader = h.loader_state();
-      h.save_model(in_dir(ck.model));
-      auto os = adam.save_state();
-      io::write_file_atomically(in_dir(ck.optim), os.data(), os.size());
+      ck.world_size = comm.size();
+      ck.rank_rngs.clear();
+      if (parallel) {  // every rank's dropout RNG, for an exact --resume
+        const nn::Rng::State mine = h.rng->state();
+        auto all = comm.gather(std::string((const char*)mine.data(), sizeof mine), 0);
+        for (const auto& a : all) {
+          nn::Rng::State r{};
+          if (a.size() != sizeof r) throw std::runtime_error("checkpoint: bad RNG state from a rank");
+          std::memcpy(r.data(), a.data(), sizeof r);
+          ck.rank_rngs.push_back(r);
+        }
+      }
+      // The model, optimizer state and RNG streams are identical on every rank (or gathered):
+      // rank 0 alone writes.
+      if (lead) {
+        h.save_model(in_dir(ck.model));
+        auto os = adam.save_state();
+        io::write_file_atomically(in_dir(ck.optim), os.data(), os.size());
+      }
       auto sc = m.find("score");
       if (sc != m.end() && sc->second > ck.best) {
         ck.best = sc->second;
-        h.save_model(in_dir("best.safetensors"));
+        if (lead) h.save_model(in_dir("best.safetensors"));
         res.best_stage = st.name;
         res.best_epoch = e;
       }
       res.best = ck.best;
-      curves.write_csv(in_dir("curves.csv"));
-      curves.write_svg(in_dir("curves.svg"), h.title);
-      write_checkpoint(opt.out_dir, ck, h.kind);
-      if (prev.model != ck.model) remove_quietly(opt.out_dir, prev.model);
-      if (prev.optim != ck.optim) remove_quietly(opt.out_dir, prev.optim);
+      if (lead) {
+        curves.write_csv(in_dir("curves.csv"));
+        curves.write_svg(in_dir("curves.svg"), h.title);
+        write_checkpoint(opt.out_dir, ck, h.kind);
+        if (prev.model != ck.model) remove_quietly(opt.out_dir, prev.model);
+        if (prev.optim != ck.optim) remove_quietly(opt.out_dir, prev.optim);
+      }
       // After the checkpoint: a callback that throws here behaves like a kill after this epoch.
       if (opt.on_epoch) opt.on_epoch(st.name, e, m);
     }
@@ -518,9 +595,18 @@ LmResult train_language_model(AwdLstmLM& lm, const Vocab& vocab, const std::vect
   // A backwards LM learns on every document reversed (fastai's backwards=True).
   LMLoader loader(reading_direction(train, lm.config().backwards), bs, bptt, /*shuffle=*/true,
                   opt.seed);
-  nn::Rng rng(opt.seed ^ 0x5eedULL);
+  // Data parallelism: every rank draws the same batches and takes its rows (stream rows are
+  // contiguous text: a rank keeps its rows' hidden state from batch to batch); its dropout RNG
+  // is derived from the seed and its rank (rank 0's = one process's).
+  dist::Communicator& comm = opt.comm ? *opt.comm : dist::world();
+  const dist::Range rows = dist::share(bs, comm.rank(), comm.size());
+  if (rows.size() == 0)
+    throw std::invalid_argument("language model: a batch of " + std::to_string(bs) +
+                                " rows cannot be shared by " + std::to_string(comm.size()) +
+                                " ranks (raise --bs to at least the rank count)");
+  nn::Rng rng(dist::rank_seed(opt.seed, comm.rank()) ^ 0x5eedULL);
   AwdLstmCache<float> cache;
-  LMBatch b;
+  LMBatch b, mine;
 
   Hooks h;
   h.kind = "lm";
@@ -535,19 +621,30 @@ LmResult train_language_model(AwdLstmLM& lm, const Vocab& vocab, const std::vect
     lm.reset();
     loader.begin_epoch();
   };
+  h.grads = [&]() { return lm.grads(); };
+  h.share = (double)rows.size() / (double)bs;
   h.train_batch = [&](double& loss, long& tokens) {
     if (!loader.next(b)) return false;
-    nn::CView<TokenId> ids(b.x.data(), {(Index)b.bs, (Index)b.seq_len});
-    nn::CView<TokenId> tg(b.y.data(), {(Index)b.bs, (Index)b.seq_len});
+    const LMBatch* use = &b;
+    if (comm.size() > 1) {  // this rank's rows [rows.begin, rows.end)
+      const std::size_t sl = b.seq_len;
+      mine.bs = rows.size();
+      mine.seq_len = sl;
+      mine.x.assign(b.x.begin() + rows.begin * sl, b.x.begin() + rows.end * sl);
+      mine.y.assign(b.y.begin() + rows.begin * sl, b.y.begin() + rows.end * sl);
+      use = &mine;
+    }
+    nn::CView<TokenId> ids(use->x.data(), {(Index)use->bs, (Index)use->seq_len});
+    nn::CView<TokenId> tg(use->y.data(), {(Index)use->bs, (Index)use->seq_len});
     ForwardOptions fo;
     fo.training = true;
     fo.rng = &rng;
     loss = lm.train_step(ids, tg, cache, fo);
-    tokens = (long)(b.bs * b.seq_len);
+    tokens = (long)(use->bs * use->seq_len);
     return true;
   };
   h.evaluate = [&]() {
-    auto [vl, va] = evaluate_language_model(lm, valid, bs, bptt);
+    auto [vl, va] = evaluate_language_model(lm, valid, bs, bptt, &comm);
     return std::map<std::string, double>{{"valid_loss", vl},
                                          {"valid_accuracy", va},
                                          {"valid_perplexity", std::exp(vl)},
@@ -568,14 +665,35 @@ LmResult train_language_model(AwdLstmLM& lm, const Vocab& vocab, const std::vect
   res.valid_loss = r.last.count("valid_loss") ? r.last["valid_loss"] : 0;
   res.valid_accuracy = r.last.count("valid_accuracy") ? r.last["valid_accuracy"] : 0;
   res.model_path = (fs::path(opt.out_dir) / "lm.safetensors").string();
-  h.save_model(res.model_path);
+  if (comm.rank() == 0) h.save_model(res.model_path);
+  comm.barrier();  // the other ranks may read it next (the classifier stage)
   return res;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Classifier training
 // ---------------------------------------------------------------------------------------------
-std::vector<int> classify_documents(const ClassifierModel& m, const std::vector<Doc>& docs) {
+std::vector<int> classify_documents(const ClassifierModel& m, const std::vector<Doc>& docs,
+                                    dist::Communicator* comm) {
+  if (comm && comm->size() > 1 && docs.size() >= (std::size_t)comm->size()) {
+    // Each rank its contiguous share (documents are classified one by one: the same result).
+    const dist::Range r = dist::share(docs.size(), comm->rank(), comm->size());
+    std::vector<Doc> part(docs.begin() + (std::ptrdiff_t)r.begin, docs.begin() + (std::ptrdiff_t)r.end);
+    std::vector<int> mine = classify_documents(m, part, nullptr);
+    std::vector<int> all(docs.size(), 0);
+    auto got = comm->gather(std::string((const char*)mine.data(), mine.size() * sizeof(int)), 0);
+    if (comm->rank() == 0) {
+      std::size_t at = 0;
+      for (const auto& g : got) {
+        if (at * sizeof(int) + g.size() > all.size() * sizeof(int))
+          throw std::runtime_error("classify_documents: a rank sent too many predictions");
+        std::memcpy(all.data() + at, g.data(), g.size());
+        at += g.size() / sizeof(int);
+      }
+    }
+    comm->broadcast(all.data(), all.size() * sizeof(int), 0);
+    return all;
+  }
   std::vector<int> pred(docs.size(), 0);
   if (docs.empty()) return pred;
   const Index C = m.config().n_classes;
@@ -633,9 +751,22 @@ ClassifierResult train_classifier(ClassifierModel& m, const Vocab& vocab, const 
   // A backwards model trains on reversed documents; validation (infer) reverses by itself.
   ClassifierLoader loader(reading_direction(train, m.config().backwards), train_labels, bs,
                     /*train=*/true, opt.seed, (std::size_t)m.config().bptt);
-  nn::Rng rng(opt.seed ^ 0xc1a5ULL);
+  dist::Communicator& comm = opt.comm ? *opt.comm : dist::world();
+  const dist::Range rows = dist::share(bs, comm.rank(), comm.size());
+  if (rows.size() == 0)
+    throw std::invalid_argument("classifier: a batch of " + std::to_string(bs) +
+                                " documents cannot be shared by " + std::to_string(comm.size()) +
+                                " ranks (raise --bs to at least the rank count)");
+  // BatchNorm over the global batch (SyncBatchNorm): N ranks train as one process does.
+  BatchSync sync;
+  sync.sum = [&](double* d, std::size_t n) { comm.allreduce_sum(d, n); };
+  sync.global_bs = (Index)bs;
+  sync.share = (double)rows.size() / (double)bs;
+  nn::Rng rng(dist::rank_seed(opt.seed, comm.rank()) ^ 0xc1a5ULL);
   ClassifierCache<float> cache;
   ClassifierBatch b;
+  std::vector<TokenId> mine_x;
+  std::vector<std::int32_t> mine_y;
   std::vector<std::string> labels(kLabels.begin(), kLabels.end());
 
   Hooks h;
@@ -652,21 +783,56 @@ ClassifierResult train_classifier(ClassifierModel& m, const Vocab& vocab, const 
   h.rng = &rng;
   h.set_frozen = [&](const Stage& st) { m.freeze_to(st.freeze_to); };
   h.begin_epoch = [&]() { loader.begin_epoch(); };
+  h.grads = [&]() { return m.grads(); };
+  h.share = (double)rows.size() / (double)bs;
   h.train_batch = [&](double& loss, long& tokens) {
     if (!loader.next(b)) return false;
-    nn::CView<TokenId> ids(b.x.data(), {(Index)b.bs, (Index)b.len});
-    nn::CView<std::int32_t> tg(b.y.data(), {(Index)b.bs});
+    // This rank's rows of the batch (sorted longest first), padded as in the whole batch but
+    // without the leading blocks that are padding in all of them (the first row has the least
+    // front padding): the encoder skips a row's chunks before its text anyway, so every row's
+    // result is the one of the whole batch.
+    const std::size_t r0 = comm.size() > 1 ? rows.begin : 0, nr = comm.size() > 1 ? rows.size() : b.bs;
+    const TokenId* x = b.x.data();
+    const std::int32_t* y = b.y.data();
+    std::size_t len = b.len;
+    if (comm.size() > 1) {
+      const std::size_t cut = b.front_pad[r0];
+      len = b.len - cut;
+      mine_x.resize(nr * len);
+      for (std::size_t r = 0; r < nr; ++r)
+        std::copy_n(b.x.begin() + (r0 + r) * b.len + cut, len, mine_x.begin() + r * len);
+      // Likewise a last chunk that is end padding in all of them (the whole batch's longest row
+      // may end there): the encoder would skip it for each of these rows. (For documents longer
+      // than max_len - bptt tokens this can shift which chunk is the first kept one by one.)
+      const std::size_t chunk = (std::size_t)m.config().bptt;
+      const TokenId pad = (TokenId)m.config().pad_idx;
+      for (;;) {
+        const std::size_t last = (len - 1) / chunk * chunk;
+        bool all_pad = last > 0;
+        for (std::size_t r = 0; r < nr && all_pad; ++r) all_pad = mine_x[r * len + last] == pad;
+        if (!all_pad) break;
+        for (std::size_t r = 1; r < nr; ++r)  // repack rows to the shorter length
+          std::copy_n(mine_x.begin() + r * len, last, mine_x.begin() + r * last);
+        len = last;
+      }
+      mine_y.assign(b.y.begin() + r0, b.y.begin() + r0 + nr);
+      x = mine_x.data();
+      y = mine_y.data();
+    }
+    nn::CView<TokenId> ids(x, {(Index)nr, (Index)len});
+    nn::CView<std::int32_t> tg(y, {(Index)nr});
     ForwardOptions fo;
     fo.training = true;
     fo.rng = &rng;
+    fo.sync = comm.size() > 1 ? &sync : nullptr;
     loss = m.train_step(ids, tg, cache, fo);
     tokens = 0;
-    for (auto l : b.lengths) tokens += (long)l;
+    for (std::size_t r = r0; r < r0 + nr; ++r) tokens += (long)b.lengths[r];
     return true;
   };
   h.evaluate = [&]() {
     std::vector<int> gold(valid_labels.begin(), valid_labels.end());
-    auto rep = classification_report(gold, classify_documents(m, valid), labels);
+    auto rep = classification_report(gold, classify_documents(m, valid, &comm), labels);
     return std::map<std::string, double>{{"valid_accuracy", rep.accuracy},
                                          {"valid_macro_f1", rep.macro_f1},
                                          {"score", rep.macro_f1}};
@@ -696,13 +862,16 @@ ClassifierResult train_classifier(ClassifierModel& m, const Vocab& vocab, const 
   res.best_stage = r.best_stage;
   res.best_epoch = r.best_epoch;
   res.last_model_path = (fs::path(opt.out_dir) / "classifier-last.safetensors").string();
-  h.save_model(res.last_model_path);
   res.model_path = (fs::path(opt.out_dir) / "classifier.safetensors").string();
-  auto best = fs::path(opt.out_dir) / "best.safetensors";
-  if (fs::exists(best))
-    fs::copy_file(best, res.model_path, fs::copy_options::overwrite_existing);
-  else
-    h.save_model(res.model_path);
+  if (comm.rank() == 0) {
+    h.save_model(res.last_model_path);
+    auto best = fs::path(opt.out_dir) / "best.safetensors";
+    if (fs::exists(best))
+      fs::copy_file(best, res.model_path, fs::copy_options::overwrite_existing);
+    else
+      h.save_model(res.model_path);
+  }
+  comm.barrier();
   return res;
 }
 

@@ -29,6 +29,10 @@
 #include "ulmfit/data.h"
 #include "ulmfit/vocab.h"
 
+namespace dist {
+class Communicator;  // dist/comm.h
+}
+
 namespace ulmfit {
 
 // Model sizes. "original" is fastai's AWD-LSTM (400/1152/3, 60000 words); the smaller ones train
@@ -67,6 +71,10 @@ struct TrainOptions {
   std::function<void(const std::string&, int, const std::map<std::string, double>&)> on_epoch;
   // Stop after this many training batches in total (0 = no limit; for smoke tests / --max-steps).
   std::int64_t max_steps = 0;
+  // Data-parallel ranks (docs/distributed.md); nullptr: dist::world(), i.e. one process unless
+  // started by mpirun in an MPI build. Each rank takes its contiguous share of every batch's
+  // rows, one all-reduce averages the gradients per step; rank 0 alone prints and writes files.
+  dist::Communicator* comm = nullptr;
 };
 
 // The LM recipe's stages. Fine-tuning (INSPIRE): fit_one_cycle(1, 1e-2) frozen, then
@@ -91,8 +99,11 @@ LmResult train_language_model(AwdLstmLM& lm, const Vocab& vocab, const std::vect
                               const std::vector<Stage>& stages, const TrainOptions& opt);
 
 // Mean cross-entropy and next-token accuracy of `lm` on `docs` (eval mode, fastai's valid layout).
+// With `comm` of several ranks, each rank evaluates its rows of every batch and the sums are
+// all-reduced (every rank gets the global values; docs/distributed.md).
 std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vector<Doc>& docs,
-                                                  std::size_t bs, std::size_t bptt);
+                                                  std::size_t bs, std::size_t bptt,
+                                                  dist::Communicator* comm = nullptr);
 
 // Bundle contents for an LM (kind "lm", fastai LM keys).
 io::BundleContents lm_bundle(AwdLstmLM& lm, const Vocab& vocab, const std::string& provenance);
@@ -122,7 +133,9 @@ ClassifierResult train_classifier(ClassifierModel& m, const Vocab& vocab, const 
                             const std::vector<Stage>& stages, const TrainOptions& opt);
 
 // Predicted class of every document (eval mode, one by one, OpenMP over documents).
-std::vector<int> classify_documents(const ClassifierModel& m, const std::vector<Doc>& docs);
+// With `comm` of several ranks, each rank classifies its share and every rank gets all.
+std::vector<int> classify_documents(const ClassifierModel& m, const std::vector<Doc>& docs,
+                                    dist::Communicator* comm = nullptr);
 
 // Bundle contents for a classifier (kind "classifier", labels, temperature 0.25).
 io::BundleContents classifier_bundle(ClassifierModel& m, const Vocab& vocab,

@@ -1,0 +1,129 @@
+// ctest-labels: mpi
+// tests/mpi/test_mpi_train.cpp — data-parallel training through the library API, run under
+// `mpirun -np 2` by ctest (mpi_train_np2): the classifier (gradual unfreezing, synchronised
+// BatchNorm, an uneven 4 + 3 split of every batch of 7) trained by the two ranks equals the
+// same classifier trained by one process (each rank trains that reference alone, with the
+// single-process communicator), every tensor — BatchNorm running stats included.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "dist/comm.h"
+#include "nn/rng.h"
+#include "ulmfit/train.h"
+
+namespace fs = std::filesystem;
+using namespace ulmfit;
+
+namespace {
+
+struct Data {
+  std::vector<Doc> train, valid;
+  std::vector<std::int32_t> train_labels, valid_labels;
+};
+
+// Documents of 5..80 tokens (bptt 16: several chunks, front padding of whole chunks); the label
+// is a function of the tokens, so there is something to learn.
+Data make_data() {
+  nn::Rng rng(11);
+  Data d;
+  auto one = [&](std::vector<Doc>& docs, std::vector<std::int32_t>& labels) {
+    Doc doc = {2};
+    const int len = 5 + (int)rng.below(76);
+    int s = 0;
+    for (int i = 0; i < len; ++i) {
+      int t = 9 + (int)rng.below(31);
+      doc.push_back(t);
+      s += t;
+    }
+    docs.push_back(doc);
+    labels.push_back(s % 3);
+  };
+  for (int i = 0; i < 63; ++i) one(d.train, d.train_labels);
+  for (int i = 0; i < 12; ++i) one(d.valid, d.valid_labels);
+  return d;
+}
+
+ModelConfig config() {
+  ModelConfig c = ModelConfig::classifier(40, 0.5);
+  c.emb_sz = 8, c.n_hid = 12, c.n_layers = 2;
+  c.bptt = 16;
+  c.max_len = 16 * 20;
+  c.lin_ftrs = {10};
+  c.no_dropout();
+  return c;
+}
+
+Vocab vocab() {
+  std::vector<std::string> itos;
+  for (int i = 0; i < 40; ++i) itos.push_back(std::string("t").append(std::to_string(i)));
+  return Vocab::from_itos(itos);
+}
+
+void train(ClassifierModel& m, const Data& d, const std::string& out, dist::Communicator* comm) {
+  nn::Rng rng(5);
+  m.init(rng);
+  TrainOptions opt;
+  opt.out_dir = out;
+  opt.quiet = true;
+  opt.wd = 1e-6;
+  opt.comm = comm;
+  train_classifier(m, vocab(), d.train, d.train_labels, d.valid, d.valid_labels, /*bs=*/7,
+                   classifier_stages(/*last_epochs=*/2, 2e-2), opt);
+}
+
+}  // namespace
+
+TEST(MpiTrainApi, ClassifierTwoRanksEqualOneProcess) {
+  auto& w = dist::world();
+  ASSERT_EQ(w.size(), 2) << "run under mpirun -np 2";
+  const Data d = make_data();
+  // One run folder per job, made unique by rank 0's pid (broadcast).
+  long id = (long)getpid();
+  w.broadcast(&id, sizeof id, 0);
+  const fs::path dir = fs::temp_directory_path() / std::string("inspire_mpi_train_").append(std::to_string(id));
+  if (w.rank() == 0) fs::create_directories(dir);
+  w.barrier();
+
+  ClassifierModel par(config()), ref(config());
+  train(par, d, (dir / "parallel").string(), &w);
+  auto single = dist::make_single();
+  train(ref, d, (dir / std::string("single-").append(std::to_string(w.rank()))).string(), single.get());
+
+  auto a = ref.tensors(), b = par.tensors();
+  ASSERT_EQ(a.size(), b.size());
+  double worst = 0, moved = 0;
+  int running = 0;
+  ClassifierModel init(config());
+  nn::Rng rng(5);
+  init.init(rng);
+  auto c = init.tensors();
+  for (std::size_t t = 0; t < a.size(); ++t) {
+    ASSERT_EQ(a[t].value.numel(), b[t].value.numel()) << a[t].key;
+    running += a[t].key.find("running_") != std::string::npos;
+    for (nn::Index i = 0; i < a[t].value.numel(); ++i) {
+      const double x = a[t].value.data[i], y = b[t].value.data[i];
+      worst = std::max(worst, std::fabs(x - y) / (1.0 + std::fabs(x)));
+      moved = std::max(moved, std::fabs(x - (double)c[t].value.data[i]));
+    }
+  }
+  EXPECT_EQ(running, 4);   // two BatchNorm layers' running mean and var are compared too
+  EXPECT_GT(moved, 1e-2);  // the models did train
+  std::printf("rank %d: classifier, 1 vs 2 ranks: largest |a-b|/(1+|a|) = %.3g\n", w.rank(), worst);
+  EXPECT_LE(worst, 1e-5);
+  w.barrier();
+  if (w.rank() == 0) fs::remove_all(dir);
+}
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  dist::world();
+  int rc = RUN_ALL_TESTS();
+  double bad = rc != 0;
+  dist::world().allreduce_sum(&bad, 1);
+  return bad > 0 ? 1 : 0;
+}
