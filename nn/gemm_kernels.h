@@ -11,17 +11,10 @@
 
 #include "nn/backend.h"
 #include "nn/half.h"
+#include "nn/parallel.h"
 #include "nn/tensor.h"
 
 namespace nn::kernels {
-
-// The rows [b0, b1) of this thread when `n` rows are split across the current team.
-inline void my_rows(Index n, Index& b0, Index& b1) {
-  int nt = omp_get_num_threads(), id = omp_get_thread_num();
-  Index per = n / nt, rem = n % nt;
-  b0 = id * per + std::min<Index>(id, rem);
-  b1 = b0 + per + (id < rem ? 1 : 0);
-}
 
 // Threads worth using for `rows` independent rows of `work` multiply-adds each.
 inline int team_size(Index rows, double work) {
@@ -36,15 +29,14 @@ template <typename T>
 void gemm_rows(bool ta, bool tb, Index M, Index N, Index K, T alpha, const T* A, Index lda,
                const T* B, Index ldb, T beta, T* C, Index ldc) {
   int nt = team_size(M / 16, (double)M * N * K);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
+  parallel_team(nt, [&](int tid, int nth) {
     Index m0, m1;
-    my_rows(M, m0, m1);
+    split_range(M, tid, nth, m0, m1);
     if (m1 > m0) {
       const T* a = ta ? A + m0 : A + m0 * lda;
       gemm(ta, tb, m1 - m0, N, K, alpha, a, lda, B, ldb, beta, C + m0 * ldc, ldc);
     }
-  }
+  });
 }
 
 // C[M,N] (+)= A[M,K] · B[K,N], all row-major, B NOT transposed. Used for the per-step products
