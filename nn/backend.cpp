@@ -1,6 +1,9 @@
 // nn/backend.cpp — the one place where a backend is chosen by name; the CPU GEMM.
 #include "nn/backend.h"
 
+#include "nn/gemm_avx512.h"
+#include "nn/gemm_kernels.h"
+
 #include <omp.h>
 
 #include <cstdlib>
@@ -80,6 +83,12 @@ void eigen_gemm(bool ta, bool tb, Index M, Index N, Index K, T alpha, const T* A
   // Products Eigen runs as a blocked GEMM (not a GEMV, not a small coefficient-wise product):
   // the same kernel and blocking, without its per-call heap allocation.
   if (M > 1 && N > 1 && K + M + N >= EIGEN_GEMM_TO_COEFFBASED_THRESHOLD) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (kernels::avx512_usable() && kernels::sgemm_acc_avx512_built()) {
+        kernels::sgemm_acc_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc);
+        return;
+      }
+    }
     constexpr int R = Eigen::RowMajor, Cm = Eigen::ColMajor;
     if (!ta && !tb) eigen_gemm_kernel<T, R, R>(M, N, K, alpha, A, lda, B, ldb, C, ldc);
     else if (ta && !tb) eigen_gemm_kernel<T, Cm, R>(M, N, K, alpha, A, lda, B, ldb, C, ldc);

@@ -56,6 +56,26 @@ inline void recurrent_gemm(Index M, Index N, Index K, const T* A, Index lda, con
     gemm(false, false, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
 }
 
+// The same product with B packed once into column panels (rec_pack) and read contiguously by an
+// AVX-512 kernel (8 rows × 48 columns of C in registers, k in order, one FMA per term: the same
+// sums as rec_gemm_f32, bitwise). The kernel is compiled for AVX-512F whatever the build's
+// -march and chosen at run time: rec_packed_supported() says whether this CPU has it (and
+// INSPIRE_NO_AVX512 is unset); callers use rec_gemm_f32 on an unpacked B otherwise.
+// Packed layout: panels of kRecPanel columns (the last one padded to a multiple of 16 with
+// zeros); panel p holds rows k = 0..K-1 of its columns contiguously and starts at p·kRecPanel·K.
+constexpr Index kRecPanel = 48;
+// This CPU has AVX-512 F/VL/DQ/BW and INSPIRE_NO_AVX512 is not set (checked once): the AVX-512
+// kernels (this one, nn/gemm_avx512.cpp) may run.
+bool avx512_usable();
+bool rec_packed_supported();
+inline Index rec_pack_floats(Index K, Index N) { return K * ((N + 15) / 16 * 16); }
+// out[rec_pack_floats(K, N)] <- B [K, N] (row stride ldb), or Bᵀ when `trans` (B given as its
+// transpose, stored [N, K] with row stride ldb).
+void rec_pack(const float* B, Index ldb, bool trans, Index K, Index N, float* out);
+// C[M, N] = A[M, K] · B (+ C when beta == 1; other betas scale C first), B packed by rec_pack.
+void rec_gemm_packed(Index M, Index N, Index K, const float* A, Index lda, const float* Bp,
+                     float beta, float* C, Index ldc);
+
 // z[r] += Σ_k W[r, k] · h[k] with W in half precision (row-major [R, K]): the batch-1 recurrent
 // step of the serving path. Four rows at a time share each load of h (AVX2/F16C where present).
 void half_gemv_acc(const HalfMatrix& W, const float* h, float* z);
