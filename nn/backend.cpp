@@ -1,14 +1,72 @@
 // nn/backend.cpp — the one place where a backend is chosen by name; the CPU GEMM.
 #include "nn/backend.h"
 
+#include "nn/gemm_avx512.h"
+#include "nn/gemm_kernels.h"
+
 #include <omp.h>
 
+#include <cstdlib>
 #include <memory>
+#include <new>
 #include <string>
 #include <stdexcept>
 
 namespace nn {
 namespace {
+
+// Packing buffers of Eigen's GEMM, one pair per thread, grown to the largest product seen and
+// then reused: Eigen itself allocates them at every call (on the heap once they exceed 128 KB,
+// i.e. for every large product) and frees them afterwards.
+struct PackBuffers {
+  void* a = nullptr;
+  void* b = nullptr;
+  std::size_t a_bytes = 0, b_bytes = 0;
+  ~PackBuffers() {
+    std::free(a);
+    std::free(b);
+  }
+  static void* grow(void*& p, std::size_t& have, std::size_t want) {
+    if (want > have) {
+      std::free(p);
+      p = nullptr;
+      have = 0;
+      want = (want + 4095) / 4096 * 4096;
+      if (posix_memalign(&p, 64, want) != 0) throw std::bad_alloc();
+      have = want;
+    }
+    return p;
+  }
+};
+thread_local PackBuffers t_pack;
+
+// Eigen's blocking object (the sizes its own products compute) over the buffers above.
+template <typename T>
+struct OwnBlocking
+    : Eigen::internal::gemm_blocking_space<Eigen::RowMajor, T, T, Eigen::Dynamic, Eigen::Dynamic,
+                                           Eigen::Dynamic, 1, false> {
+  using Base = Eigen::internal::gemm_blocking_space<Eigen::RowMajor, T, T, Eigen::Dynamic,
+                                                    Eigen::Dynamic, Eigen::Dynamic, 1, false>;
+  OwnBlocking(Index rows, Index cols, Index depth) : Base(rows, cols, depth, 1, true) {
+    const std::size_t sa = sizeof(T) * (std::size_t)this->m_mc * (std::size_t)this->m_kc;
+    const std::size_t sb = sizeof(T) * (std::size_t)this->m_kc * (std::size_t)this->m_nc;
+    this->m_blockA = static_cast<T*>(PackBuffers::grow(t_pack.a, t_pack.a_bytes, sa));
+    this->m_blockB = static_cast<T*>(PackBuffers::grow(t_pack.b, t_pack.b_bytes, sb));
+  }
+  ~OwnBlocking() { this->m_blockA = nullptr, this->m_blockB = nullptr; }  // not Eigen's to free
+};
+
+// C (+)= alpha op(A) op(B) by Eigen's blocked GEMM kernel (general_matrix_matrix_product), as
+// Eigen's own `c.noalias() += alpha * a * b` runs it for these shapes, but on PackBuffers.
+template <typename T, int LhsOrder, int RhsOrder>
+void eigen_gemm_kernel(Index M, Index N, Index K, T alpha, const T* A, Index lda, const T* B,
+                       Index ldb, T* C, Index ldc) {
+  OwnBlocking<T> blocking(M, N, K);
+  Eigen::internal::general_matrix_matrix_product<Index, T, LhsOrder, false, T, RhsOrder, false,
+                                                 Eigen::RowMajor, 1>::run(M, N, K, A, lda, B, ldb,
+                                                                          C, 1, ldc, alpha,
+                                                                          blocking, nullptr);
+}
 
 template <typename T>
 void eigen_gemm(bool ta, bool tb, Index M, Index N, Index K, T alpha, const T* A, Index lda,
@@ -22,6 +80,22 @@ void eigen_gemm(bool ta, bool tb, Index M, Index N, Index K, T alpha, const T* A
   else if (beta != T(1))
     c *= beta;
   if (K == 0) return;
+  // Products Eigen runs as a blocked GEMM (not a GEMV, not a small coefficient-wise product):
+  // the same kernel and blocking, without its per-call heap allocation.
+  if (M > 1 && N > 1 && K + M + N >= EIGEN_GEMM_TO_COEFFBASED_THRESHOLD) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (kernels::avx512_usable() && kernels::sgemm_acc_avx512_built()) {
+        kernels::sgemm_acc_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc);
+        return;
+      }
+    }
+    constexpr int R = Eigen::RowMajor, Cm = Eigen::ColMajor;
+    if (!ta && !tb) eigen_gemm_kernel<T, R, R>(M, N, K, alpha, A, lda, B, ldb, C, ldc);
+    else if (ta && !tb) eigen_gemm_kernel<T, Cm, R>(M, N, K, alpha, A, lda, B, ldb, C, ldc);
+    else if (!ta && tb) eigen_gemm_kernel<T, R, Cm>(M, N, K, alpha, A, lda, B, ldb, C, ldc);
+    else eigen_gemm_kernel<T, Cm, Cm>(M, N, K, alpha, A, lda, B, ldb, C, ldc);
+    return;
+  }
   // Stored shapes: A is [M,K] (or [K,M] if ta), B is [K,N] (or [N,K] if tb).
   Eigen::Map<const Mat, 0, Stride> a(A, ta ? K : M, ta ? M : K, Stride(lda));
   Eigen::Map<const Mat, 0, Stride> b(B, tb ? N : K, tb ? K : N, Stride(ldb));

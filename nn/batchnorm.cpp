@@ -1,13 +1,15 @@
 // nn/batchnorm.cpp — BatchNorm1d [N, C]: train/eval forward and the train-mode backward.
 #include "nn/batchnorm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 namespace nn {
 namespace {
+
+constexpr Index kBlock = 256;  // channels whose statistics are held at once (on the stack)
 
 template <typename T>
 void check_bn(CView<T> x, CView<T> weight, CView<T> bias, CView<T> rm, CView<T> rv,
@@ -49,28 +51,35 @@ void batchnorm_forward_train(CView<T> x, CView<T> weight, CView<T> bias, View<T>
                                 " must be " + x.shape.str() + " and rstd " +
                                 cache.rstd.shape.str() + " must have C = " + std::to_string(C) +
                                 " elements");
-  std::vector<double> mean(C, 0.0), var(C, 0.0);
-  for (Index n = 0; n < N; ++n)
-    for (Index c = 0; c < C; ++c) mean[c] += (double)x.data[n * C + c];
-  for (Index c = 0; c < C; ++c) mean[c] /= (double)N;
-  for (Index n = 0; n < N; ++n)
-    for (Index c = 0; c < C; ++c) {
-      double d = (double)x.data[n * C + c] - mean[c];
-      var[c] += d * d;
+  // Channel blocks of kBlock with the statistics on the stack (nothing allocated); within a
+  // channel the sums run over n in order.
+  for (Index c0 = 0; c0 < C; c0 += kBlock) {
+    const Index nc = std::min(kBlock, C - c0);
+    double mean[kBlock] = {}, var[kBlock] = {};
+    for (Index n = 0; n < N; ++n)
+      for (Index j = 0; j < nc; ++j) mean[j] += (double)x.data[n * C + c0 + j];
+    for (Index j = 0; j < nc; ++j) mean[j] /= (double)N;
+    for (Index n = 0; n < N; ++n)
+      for (Index j = 0; j < nc; ++j) {
+        double d = (double)x.data[n * C + c0 + j] - mean[j];
+        var[j] += d * d;
+      }
+    for (Index j = 0; j < nc; ++j) {
+      const Index c = c0 + j;
+      const double vb = var[j] / (double)N;
+      const double vu = var[j] / (double)(N - 1);
+      cache.rstd[c] = T(1.0 / std::sqrt(vb + eps));
+      running_mean[c] = T((1.0 - momentum) * (double)running_mean[c] + momentum * mean[j]);
+      running_var[c] = T((1.0 - momentum) * (double)running_var[c] + momentum * vu);
     }
-  for (Index c = 0; c < C; ++c) {
-    const double vb = var[c] / (double)N;
-    const double vu = var[c] / (double)(N - 1);
-    cache.rstd[c] = T(1.0 / std::sqrt(vb + eps));
-    running_mean[c] = T((1.0 - momentum) * (double)running_mean[c] + momentum * mean[c]);
-    running_var[c] = T((1.0 - momentum) * (double)running_var[c] + momentum * vu);
+    for (Index n = 0; n < N; ++n)
+      for (Index j = 0; j < nc; ++j) {
+        const Index c = c0 + j;
+        const T xh = T(((double)x.data[n * C + c] - mean[j]) * (double)cache.rstd[c]);
+        cache.xhat.data[n * C + c] = xh;
+        y.data[n * C + c] = xh * weight[c] + bias[c];
+      }
   }
-  for (Index n = 0; n < N; ++n)
-    for (Index c = 0; c < C; ++c) {
-      const T xh = T(((double)x.data[n * C + c] - mean[c]) * (double)cache.rstd[c]);
-      cache.xhat.data[n * C + c] = xh;
-      y.data[n * C + c] = xh * weight[c] + bias[c];
-    }
 }
 
 template <typename T>
@@ -78,14 +87,19 @@ void batchnorm_forward_eval(CView<T> x, CView<T> weight, CView<T> bias, CView<T>
                             CView<T> running_var, View<T> y, double eps) {
   check_bn<T>(x, weight, bias, running_mean, running_var, y.shape, "batchnorm_forward_eval");
   const Index N = x.dim(0), C = x.dim(1);
-  std::vector<T> scale(C), shift(C);
-  for (Index c = 0; c < C; ++c) {
-    const double s = (double)weight[c] / std::sqrt((double)running_var[c] + eps);
-    scale[c] = T(s);
-    shift[c] = T((double)bias[c] - (double)running_mean[c] * s);
+  for (Index c0 = 0; c0 < C; c0 += kBlock) {
+    const Index nc = std::min(kBlock, C - c0);
+    T scale[kBlock], shift[kBlock];
+    for (Index j = 0; j < nc; ++j) {
+      const Index c = c0 + j;
+      const double s = (double)weight[c] / std::sqrt((double)running_var[c] + eps);
+      scale[j] = T(s);
+      shift[j] = T((double)bias[c] - (double)running_mean[c] * s);
+    }
+    for (Index n = 0; n < N; ++n)
+      for (Index j = 0; j < nc; ++j)
+        y.data[n * C + c0 + j] = x.data[n * C + c0 + j] * scale[j] + shift[j];
   }
-  for (Index n = 0; n < N; ++n)
-    for (Index c = 0; c < C; ++c) y.data[n * C + c] = x.data[n * C + c] * scale[c] + shift[c];
 }
 
 template <typename T>
@@ -103,25 +117,29 @@ void batchnorm_backward(CView<T> dy, CView<T> weight, BatchNormCache<T> cache, V
   if ((dweight.data && dweight.numel() != C) || (dbias.data && dbias.numel() != C))
     throw std::invalid_argument("batchnorm_backward: dweight " + dweight.shape.str() +
                                 " and dbias " + dbias.shape.str() + " must have C elements");
-  std::vector<double> sdy(C, 0.0), sdyx(C, 0.0);
-  for (Index n = 0; n < N; ++n)
-    for (Index c = 0; c < C; ++c) {
-      const double g = (double)dy.data[n * C + c];
-      sdy[c] += g;
-      sdyx[c] += g * (double)cache.xhat.data[n * C + c];
-    }
-  if (dbias.data)
-    for (Index c = 0; c < C; ++c) dbias[c] += T(sdy[c]);
-  if (dweight.data)
-    for (Index c = 0; c < C; ++c) dweight[c] += T(sdyx[c]);
-  if (!dx.data) return;
-  for (Index n = 0; n < N; ++n)
-    for (Index c = 0; c < C; ++c) {
-      const double k = (double)weight[c] * (double)cache.rstd[c] / (double)N;
-      const double v = k * ((double)N * (double)dy.data[n * C + c] - sdy[c] -
-                            (double)cache.xhat.data[n * C + c] * sdyx[c]);
-      dx.data[n * C + c] = T(v);
-    }
+  for (Index c0 = 0; c0 < C; c0 += kBlock) {
+    const Index nc = std::min(kBlock, C - c0);
+    double sdy[kBlock] = {}, sdyx[kBlock] = {};
+    for (Index n = 0; n < N; ++n)
+      for (Index j = 0; j < nc; ++j) {
+        const double g = (double)dy.data[n * C + c0 + j];
+        sdy[j] += g;
+        sdyx[j] += g * (double)cache.xhat.data[n * C + c0 + j];
+      }
+    if (dbias.data)
+      for (Index j = 0; j < nc; ++j) dbias[c0 + j] += T(sdy[j]);
+    if (dweight.data)
+      for (Index j = 0; j < nc; ++j) dweight[c0 + j] += T(sdyx[j]);
+    if (!dx.data) continue;
+    for (Index n = 0; n < N; ++n)
+      for (Index j = 0; j < nc; ++j) {
+        const Index c = c0 + j;
+        const double k = (double)weight[c] * (double)cache.rstd[c] / (double)N;
+        const double v = k * ((double)N * (double)dy.data[n * C + c] - sdy[j] -
+                              (double)cache.xhat.data[n * C + c] * sdyx[j]);
+        dx.data[n * C + c] = T(v);
+      }
+  }
 }
 
 #define INSPIRE_INST(T)                                                                         \

@@ -2,6 +2,7 @@
 // readable reference code of nn/*.cpp. Every other backend is tested against this one.
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include "nn/linear.h"
 #include "nn/loss.h"
 #include "nn/lstm.h"
+#include "nn/parallel.h"
 #include "nn/pooling.h"
 
 namespace nn {
@@ -141,8 +143,10 @@ class CpuOps final : public Ops<T> {
     T* __restrict pm = m.data;
     T* __restrict pv = v.data;
     const ew::AdamScalars sc = s;
-#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
-    for (Index k = 0; k < n; ++k) ew::adam_update(pw[k], pg[k], pm[k], pv[k], sc);
+    parallel_ranges(n, 1 << 16, [&](Index k0, Index k1) {
+#pragma omp simd
+      for (Index k = k0; k < k1; ++k) ew::adam_update(pw[k], pg[k], pm[k], pv[k], sc);
+    });
   }
 
   double clip_grad_norm(View<T> grads, double max_norm) override {
@@ -151,16 +155,27 @@ class CpuOps final : public Ops<T> {
                                   std::to_string(max_norm));
     const Index n = grads.numel();
     const T* p = grads.data;
+    // Per-thread partial sums (at most 64 threads' worth), added in thread order.
+    double part[64] = {};
+    const int parts = std::min(64, num_threads());
+    parallel_team(n > (1 << 16) ? parts : 1, [&](int tid, int nth) {
+      Index k0, k1;
+      split_range(n, tid, nth, k0, k1);
+      double s = 0;
+      for (Index k = k0; k < k1; ++k) s += (double)p[k] * (double)p[k];
+      part[tid] = s;
+    });
     double ss = 0;
-#pragma omp parallel for reduction(+ : ss) schedule(static) if (n > (1 << 16))
-    for (Index k = 0; k < n; ++k) ss += (double)p[k] * (double)p[k];
+    for (int t = 0; t < parts; ++t) ss += part[t];
     const double norm = std::sqrt(ss);
     const double coef = max_norm / (norm + 1e-6);
     if (coef < 1) {
       const T c = (T)coef;
       T* q = grads.data;
-#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
-      for (Index k = 0; k < n; ++k) q[k] *= c;
+      parallel_ranges(n, 1 << 16, [&](Index k0, Index k1) {
+#pragma omp simd
+        for (Index k = k0; k < k1; ++k) q[k] *= c;
+      });
     }
     return norm;
   }

@@ -2,6 +2,7 @@
 #include "nn/dropout.h"
 
 #include "nn/elementwise.h"
+#include "nn/parallel.h"
 
 #include <cmath>
 #include <stdexcept>
@@ -26,8 +27,9 @@ void mul_elementwise(CView<T> a, CView<T> m, View<T> out, const char* layer) {
   const T* pa = a.data;
   const T* pm = m.data;
   T* po = out.data;
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-  for (Index i = 0; i < n; ++i) po[i] = pa[i] * pm[i];
+  parallel_ranges(n, 1 << 16, [&](Index i0, Index i1) {
+    for (Index i = i0; i < i1; ++i) po[i] = pa[i] * pm[i];
+  });
 }
 
 // x [bs, sl, C] with mask [bs, C] or [bs, 1, C].
@@ -44,15 +46,16 @@ void rnn_mul(CView<T> x, CView<T> mask, View<T> y, const char* layer) {
                                 Shape{bs, C}.str() + " for input " + x.shape.str() + ", got " +
                                 mask.shape.str());
   check_same_numel<T>(x.shape, y.shape, layer, "input", "output");
-#pragma omp parallel for schedule(static) if (bs * sl * C > (1 << 16))
-  for (Index b = 0; b < bs; ++b) {
-    const T* m = mask.data + b * C;
-    for (Index t = 0; t < sl; ++t) {
-      const T* xi = x.data + (b * sl + t) * C;
-      T* yi = y.data + (b * sl + t) * C;
-      for (Index c = 0; c < C; ++c) yi[c] = xi[c] * m[c];
+  parallel_ranges(bs, bs * sl * C > (1 << 16) ? 1 : bs, [&](Index b0, Index b1) {
+    for (Index b = b0; b < b1; ++b) {
+      const T* m = mask.data + b * C;
+      for (Index t = 0; t < sl; ++t) {
+        const T* xi = x.data + (b * sl + t) * C;
+        T* yi = y.data + (b * sl + t) * C;
+        for (Index c = 0; c < C; ++c) yi[c] = xi[c] * m[c];
+      }
     }
-  }
+  });
 }
 
 }  // namespace
@@ -111,8 +114,9 @@ void weight_dropout_backward(CView<T> dW_eff, CView<T> mask, View<T> dW_raw) {
   const T* g = dW_eff.data;
   const T* m = mask.data;
   T* o = dW_raw.data;
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-  for (Index i = 0; i < n; ++i) o[i] += g[i] * m[i];
+  parallel_ranges(n, 1 << 16, [&](Index i0, Index i1) {
+    for (Index i = i0; i < i1; ++i) o[i] += g[i] * m[i];
+  });
 }
 
 #define INSPIRE_INST(T)                                                     \

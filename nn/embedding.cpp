@@ -1,6 +1,8 @@
 // nn/embedding.cpp — embedding lookup with whole-row (embedding) dropout, and its backward.
 #include "nn/embedding.h"
 
+#include "nn/parallel.h"
+
 #include <stdexcept>
 #include <string>
 
@@ -37,18 +39,19 @@ void embedding_forward(CView<std::int32_t> ids, CView<T> table, CView<T> row_mas
   for (Index i = 0; i < n; ++i)
     if (ids[i] < 0 || ids[i] >= V) bad_id("embedding_forward", i, ids[i], V);
   const bool masked = !row_mask.empty();
-#pragma omp parallel for schedule(static) if (n * E > (1 << 16))
-  for (Index i = 0; i < n; ++i) {
-    const Index r = ids[i];
-    const T* src = table.data + r * E;
-    T* dst = out.data + i * E;
-    if (masked) {
-      const T m = row_mask[r];
-      for (Index e = 0; e < E; ++e) dst[e] = src[e] * m;
-    } else {
-      for (Index e = 0; e < E; ++e) dst[e] = src[e];
+  parallel_ranges(n, n * E > (1 << 16) ? 1 : n, [&](Index i0, Index i1) {
+    for (Index i = i0; i < i1; ++i) {
+      const Index r = ids[i];
+      const T* src = table.data + r * E;
+      T* dst = out.data + i * E;
+      if (masked) {
+        const T m = row_mask[r];
+        for (Index e = 0; e < E; ++e) dst[e] = src[e] * m;
+      } else {
+        for (Index e = 0; e < E; ++e) dst[e] = src[e];
+      }
     }
-  }
+  });
 }
 
 template <typename T>

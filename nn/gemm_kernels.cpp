@@ -1,7 +1,11 @@
 // nn/gemm_kernels.cpp — see nn/gemm_kernels.h.
 #include "nn/gemm_kernels.h"
 
-#if defined(__AVX2__) && defined(__FMA__)
+#include <cmath>
+
+#include <cstdlib>
+
+#if defined(__x86_64__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -70,7 +74,134 @@ inline void rec_gemm_avx2(Index M, Index N, Index K, const float* A, Index lda, 
 }
 #endif
 
+#if defined(__x86_64__)
+// ---- AVX-512 packed-panel recurrent product (compiled for AVX-512F whatever the build's -march;
+// only called after the run-time CPU check in rec_packed_supported) ----
+template <int MR, int NV>
+__attribute__((target("avx512f"))) void rec_micro512(Index K, const float* A, Index lda,
+                                                     const float* Bp, float* C, Index ldc,
+                                                     bool zero, __mmask16 last) {
+  __m512 acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 m = v == NV - 1 ? last : (__mmask16)0xFFFF;
+      acc[i][v] = zero ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, C + i * ldc + 16 * v);
+    }
+  for (Index k = 0; k < K; ++k) {
+    const float* b = Bp + k * (16 * NV);
+    __m512 bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
+    for (int i = 0; i < MR; ++i) {
+      const __m512 a = _mm512_set1_ps(A[i * lda + k]);
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(a, bv[v], acc[i][v]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 m = v == NV - 1 ? last : (__mmask16)0xFFFF;
+      _mm512_mask_storeu_ps(C + i * ldc + 16 * v, m, acc[i][v]);
+    }
+}
+
+template <int NV>
+__attribute__((target("avx512f"))) void rec_rows512(Index mr, Index K, const float* A, Index lda,
+                                                    const float* Bp, float* C, Index ldc,
+                                                    bool zero, __mmask16 last) {
+  switch (mr) {
+    case 8: rec_micro512<8, NV>(K, A, lda, Bp, C, ldc, zero, last); break;
+    case 7: rec_micro512<7, NV>(K, A, lda, Bp, C, ldc, zero, last); break;
+    case 6: rec_micro512<6, NV>(K, A, lda, Bp, C, ldc, zero, last); break;
+    case 5: rec_micro512<5, NV>(K, A, lda, Bp, C, ldc, zero, last); break;
+    case 4: rec_micro512<4, NV>(K, A, lda, Bp, C, ldc, zero, last); break;
+    case 3: rec_micro512<3, NV>(K, A, lda, Bp, C, ldc, zero, last); break;
+    case 2: rec_micro512<2, NV>(K, A, lda, Bp, C, ldc, zero, last); break;
+    default: rec_micro512<1, NV>(K, A, lda, Bp, C, ldc, zero, last); break;
+  }
+}
+
+__attribute__((target("avx512f"))) void rec_gemm_packed512(Index M, Index N, Index K,
+                                                           const float* A, Index lda,
+                                                           const float* Bp, bool zero, float* C,
+                                                           Index ldc) {
+  for (Index j = 0; j < N; j += kRecPanel) {
+    const Index cols = N - j < kRecPanel ? N - j : kRecPanel;  // real columns of this panel
+    const int nv = (int)((cols + 15) / 16);
+    const int tail = (int)(cols - 16 * (nv - 1));  // 1..16 columns in the last vector
+    const __mmask16 last = (__mmask16)(tail == 16 ? 0xFFFF : (1u << tail) - 1u);
+    const float* panel = Bp + j * K;  // earlier panels are full: kRecPanel columns each
+    for (Index i = 0; i < M; i += 8) {
+      const Index mr = M - i < 8 ? M - i : 8;
+      const float* a = A + i * lda;
+      float* c = C + i * ldc + j;
+      if (nv == 3) rec_rows512<3>(mr, K, a, lda, panel, c, ldc, zero, last);
+      else if (nv == 2) rec_rows512<2>(mr, K, a, lda, panel, c, ldc, zero, last);
+      else rec_rows512<1>(mr, K, a, lda, panel, c, ldc, zero, last);
+    }
+  }
+}
+#endif
+
 }  // namespace
+
+bool avx512_usable() {
+#if defined(__x86_64__)
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+                         !std::getenv("INSPIRE_NO_AVX512");
+  return ok;
+#else
+  return false;
+#endif
+}
+
+bool rec_packed_supported() { return avx512_usable(); }
+
+void rec_pack(const float* B, Index ldb, bool trans, Index K, Index N, float* out) {
+  for (Index j = 0; j < N; j += kRecPanel) {
+    const Index cols = std::min(kRecPanel, N - j);
+    const Index w = (cols + 15) / 16 * 16;
+    float* panel = out + j * K;
+    if (!trans) {
+      for (Index k = 0; k < K; ++k) {
+        float* dst = panel + k * w;
+        const float* src = B + k * ldb + j;
+        for (Index c = 0; c < cols; ++c) dst[c] = src[c];
+        for (Index c = cols; c < w; ++c) dst[c] = 0.f;
+      }
+    } else {  // B[k, n] = Bt[n, k] with Bt stored [N, K]: read Bt row by row
+      for (Index k = 0; k < K; ++k)
+        for (Index c = cols; c < w; ++c) panel[k * w + c] = 0.f;
+      for (Index c = 0; c < cols; ++c) {
+        const float* src = B + (j + c) * ldb;
+        for (Index k = 0; k < K; ++k) panel[k * w + c] = src[k];
+      }
+    }
+  }
+}
+
+void rec_gemm_packed(Index M, Index N, Index K, const float* A, Index lda, const float* Bp,
+                     float beta, float* C, Index ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (beta != 0.f && beta != 1.f)
+    for (Index i = 0; i < M; ++i)
+      for (Index j = 0; j < N; ++j) C[i * ldc + j] *= beta;
+#if defined(__x86_64__)
+  if (rec_packed_supported()) {
+    rec_gemm_packed512(M, N, K, A, lda, Bp, beta == 0.f, C, ldc);
+    return;
+  }
+#endif
+  // Portable path (the same sums, k in order): never taken where rec_packed_supported() holds.
+  for (Index i = 0; i < M; ++i)
+    for (Index j = 0; j < N; ++j) {
+      const Index p = j / kRecPanel * kRecPanel;
+      const Index w = (std::min(kRecPanel, N - p) + 15) / 16 * 16;
+      const float* panel = Bp + p * K;
+      float s = beta == 0.f ? 0.f : C[i * ldc + j];
+      for (Index k = 0; k < K; ++k) s = std::fma(A[i * lda + k], panel[k * w + (j - p)], s);
+      C[i * ldc + j] = s;
+    }
+}
 
 void rec_gemm_f32(Index M, Index N, Index K, const float* A, Index lda, const float* B, Index ldb,
                   float beta, float* C, Index ldc) {

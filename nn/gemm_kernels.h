@@ -11,17 +11,10 @@
 
 #include "nn/backend.h"
 #include "nn/half.h"
+#include "nn/parallel.h"
 #include "nn/tensor.h"
 
 namespace nn::kernels {
-
-// The rows [b0, b1) of this thread when `n` rows are split across the current team.
-inline void my_rows(Index n, Index& b0, Index& b1) {
-  int nt = omp_get_num_threads(), id = omp_get_thread_num();
-  Index per = n / nt, rem = n % nt;
-  b0 = id * per + std::min<Index>(id, rem);
-  b1 = b0 + per + (id < rem ? 1 : 0);
-}
 
 // Threads worth using for `rows` independent rows of `work` multiply-adds each.
 inline int team_size(Index rows, double work) {
@@ -36,15 +29,14 @@ template <typename T>
 void gemm_rows(bool ta, bool tb, Index M, Index N, Index K, T alpha, const T* A, Index lda,
                const T* B, Index ldb, T beta, T* C, Index ldc) {
   int nt = team_size(M / 16, (double)M * N * K);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
+  parallel_team(nt, [&](int tid, int nth) {
     Index m0, m1;
-    my_rows(M, m0, m1);
+    split_range(M, tid, nth, m0, m1);
     if (m1 > m0) {
       const T* a = ta ? A + m0 : A + m0 * lda;
       gemm(ta, tb, m1 - m0, N, K, alpha, a, lda, B, ldb, beta, C + m0 * ldc, ldc);
     }
-  }
+  });
 }
 
 // C[M,N] (+)= A[M,K] · B[K,N], all row-major, B NOT transposed. Used for the per-step products
@@ -63,6 +55,26 @@ inline void recurrent_gemm(Index M, Index N, Index K, const T* A, Index lda, con
   else
     gemm(false, false, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
 }
+
+// The same product with B packed once into column panels (rec_pack) and read contiguously by an
+// AVX-512 kernel (8 rows × 48 columns of C in registers, k in order, one FMA per term: the same
+// sums as rec_gemm_f32, bitwise). The kernel is compiled for AVX-512F whatever the build's
+// -march and chosen at run time: rec_packed_supported() says whether this CPU has it (and
+// INSPIRE_NO_AVX512 is unset); callers use rec_gemm_f32 on an unpacked B otherwise.
+// Packed layout: panels of kRecPanel columns (the last one padded to a multiple of 16 with
+// zeros); panel p holds rows k = 0..K-1 of its columns contiguously and starts at p·kRecPanel·K.
+constexpr Index kRecPanel = 48;
+// This CPU has AVX-512 F/VL/DQ/BW and INSPIRE_NO_AVX512 is not set (checked once): the AVX-512
+// kernels (this one, nn/gemm_avx512.cpp) may run.
+bool avx512_usable();
+bool rec_packed_supported();
+inline Index rec_pack_floats(Index K, Index N) { return K * ((N + 15) / 16 * 16); }
+// out[rec_pack_floats(K, N)] <- B [K, N] (row stride ldb), or Bᵀ when `trans` (B given as its
+// transpose, stored [N, K] with row stride ldb).
+void rec_pack(const float* B, Index ldb, bool trans, Index K, Index N, float* out);
+// C[M, N] = A[M, K] · B (+ C when beta == 1; other betas scale C first), B packed by rec_pack.
+void rec_gemm_packed(Index M, Index N, Index K, const float* A, Index lda, const float* Bp,
+                     float beta, float* C, Index ldc);
 
 // z[r] += Σ_k W[r, k] · h[k] with W in half precision (row-major [R, K]): the batch-1 recurrent
 // step of the serving path. Four rows at a time share each load of h (AVX2/F16C where present).

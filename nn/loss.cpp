@@ -129,7 +129,7 @@ LossResult lm_ce_impl(CView<T> hidden, CView<T> W, CView<T> b, CView<std::int32_
   double loss = 0;
   Index correct = 0;
   const int nt = num_threads();
-  if (nt <= 1 || V < 64 * nt) {
+  if (nt <= 1 || V < 64 * nt || omp_in_parallel()) {
     // Serial path: the row pass also accumulates db (one pass over each logits row).
     for (Index r0 = 0; r0 < N; r0 += chunk) {
       const Index n = std::min(chunk, N - r0);

@@ -19,8 +19,9 @@ namespace nn {
 namespace {
 
 using kernels::gemm_rows;
+using nn::parallel_team;
 using kernels::half_gemv_acc;
-using kernels::my_rows;
+using nn::split_range;
 using kernels::recurrent_gemm;
 using kernels::team_size;
 using kernels::transpose_into;
@@ -38,6 +39,59 @@ inline void cell_forward_row(T* z, const T* c_prev, T* c, T* hout, Index h) {
   CArrMap<T> cp(c_prev, h);
   ArrMap<T> cm(c, h), hm(hout, h);
   ew::lstm_cell_forward(i, f, g, o, cp, cm, hm);
+}
+
+// rows × [4h] of b_ih + b_hh (the input projection's starting value).
+template <typename T>
+void fill_bias_rows(const LstmParams<T>& p, T* z, Index rows) {
+  const Index G = p.b_ih.numel();
+  const T* bi = p.b_ih.data;
+  const T* bh = p.b_hh.data;
+  for (Index r = 0; r < rows; ++r) {
+    T* zr = z + r * G;
+    for (Index k = 0; k < G; ++k) zr[k] = bi[k] + bh[k];
+  }
+}
+
+// The right-hand side of the per-step product h·B, prepared once per window: with AVX-512 (float)
+// packed into column panels (kernels::rec_pack), else plain (row stride ldb). W is stored
+// [rows, cols]; B = Wᵀ when `trans` (the forward's W_hhᵀ), else W (the backward's dZ·W_hh).
+template <typename T>
+struct RecB {
+  const T* b = nullptr;
+  Index ldb = 0;
+  bool packed = false;
+};
+
+template <typename T>
+RecB<T> prepare_rec_b(CView<T> W, bool trans, Tensor<T>& buf) {
+  const Index rows = W.dim(0), cols = W.dim(1);
+  const Index K = trans ? cols : rows, N = trans ? rows : cols;
+  if constexpr (std::is_same_v<T, float>) {
+    if (kernels::rec_packed_supported()) {
+      const Index need = kernels::rec_pack_floats(K, N);
+      if (buf.numel() < need) buf.resize({need});
+      kernels::rec_pack(W.data, cols, trans, K, N, buf.data());
+      return {buf.data(), 0, true};
+    }
+  }
+  if (!trans) return {W.data, cols, false};
+  if (buf.numel() < K * N) buf.resize({K * N});
+  transpose_into<T>(W, buf.data());
+  return {buf.data(), N, false};
+}
+
+// C[M, N] (+)= A[M, K] · B (beta 0 or 1).
+template <typename T>
+inline void rec_step(Index M, Index N, Index K, const T* A, Index lda, const RecB<T>& B, T beta,
+                     T* C, Index ldc) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (B.packed) {
+      kernels::rec_gemm_packed(M, N, K, A, lda, B.b, beta, C, ldc);
+      return;
+    }
+  }
+  recurrent_gemm<T>(M, N, K, A, lda, B.b, B.ldb, beta, C, ldc);
 }
 
 }  // namespace
@@ -64,6 +118,8 @@ void LstmCache<T>::ensure(Index bs_, Index sl_, Index in_, Index hid_) {
   c.resize({sl + 1, bs, hid});
   dh.resize({2, bs, hid});
   dc.resize({bs, hid});
+  tmp.resize({bs, hid});
+  db.resize({4 * hid});
 }
 
 template <typename T>
@@ -97,22 +153,15 @@ void lstm_forward(const LstmParams<T>& p, CView<T> x, CView<T> h0, CView<T> c0, 
     return;
   }
   // z = x W_ihᵀ + b_ih + b_hh for the whole window: bias rows, then ONE GEMM.
-  {
-    Eigen::Array<T, Eigen::Dynamic, 1> bias(G);
-    for (Index k = 0; k < G; ++k) bias[k] = p.b_ih[k] + p.b_hh[k];
-    for (Index r = 0; r < sl * bs; ++r) std::copy_n(bias.data(), G, gs + r * G);
-  }
+  fill_bias_rows(p, gs, sl * bs);
   gemm_rows<T>(false, true, sl * bs, G, in, T(1), xs, in, p.w_ih.data, in, T(1), gs, G);
-  // W_hhᵀ once per window, so that the per-step product reads it in place.
-  if (cache.wt.numel() != H * G) cache.wt.resize({H, G});
-  transpose_into<T>(p.w_hh, cache.wt.data());
-  const T* wt = cache.wt.data();
+  // W_hhᵀ once per window (packed or transposed), so that the per-step product streams it.
+  const RecB<T> wt = prepare_rec_b<T>(p.w_hh, /*trans=*/true, cache.wt);
   // Time loop: batch rows split over threads, one parallel region for the whole loop.
   int nt = team_size(bs, (double)bs * G * H);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
+  parallel_team(nt, [&](int tid, int nth) {
     Index b0, b1;
-    my_rows(bs, b0, b1);
+    split_range(bs, tid, nth, b0, b1);
     const Index nb = b1 - b0;
     if (nb > 0) {
       for (Index t = 0; t < sl; ++t) {
@@ -122,7 +171,7 @@ void lstm_forward(const LstmParams<T>& p, CView<T> x, CView<T> h0, CView<T> c0, 
           Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(z, G).noalias() +=
               mat(p.w_hh) * Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(hp, H);
         else
-          recurrent_gemm<T>(nb, G, H, hp, H, wt, G, T(1), z, G);
+          rec_step<T>(nb, G, H, hp, H, wt, T(1), z, G);
         for (Index b = 0; b < nb; ++b) {
           cell_forward_row(z + b * G, cs + (t * bs + b0 + b) * H,
                            cs + ((t + 1) * bs + b0 + b) * H, hs + ((t + 1) * bs + b0 + b) * H, H);
@@ -132,7 +181,7 @@ void lstm_forward(const LstmParams<T>& p, CView<T> x, CView<T> h0, CView<T> c0, 
         for (Index t = 0; t < sl; ++t)
           std::copy_n(hs + ((t + 1) * bs + b) * H, H, y.data + (b * sl + t) * H);
     }
-  }
+  });
   if (!hn.empty()) std::copy_n(hs + sl * bs * H, bs * H, hn.data);
   if (!cn.empty()) std::copy_n(cs + sl * bs * H, bs * H, cn.data);
 }
@@ -161,14 +210,15 @@ void lstm_backward(const LstmParams<T>& p, LstmCache<T>& cache, CView<T> dy, CVi
   if (dhn.empty()) std::fill_n(dhbuf, 2 * bs * H, T(0));
   else for (int s = 0; s < 2; ++s) std::copy_n(dhn.data, bs * H, dhbuf + s * bs * H);
   if (dcn.empty()) std::fill_n(dcs, bs * H, T(0)); else std::copy_n(dcn.data, bs * H, dcs);
+  // W_hh for the per-step dZ·W_hh (packed with AVX-512; the forward's W_hhᵀ is no longer needed).
+  const RecB<T> wr = prepare_rec_b<T>(p.w_hh, /*trans=*/false, cache.wt);
   int nt = team_size(bs, (double)bs * G * H);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
+  parallel_team(nt, [&](int tid, int nth) {
     Index b0, b1;
-    my_rows(bs, b0, b1);
+    split_range(bs, tid, nth, b0, b1);
     const Index nb = b1 - b0;
     if (nb > 0) {
-      Eigen::Array<T, Eigen::Dynamic, 1> tmp(H);
+      ArrMap<T> tmp(cache.tmp.data() + b0 * H, H);  // this thread's cell scratch
       for (Index t = sl - 1; t >= 0; --t) {
         T* dh_in = dhbuf + ((t & 1) * bs + b0) * H;       // dL/dh_t from the future
         T* dh_out = dhbuf + ((1 - (t & 1)) * bs + b0) * H;  // dL/dh_{t-1} (written by GEMM)
@@ -187,10 +237,10 @@ void lstm_backward(const LstmParams<T>& p, LstmCache<T>& cache, CView<T> dy, CVi
               mat(p.w_hh).transpose() *
               Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(gs + (t * bs + b0) * G, G);
         else
-          recurrent_gemm<T>(nb, H, G, gs + (t * bs + b0) * G, G, p.w_hh.data, H, T(0), dh_out, H);
+          rec_step<T>(nb, H, G, gs + (t * bs + b0) * G, G, wr, T(0), dh_out, H);
       }
     }
-  }
+  });
   // After the loop, slot (1 - (0 & 1)) = 1 holds dL/dh_{-1} = dh0.
   if (!dh0.empty()) std::copy_n(dhbuf + bs * H, bs * H, dh0.data);
   if (!dc0.empty()) std::copy_n(dcs, bs * H, dc0.data);
@@ -204,9 +254,16 @@ void lstm_backward(const LstmParams<T>& p, LstmCache<T>& cache, CView<T> dy, CVi
   if (!g.w_ih.empty())
     gemm_rows<T>(true, false, G, in, R, T(1), gs, G, cache.x.data(), in, T(1), g.w_ih.data, in);
   if (!g.b_ih.empty() || !g.b_hh.empty()) {
-    Eigen::Matrix<T, 1, Eigen::Dynamic> db = mat(CView<T>(cache.gates.view())).colwise().sum();
-    if (!g.b_ih.empty()) vec(g.b_ih) += db.transpose();
-    if (!g.b_hh.empty()) vec(g.b_hh) += db.transpose();
+    // db = Σ_rows dZ (row by row), added to each bias gradient.
+    T* db = cache.db.data();
+    std::fill_n(db, G, T(0));
+    for (Index r = 0; r < R; ++r) {
+      const T* z = gs + r * G;
+      for (Index k = 0; k < G; ++k) db[k] += z[k];
+    }
+    for (View<T> gb : {g.b_ih, g.b_hh})
+      if (!gb.empty())
+        for (Index k = 0; k < G; ++k) gb.data[k] += db[k];
   }
   if (!dx.empty()) {
     T* dxs = cache.x.data();  // x no longer needed: reuse for time-major dX
@@ -231,14 +288,11 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
   check_shape(c.shape, Shape{bs, H}, "LSTM infer c");
   if (sl == 0 || bs == 0) return;
   // scratch: [bs, sl, G] input projections (batch-first: rows of x as they are), + [bs, G]
-  const Index need = bs * sl * G + bs * G + (bs > 1 ? H * G : 0);
+  const Index need = bs * sl * G + bs * G +
+                     (bs > 1 ? std::max(H * G, kernels::rec_pack_floats(H, G)) : 0);
   if (scratch.numel() < need) scratch.resize({need});
   T* zx = scratch.data();
-  {
-    Eigen::Array<T, Eigen::Dynamic, 1> bias(G);
-    for (Index k = 0; k < G; ++k) bias[k] = p.b_ih[k] + p.b_hh[k];
-    for (Index r = 0; r < bs * sl; ++r) std::copy_n(bias.data(), G, zx + r * G);
-  }
+  fill_bias_rows(p, zx, bs * sl);
   gemm_rows<T>(false, true, bs * sl, G, in, T(1), x.data, in, p.w_ih.data, in, T(1), zx, G);
   if constexpr (std::is_same_v<T, float>) {
     if (p.w_hh_half && (p.w_hh_half->rows != G || p.w_hh_half->cols != H))
@@ -267,30 +321,34 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
     }
     return;
   }
-  // W_hhᵀ once per call (after the projections and the per-row state in scratch)
-  T* wt = zx + bs * sl * G + bs * G;
+  // W_hhᵀ once per call (after the projections and the per-row state in scratch): packed
+  // panels with AVX-512 (float), else transposed.
+  T* wbuf = zx + bs * sl * G + bs * G;
+  RecB<T> wt{wbuf, G, false};
   if constexpr (std::is_same_v<T, float>) {
     if (p.w_hh_half) {  // Wt[k, r] = W_hh[r, k], widened from half precision (shape checked above)
       const std::uint16_t* w = p.w_hh_half->data.data();
       for (Index r = 0; r < G; ++r)
-        for (Index k = 0; k < H; ++k) wt[k * G + r] = half_to_float(w[r * H + k]);
+        for (Index k = 0; k < H; ++k) wbuf[k * G + r] = half_to_float(w[r * H + k]);
+    } else if (kernels::rec_packed_supported()) {
+      kernels::rec_pack(p.w_hh.data, H, /*trans=*/true, H, G, wbuf);
+      wt.packed = true;
     } else {
-      transpose_into<T>(p.w_hh, wt);
+      transpose_into<T>(p.w_hh, wbuf);
     }
   } else {
-    transpose_into<T>(p.w_hh, wt);
+    transpose_into<T>(p.w_hh, wbuf);
   }
   int nt = team_size(bs, (double)bs * G * H);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
+  parallel_team(nt, [&](int tid, int nth) {
     Index b0, b1;
-    my_rows(bs, b0, b1);
+    split_range(bs, tid, nth, b0, b1);
     const Index nb = b1 - b0;
     if (nb > 0) {
       // rows of zx for step t are b*sl + t: stride sl*G. Recurrent GEMM on h rows [b0, b1).
       for (Index t = 0; t < sl; ++t) {
         T* z = zx + (b0 * sl + t) * G;
-        recurrent_gemm<T>(nb, G, H, h.data + b0 * H, H, wt, G, T(1), z, sl * G);
+        rec_step<T>(nb, G, H, h.data + b0 * H, H, wt, T(1), z, sl * G);
         for (Index b = 0; b < nb; ++b) {
           T* zb = z + b * sl * G;
           T* hb = h.data + (b0 + b) * H;
@@ -300,7 +358,7 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
         }
       }
     }
-  }
+  });
 }
 
 #define INSPIRE_LSTM_INSTANTIATE(T)                                                          \

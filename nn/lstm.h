@@ -64,7 +64,10 @@ struct LstmCache {
   Tensor<T> c;      // [sl+1, bs, h]  c[0] = c0
   Tensor<T> dh;     // [2, bs, h]     backward scratch (ping-pong)
   Tensor<T> dc;     // [bs, h]
-  Tensor<T> wt;     // [h, 4h]        W_hhᵀ of this window (the per-step product reads it in place)
+  Tensor<T> tmp;    // [bs, h]        backward cell scratch (row b used by the thread owning b)
+  Tensor<T> db;     // [4h]           backward bias-gradient sum
+  Tensor<T> wt;     // W_hhᵀ of this window for the per-step product (AVX-512: packed panels,
+                    // nn/gemm_kernels.h; else [h, 4h]); backward re-packs W_hh into it
   void ensure(Index bs, Index sl, Index in, Index hid);
 };
 

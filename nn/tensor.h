@@ -131,7 +131,7 @@ inline void* aligned_alloc_bytes(std::size_t bytes) {
 }
 }  // namespace detail
 
-// Owning tensor. Zero-initialised. Movable, copyable (deep copy).
+// Owning tensor. Zero-initialised. Movable, copyable (deep copy of the elements).
 template <typename T>
 class Tensor {
  public:
@@ -149,13 +149,29 @@ class Tensor {
   Tensor(Tensor&&) noexcept = default;
   Tensor& operator=(Tensor&&) noexcept = default;
 
+  // New shape, zero-filled. The buffer only grows: a smaller (or equal) size reuses it, so a
+  // tensor resized back and forth between shapes allocates only for the largest.
   void resize(Shape s) {
-    if (s.numel() != capacity_) {
+    if (s.numel() > capacity_ || (!buf_ && s.numel() > 0)) {  // (!buf_: moved from)
       buf_.reset(static_cast<T*>(detail::aligned_alloc_bytes(sizeof(T) * s.numel())));
       capacity_ = s.numel();
     }
     shape_ = s;
     view().zero();
+  }
+  // New shape keeping the first `keep` elements (keep <= numel() and the new size); the rest is
+  // zero. Allocates (and copies) only when the buffer must grow.
+  void resize_keep(Shape s, Index keep) {
+    keep = std::min({keep, numel(), s.numel()});
+    if (s.numel() > capacity_ || (!buf_ && s.numel() > 0)) {
+      std::unique_ptr<T[], detail::AlignedFree> nb(
+          static_cast<T*>(detail::aligned_alloc_bytes(sizeof(T) * s.numel())));
+      if (keep) std::copy_n(buf_.get(), keep, nb.get());
+      buf_ = std::move(nb);
+      capacity_ = s.numel();
+    }
+    shape_ = s;
+    if (s.numel() > keep) std::fill(buf_.get() + keep, buf_.get() + s.numel(), T(0));
   }
   View<T> view() { return View<T>(buf_.get(), shape_); }
   CView<T> view() const { return CView<T>(buf_.get(), shape_); }

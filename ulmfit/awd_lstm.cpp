@@ -187,9 +187,7 @@ void AwdLstmState<T>::resize(const ModelConfig& cfg, Index bs) {
       if (s->shape() != Shape{old, H})
         throw std::invalid_argument("AWD-LSTM state: layer " + std::to_string(l) + " is " +
                                     s->shape().str() + ", expected " + Shape{old, H}.str());
-      Tensor<T> n({bs, H});
-      if (keep) std::copy_n(s->data(), keep * H, n.data());
-      *s = std::move(n);
+      s->resize_keep(Shape{bs, H}, keep * H);
     }
   }
 }
