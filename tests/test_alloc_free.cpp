@@ -118,9 +118,9 @@ std::vector<Doc> random_docs(nn::Rng& rng, int n, int min_len, int max_len, Inde
   return docs;
 }
 
-AwdLstmConfig small_encoder(Index vocab) {
-  AwdLstmConfig c;  // dropouts: the defaults (all on)
-  c.vocab = vocab, c.emb = 64, c.hidden = 128, c.n_layers = 3, c.pad_token = 1;
+ModelConfig small_encoder(Index vocab) {
+  ModelConfig c;  // dropouts: the defaults (all on)
+  c.vocab_size = vocab, c.emb_sz = 64, c.n_hid = 128, c.n_layers = 3, c.pad_idx = 1;
   return c;
 }
 
@@ -194,23 +194,23 @@ TEST_P(AllocFree, LanguageModelStep) {
 
 TEST_P(AllocFree, ClassifierStep) {
   const Index V = 300;
-  ClassifierConfig cfg;
-  cfg.enc = small_encoder(V);
-  cfg.enc.set_dropouts(io::kFastaiClasDropouts.times(0.5));
+  ModelConfig cfg = small_encoder(V);
+  cfg.kind = "classifier";
+  cfg.set_dropouts(io::kFastaiClasDropouts.times(0.5));
   cfg.bptt = 12;        // several chunks per document
   cfg.max_len = 12 * 3; // and some chunks that are not kept for pooling
   ClassifierModel m(cfg);
   nn::Rng rng(5);
   m.init(rng);
-  nn::Adam adam(classifier_params(m), cfg.n_groups());
+  nn::Adam adam(classifier_params(m), m.n_groups());
   nn::Rng drng(13);
   const int n_docs = 32;
   auto docs = random_docs(drng, n_docs, 3, 70, V);
   std::vector<std::int32_t> labels(n_docs);
   for (auto& l : labels) l = (std::int32_t)drng.below(3);
-  ClasLoader loader(docs, labels, /*bs=*/8, /*train=*/true, 9, (std::size_t)cfg.bptt);
+  ClassifierLoader loader(docs, labels, /*bs=*/8, /*train=*/true, 9, (std::size_t)cfg.bptt);
   ClassifierCache<float> cache;
-  ClasBatch b;
+  ClassifierBatch b;
   ForwardOptions fo{true, &rng, false};
   double loss_sum = 0;
   auto step = [&] {
