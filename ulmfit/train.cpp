@@ -469,6 +469,25 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
     bool resumed_mid_stage = opt.resume && s == start_stage && start_epoch > 0;
     if (!resumed_mid_stage) adam.freeze_to(st.freeze_to);
     h.set_frozen(st);
+    // The part of the gradient arena this stage all-reduces: the span of the trainable
+    // parameters' gradients (a frozen stage reduces less: the classifier's first stage only its
+    // head). The whole arena if a gradient lies outside it.
+    float* red_lo = nullptr;
+    std::size_t red_n = 0;
+    if (parallel) {
+      const nn::View<float> g = h.grads();
+      float *lo = g.data + g.numel(), *hi = g.data;
+      bool inside = true;
+      for (const auto& p : adam.params()) {
+        if (adam.frozen(p.group) || p.grad.numel() == 0) continue;
+        inside &= p.grad.data >= g.data && p.grad.data + p.grad.numel() <= g.data + g.numel();
+        lo = std::min(lo, p.grad.data);
+        hi = std::max(hi, p.grad.data + p.grad.numel());
+      }
+      if (!inside) lo = g.data, hi = g.data + g.numel();
+      red_lo = lo;
+      red_n = hi > lo ? (std::size_t)(hi - lo) : 0;
+    }
     nn::OneCycle sched(st.lr, h.n_groups);
     const std::int64_t n_iter = h.iters_per_epoch;
     for (int e = (s == start_stage ? start_epoch : 0); e < st.epochs && !stop; ++e) {
@@ -494,10 +513,8 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
           throw std::runtime_error("training diverged: loss is " + std::to_string(loss) +
                                    " at step " + std::to_string(step) +
                                    " (hint: lower the learning rate)");
-        if (parallel) {  // one all-reduce of the flat gradient arena: Σ_r share_r · grad_r
-          nn::View<float> g = h.grads();
-          gcomm->allreduce_weighted(g.data, (std::size_t)g.numel(), h.share);
-        }
+        // One all-reduce of the flat gradient arena (its trainable span): Σ_r share_r · grad_r.
+        if (parallel && red_n > 0) gcomm->allreduce_weighted(red_lo, red_n, h.share);
         adam.step();
         epoch_loss += loss;
         ++it, ++step;

@@ -31,7 +31,9 @@ using clitest::run;
 
 namespace {
 
-const std::string kMpirun = std::string(INSPIRE_MPIEXEC) + " --allow-run-as-root --oversubscribe";
+// (No CMA single-copy: it needs ptrace rights that some containers lack; loopback is enough.)
+const std::string kMpirun = std::string(INSPIRE_MPIEXEC) +
+                            " --allow-run-as-root --oversubscribe --mca btl_vader_single_copy_mechanism none";
 std::string mpirun(int np) { return kMpirun + " -np " + std::to_string(np) + " "; }
 
 // Tiny LM fine-tuning from scratch on `data` into `out` (no frozen stage).

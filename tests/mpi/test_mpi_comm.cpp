@@ -2,10 +2,12 @@
 // tests/mpi/test_mpi_comm.cpp — the MPI communicator's collectives; run under
 // `mpirun -np 2` by ctest (mpi_comm_np2). Every rank runs every test; a failing rank fails the
 // job. `test_mpi_comm --hang` is the watchdog check driven by test_mpi_cli: rank 1 never joins
-// the barrier rank 0 waits in.
+// the barrier rank 0 waits in. `test_mpi_comm --bench FLOATS [REPS]` times the all-reduce.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -57,6 +59,27 @@ TEST(MpiComm, AllreduceSumBroadcastGatherBarrier) {
 }
 
 int main(int argc, char** argv) {
+  if (argc > 2 && std::string(argv[1]) == "--bench") {
+    // test_mpi_comm --bench FLOATS [REPS]: time of allreduce_weighted (docs/distributed.md).
+    auto& c = dist::world();
+    const std::size_t n = std::stoull(argv[2]);
+    const int reps = argc > 3 ? std::stoi(argv[3]) : 5;
+    std::vector<float> g(n, 1.0f);
+    c.allreduce_weighted(g.data(), n, 0.5);  // warm-up (page faults, connections)
+    std::vector<double> t;
+    for (int i = 0; i < reps; ++i) {
+      c.barrier();
+      auto t0 = std::chrono::steady_clock::now();
+      c.allreduce_weighted(g.data(), n, 1.0 / c.size());
+      t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(t.begin(), t.end());
+    if (c.rank() == 0)
+      std::printf("allreduce_weighted of %zu floats (%.1f MB) over %d ranks: median %.1f ms, "
+                  "min %.1f ms (%d repeats)\n",
+                  n, n * 4 / 1e6, c.size(), t[t.size() / 2] * 1e3, t[0] * 1e3, reps);
+    return 0;
+  }
   if (argc > 1 && std::string(argv[1]) == "--hang") {
     auto& c = dist::world();
     if (c.rank() == 1) std::this_thread::sleep_for(std::chrono::seconds(120));
