@@ -350,6 +350,9 @@ int run_cv(int argc, char** argv) {
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
   if (com.threads > 0) nn::set_num_threads(com.threads);
   if (a.data.size() != 1) throw std::runtime_error("cv reads one labeled file (-d), got " + std::to_string(a.data.size()));
+  if (dist::world().size() > 1)
+    throw std::runtime_error("cv runs in one process (its folds are independent runs: start one "
+                             "`cv --fold J` per machine instead of mpirun)");
   Recipe r = com.recipe();
   a.apply(r);
   CvOptions cv;
