@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "nn/half.h"  // HalfMatrix (and, for older includers, half_to_float)
@@ -65,6 +66,9 @@ struct LstmCache {
   Tensor<T> dh;     // [2, bs, h]     backward scratch (ping-pong)
   Tensor<T> dc;     // [bs, h]
   Tensor<T> wt;     // [h, 4h]        W_hhᵀ of this window (the per-step product reads it in place)
+  // A non-CPU backend's own cache of the window (e.g. the CUDA backend's device buffers); the
+  // CPU backend never touches it, and the host tensors above stay empty on such a backend.
+  std::shared_ptr<void> backend_state;
   void ensure(Index bs, Index sl, Index in, Index hid);
 };
 
