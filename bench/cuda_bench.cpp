@@ -9,8 +9,8 @@
 //            head (BN, Linear, ReLU, BN, Linear), logits copied to the host
 //   batch    documents/s with batches of 256 such documents
 //
-// fp32 only (the backend has no tf32/bf16 mode yet). Prints one JSON object per measurement,
-// keys as tools/reference/bench_awd_lstm_torch.py. This is an op-level composition, not the
+// fp32, or --precision tf32 (nn::set_cuda_tf32: TF32 GEMMs); bf16 is not implemented.
+// Prints one JSON object per measurement, keys as tools/reference/bench_awd_lstm_torch.py. This is an op-level composition, not the
 // ulmfit/ models (they cannot run on the CUDA backend yet); it measures the same arithmetic.
 // NOT RUN ON A GPU YET (written without one, issue #16).
 #include <chrono>
@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/cuda_backend.h"
 #include "nn/backend.h"
 #include "nn/optim.h"
 #include "nn/rng.h"
@@ -31,6 +32,7 @@ namespace {
 
 struct Args {
   std::string bench = "all";
+  std::string precision = "fp32";  // fp32 | tf32 (cuBLAS TF32 tensor-op math for every GEMM)
   Index vocab = 60000, emb = 400, hid = 1152, layers = 3, bs = 64, bptt = 70, doc_len = 250,
         batch_docs = 256, chunk = 1024;
   double seconds = 10;
@@ -74,7 +76,7 @@ struct Layer {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
@@ -84,16 +86,22 @@ int main(int argc, char** argv) {
     };
     if (k == "--bench") a.bench = val();
     else if (k == "--seconds") a.seconds = std::stod(val());
+    else if (k == "--precision") a.precision = val();
     else if (k == "--bs") a.bs = std::stol(val());
     else if (k == "--bptt") a.bptt = std::stol(val());
     else if (k == "--vocab") a.vocab = std::stol(val());
     else if (k == "--help" || k == "-h") {
-      std::puts("cuda_bench [--bench lm|latency|batch|all] [--seconds S] [--bs N] [--bptt N] [--vocab V]");
+      std::puts("cuda_bench [--bench lm|latency|batch|all] [--precision fp32|tf32] [--seconds S] [--bs N] [--bptt N] [--vocab V]");
       return 0;
     } else {
       std::fprintf(stderr, "cuda_bench: unknown argument %s\n", k.c_str());
       return 2;
     }
+  }
+  if (a.precision != "fp32" && a.precision != "tf32") {
+    std::fprintf(stderr, "cuda_bench: --precision %s: only fp32 and tf32 exist (bf16 is not implemented)\n",
+                 a.precision.c_str());
+    return 2;
   }
   Backend* bep = nullptr;
   try {
@@ -103,6 +111,7 @@ int main(int argc, char** argv) {
     return 3;
   }
   Backend& be = *bep;
+  set_cuda_tf32(a.precision == "tf32");
   Ops<float>& ops = be.f32();
   Rng rng(1);
   const Index V = a.vocab, E = a.emb, L = a.layers;
@@ -215,7 +224,7 @@ int main(int argc, char** argv) {
   auto print = [](const std::string& json) { std::printf("%s\n", json.c_str()), std::fflush(stdout); };
   if (a.bench == "lm" || a.bench == "all") {
     const double s = timed(a.seconds, be, lm_step);
-    print("{\"impl\": \"ours\", \"bench\": \"lm\", \"precision\": \"fp32\", \"bs\": " +
+    print("{\"impl\": \"ours\", \"bench\": \"lm\", \"precision\": \"" + a.precision + "\", \"bs\": " +
           std::to_string(a.bs) + ", \"bptt\": " + std::to_string(a.bptt) +
           ", \"step_ms\": " + std::to_string(s * 1e3) +
           ", \"tokens_per_s\": " + std::to_string((double)N / s) + "}");
@@ -276,14 +285,23 @@ int main(int argc, char** argv) {
   };
   if (a.bench == "latency" || a.bench == "all") {
     const double s = classify_bench(1);
-    print("{\"impl\": \"ours\", \"bench\": \"latency\", \"precision\": \"fp32\", \"doc_len\": " +
+    print("{\"impl\": \"ours\", \"bench\": \"latency\", \"precision\": \"" + a.precision + "\", \"doc_len\": " +
           std::to_string(a.doc_len) + ", \"ms\": " + std::to_string(s * 1e3) + "}");
   }
   if (a.bench == "batch" || a.bench == "all") {
     const double s = classify_bench(a.batch_docs);
-    print("{\"impl\": \"ours\", \"bench\": \"batch\", \"precision\": \"fp32\", \"doc_len\": " +
+    print("{\"impl\": \"ours\", \"bench\": \"batch\", \"precision\": \"" + a.precision + "\", \"doc_len\": " +
           std::to_string(a.doc_len) + ", \"batch\": " + std::to_string(a.batch_docs) +
           ", \"docs_per_s\": " + std::to_string((double)a.batch_docs / s) + "}");
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // bad arguments, CUDA errors: one line, no abort
+    std::fprintf(stderr, "cuda_bench: %s\n", e.what());
+    return 1;
+  }
 }

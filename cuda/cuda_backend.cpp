@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <initializer_list>
 #include <memory>
@@ -19,6 +20,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cuda/cuda_backend.h"
 #include "cuda/kernels.cuh"
 #include "nn/backend.h"
 
@@ -51,6 +53,8 @@ void require_device(const void* p, const char* op, const char* operand) {
 void device_free(void* p) { cudaFree(p); }
 
 void ok(int e, const char* what) { check((cudaError_t)e, what); }
+
+std::atomic<bool> g_tf32{false};  // nn::set_cuda_tf32
 using cuda_backend::i64;
 
 [[noreturn]] void bad_arg(const std::string& op, const std::string& msg) {
@@ -541,6 +545,13 @@ class CudaOps final : public Ops<float> {
   void raw_gemm(bool ta, bool tb, Index M, Index N, Index K, float alpha, const float* A,
                 Index lda, const float* B, Index ldb, float beta, float* C, Index ldc) {
     if (M == 0 || N == 0) return;
+    const bool tf32 = g_tf32.load(std::memory_order_relaxed);
+    if (tf32 != tf32_) {
+      if (cublasSetMathMode(handle(), tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH) !=
+          CUBLAS_STATUS_SUCCESS)
+        throw std::runtime_error("cuda backend: cublasSetMathMode failed");
+      tf32_ = tf32;
+    }
     // Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: swap the operands.
     cublasStatus_t st = cublasSgemm(handle(), tb ? CUBLAS_OP_T : CUBLAS_OP_N,
                                     ta ? CUBLAS_OP_T : CUBLAS_OP_N, (int)N, (int)M, (int)K, &alpha,
@@ -714,6 +725,7 @@ class CudaOps final : public Ops<float> {
     return handle_;
   }
   Backend* be_;
+  bool tf32_ = false;  // the math mode last set on handle_
   std::once_flag once_;
   cublasHandle_t handle_ = nullptr;
   Scratch scratch_[kSlots];
@@ -782,6 +794,9 @@ class CudaBackend final : public Backend {
 };
 
 }  // namespace
+
+void set_cuda_tf32(bool on) { g_tf32.store(on); }
+bool cuda_tf32() { return g_tf32.load(); }
 
 // nn/backend.cpp calls this from get_backend("cuda[:N]"). nullptr (and the reason in *why): no
 // usable device N. The backend is one per process, bound to the first device asked for.
