@@ -114,8 +114,9 @@ void eigen_gemm(bool ta, bool tb, Index M, Index N, Index K, T alpha, const T* A
 Backend& cpu_backend();  // nn/cpu_backend.cpp
 
 #ifdef INSPIRE_HAVE_CUDA
-// cuda/cuda_backend.cpp; returns nullptr when no GPU is usable (no device, no driver).
-Backend* make_cuda_backend();
+// cuda/cuda_backend.cpp: the backend on CUDA device `device`, or nullptr with the reason in
+// *why (no driver, no device, no such device index, already bound to another device).
+Backend* make_cuda_backend(int device, std::string* why);
 #endif
 
 void Backend::check_range(const Buffer& b, std::size_t offset, std::size_t bytes,
@@ -138,9 +139,13 @@ std::vector<std::string> available_backends() {
 Backend& get_backend(const std::string& name) {
   if (name == "cpu") return cpu_backend();
 #ifdef INSPIRE_HAVE_CUDA
-  if (name == "cuda") {
-    static Backend* cuda = make_cuda_backend();
-    if (!cuda) throw std::runtime_error("backend 'cuda': no usable CUDA device");
+  // "cuda" = "cuda:0"; "cuda:N" picks device N (one CUDA device per process).
+  if (name == "cuda" || (name.rfind("cuda:", 0) == 0 && name.size() > 5 && name.size() < 9 &&
+                         name.find_first_not_of("0123456789", 5) == std::string::npos)) {
+    const int dev = name == "cuda" ? 0 : std::stoi(name.substr(5));
+    std::string why;
+    Backend* cuda = make_cuda_backend(dev, &why);
+    if (!cuda) throw std::runtime_error("backend '" + name + "': " + why);
     return *cuda;
   }
 #endif

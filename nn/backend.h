@@ -66,8 +66,9 @@ class Backend {
 
 // The CPU backend (always present).
 Backend& cpu_backend();
-// A backend by name: "cpu" always; "cuda" in a build with -DINSPIRE_CUDA=ON and a usable GPU.
-// Throws std::runtime_error naming the available backends otherwise.
+// A backend by name: "cpu" always; "cuda" (= "cuda:0") or "cuda:N" in a build with
+// -DINSPIRE_CUDA=ON and a usable GPU (one CUDA device per process). Throws std::runtime_error
+// naming what is missing (no device, no such device) or the available backends otherwise.
 Backend& get_backend(const std::string& name);
 std::vector<std::string> available_backends();
 

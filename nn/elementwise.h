@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 
 #if defined(__CUDACC__)
 #define INSPIRE_HD __host__ __device__
@@ -128,6 +129,50 @@ INSPIRE_HD inline void lstm_cell_backward(Z& i, Z& f, Z& g, Z& o, const CC& c, c
 template <typename T>
 INSPIRE_HD inline T dropout_mask_value(double u, double q, T keep) {
   return u < q ? keep : T(0);
+}
+
+// ---- counter-based random numbers (the CUDA backend's dropout masks) --------------------------
+// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11; the
+// generator of cuRAND and of PyTorch's CUDA dropout): a pure function of (counter, key), so any
+// thread can draw element k of a mask without touching a shared state, and one seed gives the
+// same mask on every run and every GPU. Checked against the Random123 known-answer vectors on
+// the CPU (tests/test_backend_ops.cpp).
+INSPIRE_HD inline void philox4x32_10(const std::uint32_t ctr_in[4], const std::uint32_t key_in[2],
+                                     std::uint32_t out[4]) {
+  std::uint32_t c0 = ctr_in[0], c1 = ctr_in[1], c2 = ctr_in[2], c3 = ctr_in[3];
+  std::uint32_t k0 = key_in[0], k1 = key_in[1];
+  for (int r = 0; r < 10; ++r) {
+    const std::uint64_t p0 = (std::uint64_t)0xD2511F53u * c0;
+    const std::uint64_t p1 = (std::uint64_t)0xCD9E8D57u * c2;
+    const std::uint32_t hi0 = (std::uint32_t)(p0 >> 32), lo0 = (std::uint32_t)p0;
+    const std::uint32_t hi1 = (std::uint32_t)(p1 >> 32), lo1 = (std::uint32_t)p1;
+    c0 = hi1 ^ c1 ^ k0;
+    c1 = lo1;
+    c2 = hi0 ^ c3 ^ k1;
+    c3 = lo0;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  out[0] = c0, out[1] = c1, out[2] = c2, out[3] = c3;
+}
+// The 4 uniforms in [0, 1) of block `block` (elements 4·block .. 4·block+3) of the stream `seed`:
+// counter = (block lo, block hi, 0, 0), key = (seed lo, seed hi); u = bits · 2⁻³².
+INSPIRE_HD inline void philox_uniform4(std::uint64_t seed, std::uint64_t block, double u[4]) {
+  const std::uint32_t ctr[4] = {(std::uint32_t)block, (std::uint32_t)(block >> 32), 0u, 0u};
+  const std::uint32_t key[2] = {(std::uint32_t)seed, (std::uint32_t)(seed >> 32)};
+  std::uint32_t r[4];
+  philox4x32_10(ctr, key, r);
+  for (int j = 0; j < 4; ++j) u[j] = (double)r[j] * 2.3283064365386963e-10;  // 2^-32
+}
+// Element k of the counter-based dropout mask of stream `seed` (what the CUDA dropout_mask
+// writes; the CPU backend draws its masks from nn::Rng instead, so masks differ between
+// backends while their distribution is the same).
+template <typename T>
+INSPIRE_HD inline T philox_dropout_mask_value(std::uint64_t seed, std::uint64_t k, double q,
+                                              T keep) {
+  double u[4];
+  philox_uniform4(seed, k >> 2, u);
+  return dropout_mask_value<T>(u[k & 3], q, keep);
 }
 
 // ---- Adam (fastai's Adam with decoupled weight decay; torch float32 arithmetic) ---------------

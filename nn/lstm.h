@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "nn/half.h"  // HalfMatrix (and, for older includers, half_to_float)
@@ -68,6 +69,9 @@ struct LstmCache {
   Tensor<T> db;     // [4h]           backward bias-gradient sum
   Tensor<T> wt;     // W_hhᵀ of this window for the per-step product (AVX-512: packed panels,
                     // nn/gemm_kernels.h; else [h, 4h]); backward re-packs W_hh into it
+  // A non-CPU backend's own cache of the window (e.g. the CUDA backend's device buffers); the
+  // CPU backend never touches it, and the host tensors above stay empty on such a backend.
+  std::shared_ptr<void> backend_state;
   void ensure(Index bs, Index sl, Index in, Index hid);
 };
 

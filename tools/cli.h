@@ -52,8 +52,15 @@ std::string printable(const std::string& s);
 // at once: 0 after --help, 2 after a usage error (printed with a hint to run --help).
 int parse(CLI::App& app, int argc, char** argv);
 
-// The flags that choose how a loaded model computes (--fp16), for the commands that classify.
+// The flags that choose how a loaded model computes (--fp16, --device), for the commands that
+// classify.
 void add_load_options(CLI::App& app, ulmfit::LoadOptions& opt);
+
+// --device cpu|cuda[:N] (default cpu). parse() checks it: a value other than cpu|cuda|cuda:N is a
+// usage error (exit 2); cuda in a binary built without CUDA, on a machine without a usable GPU,
+// or while models cannot yet run on the CUDA backend, is a one-line error naming what is missing
+// (exit 1), before any work starts.
+void add_device_option(CLI::App& app);
 
 }  // namespace cli
 

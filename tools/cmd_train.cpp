@@ -63,6 +63,7 @@ struct Common {
     app.add_flag("--resume", resume, "continue a killed run from <out>/checkpoint.json");
     app.add_flag("-q,--quiet", quiet, "no progress output");
     app.add_option("--threads", threads, "OpenMP threads (default: all cores; under mpirun: per rank)");
+    cli::add_device_option(app);
     app.add_option("--max-steps", max_steps, "stop after this many training batches (smoke tests)");
     app.add_option("--valid-pct", valid_pct,
                    "share of records WITHOUT a `split` field that go to validation")

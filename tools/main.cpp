@@ -12,6 +12,7 @@
 
 #include "dist/comm.h"
 #include "io/atomic_file.h"
+#include "nn/backend.h"
 #include "tools/cli.h"
 #include "ulmfit/classifier.h"
 
@@ -108,7 +109,47 @@ void add_load_options(CLI::App& app, ulmfit::LoadOptions& opt) {
                  "read at most this many bytes of a paper's text (title + abstract); longer "
                  "texts are cut, bounding the work per document")
       ->capture_default_str();
+  add_device_option(app);
 }
+
+void add_device_option(CLI::App& app) {
+  if (app.get_option_no_throw("--device")) return;  // added once per command
+  app.add_option("--device", "where the model computes: cpu, or cuda[:N] (CUDA device N; needs "
+                             "a -DINSPIRE_CUDA=ON build and a GPU; see cuda/README.md)")
+      ->default_str("cpu")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            const bool ok = v == "cpu" || v == "cuda" ||
+                            (v.rfind("cuda:", 0) == 0 && v.size() > 5 && v.size() < 9 &&
+                             v.find_first_not_of("0123456789", 5) == std::string::npos);
+            return ok ? "" : "must be cpu, cuda or cuda:N, got '" + v + "'";
+          },
+          "cpu|cuda[:N]", "device"));
+}
+
+namespace {
+// -1: go on (cpu); else the exit code after a one-line error naming what is missing.
+int check_device(const std::string& dev) {
+  if (dev.empty() || dev == "cpu") return -1;
+  const auto avail = nn::available_backends();
+  if (std::find(avail.begin(), avail.end(), "cuda") == avail.end()) {
+    error("--device " + dev + ": this binary was built without CUDA support (rebuild with "
+          "-DINSPIRE_CUDA=ON, see cuda/README.md), or use --device cpu");
+    return 1;
+  }
+  try {
+    nn::get_backend(dev);
+  } catch (const std::exception& e) {
+    error("--device " + dev + ": " + e.what() + "; use --device cpu");
+    return 1;
+  }
+  // The CUDA backend implements every op (cuda/), but the models keep their parameters,
+  // gradients, optimizer state and batches in host memory (issue #16): refuse rather than copy.
+  error("--device " + dev + ": the CUDA backend has every op, but models cannot run on it yet "
+        "(their parameters and batches are host memory; issue #16); use --device cpu");
+  return 1;
+}
+}  // namespace
 
 int parse(CLI::App& app, int argc, char** argv) {
   add_range_checks(app);
@@ -121,6 +162,8 @@ int parse(CLI::App& app, int argc, char** argv) {
     std::cerr << "Run '" << app.get_name() << " --help' for usage.\n";
     return 2;
   }
+  if (const CLI::Option* d = app.get_option_no_throw("--device"); d && d->count() > 0)
+    return check_device(d->as<std::string>());
   return -1;
 }
 }  // namespace cli
