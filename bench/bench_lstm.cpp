@@ -3,12 +3,16 @@
 //   lstm_fwd/<in>x<h>/b<bs>x<sl>      training forward (fills the backward cache)
 //   lstm_fwdbwd/<in>x<h>/b<bs>x<sl>   forward + backward (dX and all dW)
 //   lstm_infer/<in>x<h>/b<bs>x<sl>    serving path (no cache)
+//   sgemm_peak/<n>                    C[n, n] += A[n, n]·B[n, n] through nn's threaded GEMM
+//                                     (kernels::gemm_rows): the measured GEMM peak of this
+//                                     machine and thread count; counter "GFLOP/s"
 // Run with OMP_NUM_THREADS=1 for per-core numbers; bench/compare.py runs the PyTorch peer too.
 // Counter "tok/s" = bs·sl / time.
 #include <benchmark/benchmark.h>
 
 #include <string>
 
+#include "nn/gemm_kernels.h"
 #include "nn/lstm.h"
 #include "nn/rng.h"
 
@@ -52,7 +56,24 @@ void run(benchmark::State& st, int mode, Index in, Index h, Index bs, Index sl) 
   st.counters["tok/s"] = benchmark::Counter((double)bs * sl, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+void sgemm_peak(benchmark::State& st, Index n) {
+  Tensor<float> A{n, n}, B{n, n}, C{n, n};
+  Rng rng(2);
+  for (auto* t : {&A, &B})
+    for (auto& v : t->view()) v = (float)rng.uniform(-1, 1);
+  kernels::gemm_rows<float>(false, false, n, n, n, 1.f, A.data(), n, B.data(), n, 0.f, C.data(), n);
+  for (auto _ : st) {
+    kernels::gemm_rows<float>(false, false, n, n, n, 1.f, A.data(), n, B.data(), n, 0.f, C.data(), n);
+    benchmark::DoNotOptimize(C.data());
+    benchmark::ClobberMemory();
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+}
+
 int reg = [] {
+  benchmark::RegisterBenchmark("sgemm_peak/2048", [](benchmark::State& st) { sgemm_peak(st, 2048); })
+      ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
   const char* modes[] = {"lstm_fwd", "lstm_fwdbwd", "lstm_infer"};
   struct Case { Index in, h, bs, sl; };
   const Case cases[] = {{400, 1152, 64, 70}, {1152, 1152, 64, 70}, {400, 1152, 1, 250},

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """PyTorch / fastai peer for bench/bench_lstm.cpp, bench_lm.cpp and bench_predict.cpp (same case names).
 
-    OMP_NUM_THREADS=1 ../refenv/bin/python tools/reference/bench_torch.py [--reps 3] [--filter RE]
+    OMP_NUM_THREADS=1 ../refenv/bin/python tools/reference/bench_torch.py [--reps 3] [--filter RE] [--threads N]
 
-torch.set_num_threads(1). Each case: 1 warm-up, then --reps timed runs; prints one JSON object
+torch.set_num_threads(N) (default 1; the BLAS follows OMP_NUM_THREADS / OPENBLAS_NUM_THREADS,
+which bench/compare.py sets to N too). Each case: 1 warm-up, then --reps timed runs; prints one JSON object
 {case: {"cpu_ms": median process CPU time, "wall_ms": median wall time, "reps": n}} on stdout.
 """
 import os
@@ -26,7 +27,6 @@ warnings.filterwarnings("ignore")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-torch.set_num_threads(1)
 V, E = 60000, 400
 
 
@@ -128,7 +128,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--filter", default=".")
+    ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
+    torch.set_num_threads(a.threads)
     out = {}
     for name, make in CASES.items():
         if not re.search(a.filter, name):
