@@ -60,11 +60,11 @@ inline void recurrent_gemm(Index M, Index N, Index K, const T* A, Index lda, con
 // AVX-512 kernel (8 rows × 48 columns of C in registers, k in order, one FMA per term: the same
 // sums as rec_gemm_f32, bitwise). The kernel is compiled for AVX-512F whatever the build's
 // -march and chosen at run time: rec_packed_supported() says whether this CPU has it (and
-// INSPIRE_NO_AVX512 is unset); callers use rec_gemm_f32 on an unpacked B otherwise.
+// INSPIRE_AVX512 is set and INSPIRE_NO_AVX512 is not); callers use rec_gemm_f32 on an unpacked B otherwise.
 // Packed layout: panels of kRecPanel columns (the last one padded to a multiple of 16 with
 // zeros); panel p holds rows k = 0..K-1 of its columns contiguously and starts at p·kRecPanel·K.
 constexpr Index kRecPanel = 48;
-// This CPU has AVX-512 F/VL/DQ/BW and INSPIRE_NO_AVX512 is not set (checked once): the AVX-512
+// This CPU has AVX-512 F/VL/DQ/BW, INSPIRE_AVX512 is set (opt-in) and INSPIRE_NO_AVX512 is not (checked once): the AVX-512
 // kernels (this one, nn/gemm_avx512.cpp) may run.
 bool avx512_usable();
 bool rec_packed_supported();
