@@ -13,34 +13,40 @@
 #include <stdexcept>
 
 namespace nn {
-namespace {
 
-// Packing buffers of Eigen's GEMM, one pair per thread, grown to the largest product seen and
-// then reused: Eigen itself allocates them at every call (on the heap once they exceed 128 KB,
-// i.e. for every large product) and frees them afterwards.
+namespace kernels {
+namespace {
 struct PackBuffers {
-  void* a = nullptr;
-  void* b = nullptr;
-  std::size_t a_bytes = 0, b_bytes = 0;
+  void* p[2] = {nullptr, nullptr};
+  std::size_t bytes[2] = {0, 0};
   ~PackBuffers() {
-    std::free(a);
-    std::free(b);
-  }
-  static void* grow(void*& p, std::size_t& have, std::size_t want) {
-    if (want > have) {
-      std::free(p);
-      p = nullptr;
-      have = 0;
-      want = (want + 4095) / 4096 * 4096;
-      if (posix_memalign(&p, 64, want) != 0) throw std::bad_alloc();
-      have = want;
-    }
-    return p;
+    std::free(p[0]);
+    std::free(p[1]);
   }
 };
 thread_local PackBuffers t_pack;
+}  // namespace
 
-// Eigen's blocking object (the sizes its own products compute) over the buffers above.
+void* gemm_pack_buffer(int which, std::size_t want) {
+  void*& p = t_pack.p[which];
+  std::size_t& have = t_pack.bytes[which];
+  if (want > have) {
+    std::free(p);
+    p = nullptr;
+    have = 0;
+    want = (want + 4095) / 4096 * 4096;
+    if (posix_memalign(&p, 64, want) != 0) throw std::bad_alloc();
+    have = want;
+  }
+  return p;
+}
+}  // namespace kernels
+
+namespace {
+
+
+// Eigen's blocking object (the sizes its own products compute) over this thread's packing
+// buffers (kernels::gemm_pack_buffer).
 template <typename T>
 struct OwnBlocking
     : Eigen::internal::gemm_blocking_space<Eigen::RowMajor, T, T, Eigen::Dynamic, Eigen::Dynamic,
@@ -50,8 +56,8 @@ struct OwnBlocking
   OwnBlocking(Index rows, Index cols, Index depth) : Base(rows, cols, depth, 1, true) {
     const std::size_t sa = sizeof(T) * (std::size_t)this->m_mc * (std::size_t)this->m_kc;
     const std::size_t sb = sizeof(T) * (std::size_t)this->m_kc * (std::size_t)this->m_nc;
-    this->m_blockA = static_cast<T*>(PackBuffers::grow(t_pack.a, t_pack.a_bytes, sa));
-    this->m_blockB = static_cast<T*>(PackBuffers::grow(t_pack.b, t_pack.b_bytes, sb));
+    this->m_blockA = static_cast<T*>(kernels::gemm_pack_buffer(0, sa));
+    this->m_blockB = static_cast<T*>(kernels::gemm_pack_buffer(1, sb));
   }
   ~OwnBlocking() { this->m_blockA = nullptr, this->m_blockB = nullptr; }  // not Eigen's to free
 };

@@ -22,29 +22,6 @@
 namespace nn::kernels {
 namespace {
 
-// Packing buffers of this thread, grown to the largest product seen, then reused.
-struct PackBuffers512 {
-  void* a = nullptr;
-  void* b = nullptr;
-  std::size_t a_bytes = 0, b_bytes = 0;
-  ~PackBuffers512() {
-    std::free(a);
-    std::free(b);
-  }
-  static void* grow(void*& p, std::size_t& have, std::size_t want) {
-    if (want > have) {
-      std::free(p);
-      p = nullptr;
-      have = 0;
-      want = (want + 4095) / 4096 * 4096;
-      if (posix_memalign(&p, 64, want) != 0) throw std::bad_alloc();
-      have = want;
-    }
-    return p;
-  }
-};
-thread_local PackBuffers512 t_pack512;
-
 using Index = Eigen::Index;
 
 struct Blocking512
@@ -55,8 +32,8 @@ struct Blocking512
   Blocking512(Index rows, Index cols, Index depth) : Base(rows, cols, depth, 1, true) {
     const std::size_t sa = sizeof(float) * (std::size_t)this->m_mc * (std::size_t)this->m_kc;
     const std::size_t sb = sizeof(float) * (std::size_t)this->m_kc * (std::size_t)this->m_nc;
-    this->m_blockA = static_cast<float*>(PackBuffers512::grow(t_pack512.a, t_pack512.a_bytes, sa));
-    this->m_blockB = static_cast<float*>(PackBuffers512::grow(t_pack512.b, t_pack512.b_bytes, sb));
+    this->m_blockA = static_cast<float*>(gemm_pack_buffer(0, sa));  // nn/backend.cpp
+    this->m_blockB = static_cast<float*>(gemm_pack_buffer(1, sb));
   }
   ~Blocking512() { this->m_blockA = nullptr, this->m_blockB = nullptr; }
 };
