@@ -4,7 +4,7 @@
 //   lstm_fwdbwd/<in>x<h>/b<bs>x<sl>   forward + backward (dX and all dW)
 //   lstm_infer/<in>x<h>/b<bs>x<sl>    serving path (no cache)
 //   sgemm_peak/<n>                    C[n, n] += A[n, n]·B[n, n] through nn's threaded GEMM
-//                                     (kernels::gemm_rows): the measured GEMM peak of this
+//                                     (kernels::gemm_parallel): the measured GEMM peak of this
 //                                     machine and thread count; counter "GFLOP/s"
 // Run with OMP_NUM_THREADS=1 for per-core numbers; bench/compare.py runs the PyTorch peer too.
 // Counter "tok/s" = bs·sl / time.
@@ -61,9 +61,9 @@ void sgemm_peak(benchmark::State& st, Index n) {
   Rng rng(2);
   for (auto* t : {&A, &B})
     for (auto& v : t->view()) v = (float)rng.uniform(-1, 1);
-  kernels::gemm_rows<float>(false, false, n, n, n, 1.f, A.data(), n, B.data(), n, 0.f, C.data(), n);
+  kernels::gemm_parallel<float>(false, false, n, n, n, 1.f, A.data(), n, B.data(), n, 0.f, C.data(), n);
   for (auto _ : st) {
-    kernels::gemm_rows<float>(false, false, n, n, n, 1.f, A.data(), n, B.data(), n, 0.f, C.data(), n);
+    kernels::gemm_parallel<float>(false, false, n, n, n, 1.f, A.data(), n, B.data(), n, 0.f, C.data(), n);
     benchmark::DoNotOptimize(C.data());
     benchmark::ClobberMemory();
   }

@@ -147,11 +147,8 @@ bool avx512_usable() {
 #if defined(__x86_64__)
   static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
                          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-                         // Opt-in (INSPIRE_AVX512=1) until fixed: with these paths a document's
-                         // scores differ in the last bits between threads (and processes under
-                         // mpirun), so predictions were no longer bitwise reproducible across
-                         // --threads (python test_threads_give_the_answers_of_one_thread).
-                         std::getenv("INSPIRE_AVX512") && !std::getenv("INSPIRE_NO_AVX512");
+                         // INSPIRE_NO_AVX512=1 keeps the AVX2 paths (tests "avx2.*").
+                         !std::getenv("INSPIRE_NO_AVX512");
   return ok;
 #else
   return false;

@@ -1,5 +1,5 @@
 // nn/gemm_kernels.h — the CPU matrix kernels under the CPU backend's LSTM (and other ops):
-// row-split GEMM over an OpenMP team, the recurrent product that reads W_hhᵀ in place (AVX2/FMA
+// GEMM split over an OpenMP team, the recurrent product that reads W_hhᵀ in place (AVX2/FMA
 // register-blocked), the half-precision GEMV of batch-1 serving, a blocked transpose.
 // Host code only; the CUDA backend has its own (cuBLAS).
 #pragma once
@@ -24,17 +24,38 @@ inline int team_size(Index rows, double work) {
   return (int)std::max<Index>(1, std::min<Index>(nt, rows));
 }
 
-// C[M,N] (+)= op(A) op(B), split over the M rows across threads (one parallel region).
+// C[M,N] (+)= op(A) op(B) in slices shared among the threads of one parallel region: slices of
+// the larger of M and N (edges at multiples of 64), one per 512 rows or columns, at most 8. The
+// slices depend on the shape alone, never on the thread count, and each is one GEMM call, so the
+// result is bitwise the same with any number of threads (tests/test_gemm_threads.cpp): Eigen's
+// kernels sum an element in an order that depends on where it sits in the call (AVX-512 rows
+// near a row split, the last columns of a call), and a split by thread changed the last bits.
+// Each slice packs the whole other operand again; slicing the larger dimension, in slices of
+// at least 512, keeps that repeated packing to a few per cent of the slice's multiply-adds.
+constexpr Index kGemmMaxParts = 8, kGemmSlicePer = 512, kGemmSliceAlign = 64;
 template <typename T>
-void gemm_rows(bool ta, bool tb, Index M, Index N, Index K, T alpha, const T* A, Index lda,
-               const T* B, Index ldb, T beta, T* C, Index ldc) {
-  int nt = team_size(M / 16, (double)M * N * K);
-  parallel_team(nt, [&](int tid, int nth) {
-    Index m0, m1;
-    split_range(M, tid, nth, m0, m1);
-    if (m1 > m0) {
-      const T* a = ta ? A + m0 : A + m0 * lda;
-      gemm(ta, tb, m1 - m0, N, K, alpha, a, lda, B, ldb, beta, C + m0 * ldc, ldc);
+void gemm_parallel(bool ta, bool tb, Index M, Index N, Index K, T alpha, const T* A, Index lda,
+                   const T* B, Index ldb, T beta, T* C, Index ldc) {
+  const double work = (double)M * N * K;
+  const bool by_rows = M > N;
+  const Index dim = by_rows ? M : N;
+  const Index blocks = (dim + kGemmSliceAlign - 1) / kGemmSliceAlign;
+  const Index parts =
+      work < 2e5 ? 1 : std::clamp<Index>(dim / kGemmSlicePer, 1, std::min(kGemmMaxParts, blocks));
+  parallel_team(team_size(parts, work), [&](int tid, int nth) {
+    Index p0, p1;
+    split_range(parts, tid, nth, p0, p1);
+    for (Index p = p0; p < p1; ++p) {
+      Index b0, b1;
+      split_range(blocks, (int)p, (int)parts, b0, b1);
+      const Index i0 = b0 * kGemmSliceAlign, i1 = std::min(dim, b1 * kGemmSliceAlign);
+      if (i1 <= i0) continue;
+      if (by_rows)
+        gemm(ta, tb, i1 - i0, N, K, alpha, ta ? A + i0 : A + i0 * lda, lda, B, ldb, beta,
+             C + i0 * ldc, ldc);
+      else
+        gemm(ta, tb, M, i1 - i0, K, alpha, A, lda, tb ? B + i0 * ldb : B + i0, ldb, beta, C + i0,
+             ldc);
     }
   });
 }
@@ -60,11 +81,11 @@ inline void recurrent_gemm(Index M, Index N, Index K, const T* A, Index lda, con
 // AVX-512 kernel (8 rows × 48 columns of C in registers, k in order, one FMA per term: the same
 // sums as rec_gemm_f32, bitwise). The kernel is compiled for AVX-512F whatever the build's
 // -march and chosen at run time: rec_packed_supported() says whether this CPU has it (and
-// INSPIRE_AVX512 is set and INSPIRE_NO_AVX512 is not); callers use rec_gemm_f32 on an unpacked B otherwise.
+// INSPIRE_NO_AVX512 is not set); callers use rec_gemm_f32 on an unpacked B otherwise.
 // Packed layout: panels of kRecPanel columns (the last one padded to a multiple of 16 with
 // zeros); panel p holds rows k = 0..K-1 of its columns contiguously and starts at p·kRecPanel·K.
 constexpr Index kRecPanel = 48;
-// This CPU has AVX-512 F/VL/DQ/BW, INSPIRE_AVX512 is set (opt-in) and INSPIRE_NO_AVX512 is not (checked once): the AVX-512
+// This CPU has AVX-512 F/VL/DQ/BW and INSPIRE_NO_AVX512 is not set (checked once): the AVX-512
 // kernels (this one, nn/gemm_avx512.cpp) may run.
 bool avx512_usable();
 bool rec_packed_supported();

@@ -18,7 +18,7 @@
 namespace nn {
 namespace {
 
-using kernels::gemm_rows;
+using kernels::gemm_parallel;
 using nn::parallel_team;
 using kernels::half_gemv_acc;
 using nn::split_range;
@@ -154,7 +154,7 @@ void lstm_forward(const LstmParams<T>& p, CView<T> x, CView<T> h0, CView<T> c0, 
   }
   // z = x W_ihᵀ + b_ih + b_hh for the whole window: bias rows, then ONE GEMM.
   fill_bias_rows(p, gs, sl * bs);
-  gemm_rows<T>(false, true, sl * bs, G, in, T(1), xs, in, p.w_ih.data, in, T(1), gs, G);
+  gemm_parallel<T>(false, true, sl * bs, G, in, T(1), xs, in, p.w_ih.data, in, T(1), gs, G);
   // W_hhᵀ once per window (packed or transposed), so that the per-step product streams it.
   const RecB<T> wt = prepare_rec_b<T>(p.w_hh, /*trans=*/true, cache.wt);
   // Time loop: batch rows split over threads, one parallel region for the whole loop.
@@ -250,9 +250,9 @@ void lstm_backward(const LstmParams<T>& p, LstmCache<T>& cache, CView<T> dy, CVi
     return;
   }
   // Whole-window GEMMs: dW_hh += dZᵀ H_prev, dW_ih += dZᵀ X, db += colsum(dZ), dX = dZ W_ih.
-  if (!g.w_hh.empty()) gemm_rows<T>(true, false, G, H, R, T(1), gs, G, hs, H, T(1), g.w_hh.data, H);
+  if (!g.w_hh.empty()) gemm_parallel<T>(true, false, G, H, R, T(1), gs, G, hs, H, T(1), g.w_hh.data, H);
   if (!g.w_ih.empty())
-    gemm_rows<T>(true, false, G, in, R, T(1), gs, G, cache.x.data(), in, T(1), g.w_ih.data, in);
+    gemm_parallel<T>(true, false, G, in, R, T(1), gs, G, cache.x.data(), in, T(1), g.w_ih.data, in);
   if (!g.b_ih.empty() || !g.b_hh.empty()) {
     // db = Σ_rows dZ (row by row), added to each bias gradient.
     T* db = cache.db.data();
@@ -267,7 +267,7 @@ void lstm_backward(const LstmParams<T>& p, LstmCache<T>& cache, CView<T> dy, CVi
   }
   if (!dx.empty()) {
     T* dxs = cache.x.data();  // x no longer needed: reuse for time-major dX
-    gemm_rows<T>(false, false, R, in, G, T(1), gs, G, p.w_ih.data, in, T(0), dxs, in);
+    gemm_parallel<T>(false, false, R, in, G, T(1), gs, G, p.w_ih.data, in, T(0), dxs, in);
     for (Index t = 0; t < sl; ++t)
       for (Index b = 0; b < bs; ++b)
         std::copy_n(dxs + (t * bs + b) * in, in, dx.data + (b * sl + t) * in);
@@ -293,7 +293,7 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
   if (scratch.numel() < need) scratch.resize({need});
   T* zx = scratch.data();
   fill_bias_rows(p, zx, bs * sl);
-  gemm_rows<T>(false, true, bs * sl, G, in, T(1), x.data, in, p.w_ih.data, in, T(1), zx, G);
+  gemm_parallel<T>(false, true, bs * sl, G, in, T(1), x.data, in, p.w_ih.data, in, T(1), zx, G);
   if constexpr (std::is_same_v<T, float>) {
     if (p.w_hh_half && (p.w_hh_half->rows != G || p.w_hh_half->cols != H))
       throw std::invalid_argument("LSTM infer: the half-precision W_hh does not match weight_hh");

@@ -10,7 +10,8 @@
 # Every step is skipped when its output exists and resumed from its checkpoint when one exists,
 # so a killed run is continued by running the same command again. Environment overrides:
 # IC (the binary, default build/inspire-classifier), PRE_EPOCHS (1), LM_EPOCHS (4), LM_LR (4e-3),
-# CLAS_EPOCHS (the preset's), DATA_DIR (../shared/data).
+# CLAS_EPOCHS (the preset's), DATA_DIR (../shared/data), DIRS ("fwd bwd": the LMs, one cv member each),
+# CV_ARGS (more `cv` flags, e.g. "--drop-mult 0.3").
 set -euo pipefail
 
 usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -54,7 +55,8 @@ run_stage() {
 }
 
 common=(--preset "$PRESET" --threads "$THREADS")
-for dir in fwd bwd; do
+DIRS=${DIRS:-fwd bwd}
+for dir in $DIRS; do
   back=()
   [[ $dir == bwd ]] && back=(--backwards)
   run_stage "$OUT/pre-$dir" lm.safetensors "$IC" pretrain "${common[@]}" "${back[@]}" \
@@ -69,5 +71,7 @@ clas=()
 resume=()
 ls "$OUT"/cv/fold-*/member-*/checkpoint.json >/dev/null 2>&1 && resume=(--resume)
 echo "== cv" >&2
-"$IC" cv "${common[@]}" "${clas[@]}" -d "$L" --lm "$OUT/lm-fwd/lm.safetensors" \
-  --lm "$OUT/lm-bwd/lm.safetensors" -o "$OUT/cv" "${resume[@]}"
+lms=()
+for dir in $DIRS; do lms+=(--lm "$OUT/lm-$dir/lm.safetensors"); done
+# shellcheck disable=SC2086  # CV_ARGS is a list of flags
+"$IC" cv "${common[@]}" "${clas[@]}" ${CV_ARGS:-} -d "$L" "${lms[@]}" -o "$OUT/cv" "${resume[@]}"

@@ -4,7 +4,8 @@
 #   1. configures and builds the CUDA build (only what the check needs: test_cuda_ops,
 #      test_backend_ops, cuda_bench) for this GPU's architecture;
 #   2. runs the `cuda` tests (ctest -L cuda: every op against the CPU backend) and the backend
-#      tests (test_backend_ops: the CPU reference, every available backend against it);
+#      tests (test_backend_ops: the CPU reference, every available backend against it); where
+#      mpirun and NCCL are installed, the NCCL communicator's test (mpirun -np 1 test_nccl_comm);
 #   3. benchmarks ours (bench/cuda_bench.cpp, fp32 and tf32) against PyTorch + cuDNN
 #      (tools/reference/bench_awd_lstm_torch.py, fp32 / tf32 / bf16; skipped with a note when
 #      torch is missing): LM training tokens/s at batch 64 x BPTT 70, full size (60000 / 400 /
@@ -71,6 +72,23 @@ if grep -q "(Skipped)" "$BUILD/ctest-cuda.log"; then
 fi
 step "test_backend_ops (CPU reference + every available backend)"
 timeout "$(tmo 30)" "$BUILD/test_backend_ops" --gtest_brief=1 >"$BUILD/test_backend_ops.log" 2>&1 || { tail -n 30 "$BUILD/test_backend_ops.log" >&2; tests_ok=0; }
+
+# ---- 2b. NCCL (issue #17): the NCCL communicator, one GPU, one rank, bootstrapped through MPI --
+if command -v mpirun >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -q 'libnccl\.so'; then
+  step "NCCL: reconfiguring $BUILD with -DINSPIRE_MPI=ON, building test_nccl_comm"
+  if timeout "$(tmo 90)" cmake -S . -B "$BUILD" -DINSPIRE_MPI=ON >"$BUILD/configure-mpi.log" 2>&1 &&
+    grep -q "NCCL communicator" "$BUILD/configure-mpi.log" &&
+    timeout "$(tmo 150)" cmake --build "$BUILD" -j"$JOBS" --target test_nccl_comm >>"$BUILD/build.log" 2>&1; then
+    step "NCCL: mpirun -np 1 test_nccl_comm"
+    timeout "$(tmo 60)" mpirun --allow-run-as-root -np 1 "$BUILD/test_nccl_comm" --gtest_brief=1 \
+      >"$BUILD/test_nccl_comm.log" 2>&1 || { tail -n 30 "$BUILD/test_nccl_comm.log" >&2; say "NCCL test FAILED"; tests_ok=0; }
+  else
+    tail -n 20 "$BUILD/configure-mpi.log" "$BUILD/build.log" >&2 || true
+    say "NCCL build FAILED (or CMake did not find NCCL: see $BUILD/configure-mpi.log)"; tests_ok=0
+  fi
+else
+  say "NCCL step skipped: needs mpirun (openmpi-bin, libopenmpi-dev) and NCCL (libnccl2, libnccl-dev) here"
+fi
 
 # ---- 3. benchmarks -----------------------------------------------------------------------------
 OUT="$BUILD/device-check.jsonl"

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "dist/comm.h"
+#include "tests/mpi/mpi_gtest_main.h"
 
 TEST(MpiComm, IsMpiWithTheLauncherSize) {
   ASSERT_TRUE(dist::have_mpi());
@@ -86,11 +87,5 @@ int main(int argc, char** argv) {
     c.barrier();  // rank 0: the watchdog must stop the job
     return 0;
   }
-  ::testing::InitGoogleTest(&argc, argv);
-  dist::world();  // MPI_Init before the tests
-  int rc = RUN_ALL_TESTS();
-  // A failure on one rank must fail the job even if the others passed.
-  double bad = rc != 0;
-  dist::world().allreduce_sum(&bad, 1);
-  return bad > 0 ? 1 : 0;
+  return mpitest::run_all_tests_on_every_rank(argc, argv);
 }

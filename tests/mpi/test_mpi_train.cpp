@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "dist/comm.h"
+#include "tests/mpi/mpi_gtest_main.h"
 #include "nn/rng.h"
 #include "ulmfit/train.h"
 
@@ -119,11 +120,4 @@ TEST(MpiTrainApi, ClassifierTwoRanksEqualOneProcess) {
   if (w.rank() == 0) fs::remove_all(dir);
 }
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  dist::world();
-  int rc = RUN_ALL_TESTS();
-  double bad = rc != 0;
-  dist::world().allreduce_sum(&bad, 1);
-  return bad > 0 ? 1 : 0;
-}
+int main(int argc, char** argv) { return mpitest::run_all_tests_on_every_rank(argc, argv); }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dist/comm.h"
+#include "tests/mpi/mpi_gtest_main.h"
 
 TEST(NcclComm, WeightedAllreduceInGpuMemory) {
   ASSERT_TRUE(dist::have_nccl());
@@ -43,11 +44,4 @@ TEST(NcclComm, WeightedAllreduceInGpuMemory) {
     EXPECT_NEAR(h[i], Q / S * (double)(i % 97), 1e-3 * (1 + (double)(i % 97))) << i;
 }
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  dist::world();
-  int rc = RUN_ALL_TESTS();
-  double bad = rc != 0;
-  dist::world().allreduce_sum(&bad, 1);
-  return bad > 0 ? 1 : 0;
-}
+int main(int argc, char** argv) { return mpitest::run_all_tests_on_every_rank(argc, argv); }
