@@ -213,10 +213,10 @@ void rec_gemm_f32(Index M, Index N, Index K, const float* A, Index lda, const fl
 #endif
 }
 
-void half_gemv_acc(const HalfMatrix& W, const float* h, float* z) {
-  const Index R = W.rows, K = W.cols;
+void half_gemv_acc(const HalfMatrix& W, Index r0, Index r1, const float* h, float* z) {
+  const Index R = std::min(r1, W.rows), K = W.cols;
   const std::uint16_t* w = W.data.data();
-  Index r = 0;
+  Index r = std::max<Index>(r0, 0);
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
   const Index K8 = K / 8 * 8;
   auto hsum = [](__m256 v) {

@@ -97,9 +97,10 @@ void rec_pack(const float* B, Index ldb, bool trans, Index K, Index N, float* ou
 void rec_gemm_packed(Index M, Index N, Index K, const float* A, Index lda, const float* Bp,
                      float beta, float* C, Index ldc);
 
-// z[r] += Σ_k W[r, k] · h[k] with W in half precision (row-major [R, K]): the batch-1 recurrent
-// step of the serving path. Four rows at a time share each load of h (AVX2/F16C where present).
-void half_gemv_acc(const HalfMatrix& W, const float* h, float* z);
+// z[r] += Σ_k W[r, k] · h[k] for the rows r in [r0, r1) of W, in half precision (row-major
+// [R, K]): the batch-1 recurrent step of the serving path. Four rows at a time share each load of
+// h (AVX2/F16C where present).
+void half_gemv_acc(const HalfMatrix& W, Index r0, Index r1, const float* h, float* z);
 
 // Wt[H, 4H] = W_hhᵀ (row-major), blocked for cache friendliness.
 template <typename T>

@@ -94,6 +94,53 @@ inline void rec_step(Index M, Index N, Index K, const T* A, Index lda, const Rec
   recurrent_gemm<T>(M, N, K, A, lda, B.b, B.ldb, beta, C, ldc);
 }
 
+// Batch-1 inference (the serving path), float: per step z_t += W_hh h_{t-1}, then the cell. The
+// hidden units are cut into fixed slices (by the size alone: one per 64 units, at most 8, edges
+// at multiples of 16); a slice's four gate blocks of W_hh and its part of the cell are computed
+// together, so the threads share each step's product (each streams only its slices' rows of W_hh,
+// which does not fit in a core's cache) and meet once per step. The slices never depend on the
+// thread count, so any number of threads gives the same bits (tests/test_gemm_threads.cpp).
+// zx [sl, 4H] holds the input projections; h, c [H] the state (updated); y [sl, H] the outputs.
+void infer_batch1(const LstmParams<float>& p, float* zx, Index sl, float* h, float* c, float* y) {
+  const Index H = p.hidden(), G = 4 * H;
+  const Index blocks = (H + 15) / 16;
+  const Index parts = std::clamp<Index>(H / 64, 1, std::min<Index>(8, blocks));
+  const HalfMatrix* wh = p.w_hh_half;
+  using Vec = Eigen::Matrix<float, Eigen::Dynamic, 1>;
+  using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  parallel_team(team_size(parts, (double)G * H), [&](int tid, int nth) {
+    Index q0, q1;
+    split_range(parts, tid, nth, q0, q1);
+    for (Index t = 0; t < sl; ++t) {
+      float* z = zx + t * G;
+      const float* hp = t == 0 ? h : y + (t - 1) * H;
+      for (Index q = q0; q < q1; ++q) {
+        Index b0, b1;
+        split_range(blocks, (int)q, (int)parts, b0, b1);
+        const Index j0 = b0 * 16, j1 = std::min(H, b1 * 16), n = j1 - j0;
+        if (n <= 0) continue;
+        for (Index g = 0; g < 4; ++g) {
+          const Index r0 = g * H + j0;
+          if (wh)
+            half_gemv_acc(*wh, r0, r0 + n, hp, z);
+          else
+            Eigen::Map<Vec>(z + r0, n).noalias() +=
+                Eigen::Map<const RowMat>(p.w_hh.data + r0 * H, n, H) *
+                Eigen::Map<const Vec>(hp, H);
+        }
+        ArrMap<float> i(z + j0, n), f(z + H + j0, n), gg(z + 2 * H + j0, n), o(z + 3 * H + j0, n);
+        CArrMap<float> cp(c + j0, n);
+        ArrMap<float> cm(c + j0, n), hm(y + t * H + j0, n);
+        ew::lstm_cell_forward(i, f, gg, o, cp, cm, hm);
+      }
+      if (nth > 1) {  // step t+1 reads all of h_t (never inline: nth is 1 there)
+#pragma omp barrier
+      }
+    }
+  });
+  std::copy_n(y + (sl - 1) * H, H, h);
+}
+
 }  // namespace
 
 template <typename T>
@@ -297,13 +344,8 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
   if constexpr (std::is_same_v<T, float>) {
     if (p.w_hh_half && (p.w_hh_half->rows != G || p.w_hh_half->cols != H))
       throw std::invalid_argument("LSTM infer: the half-precision W_hh does not match weight_hh");
-    if (bs == 1 && p.w_hh_half) {
-      for (Index t = 0; t < sl; ++t) {
-        T* z = zx + t * G;
-        half_gemv_acc(*p.w_hh_half, h.data, z);
-        cell_forward_row(z, c.data, c.data, h.data, H);
-        std::copy_n(h.data, H, y.data + t * H);
-      }
+    if (bs == 1) {
+      infer_batch1(p, zx, sl, h.data, c.data, y.data);
       return;
     }
   }
