@@ -1,19 +1,18 @@
 // ctest-labels: unit
 // The thread count never changes a result's bits: the GEMM that the LSTM splits over threads
-// (kernels::gemm_parallel) and a whole prediction of the embedded model, on the AVX-512 kernels
-// where the CPU has them; CMakeLists.txt registers this program a second time with
-// INSPIRE_NO_AVX512=1 (tests "avx2.*"), the AVX2 kernels. With
-// a split that depended on the thread count, Eigen's AVX-512 kernel summed some elements in
-// another order and a paper's scores differed in the last bits between --threads 1 and 2.
+// (kernels::gemm_parallel) and a whole prediction of the embedded model (that GEMM and the
+// batch-1 recurrent step, split over the hidden units), on the AVX-512 kernels where the CPU has
+// them; CMakeLists.txt registers this program a second time with INSPIRE_NO_AVX512=1 (tests
+// "avx2.*"), the AVX2 kernels. With a GEMM split that depended on the thread count, Eigen's
+// AVX-512 kernel summed some elements in another order and a paper's scores differed in the last
+// bits between --threads 1 and 2 (both tests failed on that split).
 #include <gtest/gtest.h>
 #include <omp.h>
 
-#include <cstdlib>
-#include <cstring>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <random>
-#include <string>
 #include <vector>
 
 #include "nn/gemm_kernels.h"
