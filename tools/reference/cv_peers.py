@@ -108,6 +108,9 @@ def ft_contender(workdir):
                 f.write("\n".join(t) + "\n")
             out = subprocess.run(["fasttext", "predict", model + ".bin", te], capture_output=True,
                                  text=True, check=True).stdout.split()
+            # One prediction per fit: free the model now (about 800 MB with bigrams; the 185
+            # fits of a run would otherwise fill the disk).
+            shutil.rmtree(d, ignore_errors=True)
             return [o.replace("__label__", "") for o in out]
         return predict
 
