@@ -24,31 +24,26 @@ inline int team_size(Index rows, double work) {
   return (int)std::max<Index>(1, std::min<Index>(nt, rows));
 }
 
-// C[M,N] (+)= op(A) op(B) in slices shared among the threads of one parallel region: slices of
-// the larger of M and N (edges at multiples of 64), one per 512 rows or columns, at most 8. The
+// C[M,N] (+)= op(A) op(B) in slices shared among the threads of one parallel region: FixedSlices
+// of the larger of M and N (edges at multiples of 64), one per 512 rows or columns, at most 8. The
 // slices depend on the shape alone, never on the thread count, and each is one GEMM call, so the
 // result is bitwise the same with any number of threads (tests/test_gemm_threads.cpp): Eigen's
 // kernels sum an element in an order that depends on where it sits in the call (AVX-512 rows
 // near a row split, the last columns of a call), and a split by thread changed the last bits.
 // Each slice packs the whole other operand again; slicing the larger dimension, in slices of
 // at least 512, keeps that repeated packing to a few per cent of the slice's multiply-adds.
-constexpr Index kGemmMaxParts = 8, kGemmSlicePer = 512, kGemmSliceAlign = 64;
 template <typename T>
 void gemm_parallel(bool ta, bool tb, Index M, Index N, Index K, T alpha, const T* A, Index lda,
                    const T* B, Index ldb, T beta, T* C, Index ldc) {
   const double work = (double)M * N * K;
   const bool by_rows = M > N;
-  const Index dim = by_rows ? M : N;
-  const Index blocks = (dim + kGemmSliceAlign - 1) / kGemmSliceAlign;
-  const Index parts =
-      work < 2e5 ? 1 : std::clamp<Index>(dim / kGemmSlicePer, 1, std::min(kGemmMaxParts, blocks));
-  parallel_team(team_size(parts, work), [&](int tid, int nth) {
+  const FixedSlices slices(by_rows ? M : N, 64, 512, work < 2e5 ? 1 : 8);
+  parallel_team(team_size(slices.parts, work), [&](int tid, int nth) {
     Index p0, p1;
-    split_range(parts, tid, nth, p0, p1);
+    split_range(slices.parts, tid, nth, p0, p1);
     for (Index p = p0; p < p1; ++p) {
-      Index b0, b1;
-      split_range(blocks, (int)p, (int)parts, b0, b1);
-      const Index i0 = b0 * kGemmSliceAlign, i1 = std::min(dim, b1 * kGemmSliceAlign);
+      Index i0, i1;
+      slices.bounds(p, i0, i1);
       if (i1 <= i0) continue;
       if (by_rows)
         gemm(ta, tb, i1 - i0, N, K, alpha, ta ? A + i0 : A + i0 * lda, lda, B, ldb, beta,

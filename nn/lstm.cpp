@@ -21,6 +21,7 @@ namespace {
 using kernels::gemm_parallel;
 using nn::parallel_team;
 using kernels::half_gemv_acc;
+using nn::FixedSlices;
 using nn::split_range;
 using kernels::recurrent_gemm;
 using kernels::team_size;
@@ -103,21 +104,20 @@ inline void rec_step(Index M, Index N, Index K, const T* A, Index lda, const Rec
 // zx [sl, 4H] holds the input projections; h, c [H] the state (updated); y [sl, H] the outputs.
 void infer_batch1(const LstmParams<float>& p, float* zx, Index sl, float* h, float* c, float* y) {
   const Index H = p.hidden(), G = 4 * H;
-  const Index blocks = (H + 15) / 16;
-  const Index parts = std::clamp<Index>(H / 64, 1, std::min<Index>(8, blocks));
+  const FixedSlices slices(H, 16, 64, 8);
   const HalfMatrix* wh = p.w_hh_half;
   using Vec = Eigen::Matrix<float, Eigen::Dynamic, 1>;
   using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  parallel_team(team_size(parts, (double)G * H), [&](int tid, int nth) {
+  parallel_team(team_size(slices.parts, (double)G * H), [&](int tid, int nth) {
     Index q0, q1;
-    split_range(parts, tid, nth, q0, q1);
+    split_range(slices.parts, tid, nth, q0, q1);
     for (Index t = 0; t < sl; ++t) {
       float* z = zx + t * G;
       const float* hp = t == 0 ? h : y + (t - 1) * H;
       for (Index q = q0; q < q1; ++q) {
-        Index b0, b1;
-        split_range(blocks, (int)q, (int)parts, b0, b1);
-        const Index j0 = b0 * 16, j1 = std::min(H, b1 * 16), n = j1 - j0;
+        Index j0, j1;
+        slices.bounds(q, j0, j1);
+        const Index n = j1 - j0;
         if (n <= 0) continue;
         for (Index g = 0; g < 4; ++g) {
           const Index r0 = g * H + j0;

@@ -24,6 +24,25 @@ inline void split_range(Index n, int i, int parts, Index& b0, Index& b1) {
   b1 = b0 + per + (i < rem ? 1 : 0);
 }
 
+// [0, n) cut into `parts` fixed slices whose edges are multiples of `align` (the last slice ends
+// at n): one slice per `per` elements, between 1 and `max_parts` (and at most one per `align`
+// block). The cut depends on (n, align, per, max_parts) alone, never on the thread count, so work
+// done slice by slice (each slice one call) gives the same bits with any number of threads; the
+// threads share the slices (split_range over `parts`).
+struct FixedSlices {
+  Index n, align, blocks, parts;
+  FixedSlices(Index n_, Index align_, Index per, Index max_parts)
+      : n(n_), align(align_), blocks((n_ + align_ - 1) / align_),
+        parts(std::clamp<Index>(n_ / per, 1, std::max<Index>(1, std::min(max_parts, blocks)))) {}
+  // Slice q is [i0, i1) (empty when n is 0).
+  void bounds(Index q, Index& i0, Index& i1) const {
+    Index b0, b1;
+    split_range(blocks, (int)q, (int)parts, b0, b1);
+    i0 = std::min(n, b0 * align);
+    i1 = std::min(n, b1 * align);
+  }
+};
+
 // Runs f(tid, nth) on every thread of a team of `nt` threads (tid = this thread's number, nth =
 // the team's size), or f(0, 1) once inline when nt <= 1 or the caller is already inside a
 // parallel region. Bodies split their work with (tid, nth), never with omp_get_thread_num()
