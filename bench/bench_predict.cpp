@@ -6,6 +6,7 @@
 //   predict_doc/V60008/t250/fp16 the same with half-precision recurrent weights (--fp16,
 //                                LoadOptions::half_recurrent); compare.py sets it against the
 //                                peer's float32 predict_doc
+//   predict_doc/V60008/t250/int8 the same with int8 recurrent weights (--int8)
 //   predict_batch/V60008/16xt250 16 such documents: throughput (infer_batch, one by one)
 // Run with OMP_NUM_THREADS=1; bench/compare.py times the fastai peer with the same names.
 // Tokenization is not included (bench_tokenizer measures it; it is ~0.1 ms per abstract).
@@ -30,12 +31,13 @@ const ClassifierModel& model() {
   return m;
 }
 
-const ClassifierModel& model_fp16() {
+template <RecurrentPrecision P>
+const ClassifierModel& model_lowp() {
   static ClassifierModel m = [] {
     ClassifierModel mm(ModelConfig::classifier(60008));
     nn::Rng rng(1);
     mm.init(rng);
-    mm.set_half_recurrent(true);
+    mm.set_recurrent_precision(P);
     return mm;
   }();
   return m;
@@ -55,8 +57,9 @@ void predict_doc(benchmark::State& st) {
   st.counters["docs/s"] = benchmark::Counter(1, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void predict_doc_fp16(benchmark::State& st) {
-  const auto& m = model_fp16();
+template <RecurrentPrecision P>
+void predict_doc_lowp(benchmark::State& st) {
+  const auto& m = model_lowp<P>();
   auto d = doc(250, 7);
   for (auto _ : st) benchmark::DoNotOptimize(m.infer(d));
   st.counters["docs/s"] = benchmark::Counter(1, benchmark::Counter::kIsIterationInvariantRate);
@@ -77,7 +80,8 @@ void predict_batch(benchmark::State& st) {
 }  // namespace
 
 BENCHMARK(predict_doc)->Name("predict_doc/V60008/t250")->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(predict_doc_fp16)->Name("predict_doc/V60008/t250/fp16")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(predict_doc_lowp<RecurrentPrecision::f16>)->Name("predict_doc/V60008/t250/fp16")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(predict_doc_lowp<RecurrentPrecision::i8>)->Name("predict_doc/V60008/t250/int8")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(predict_batch)->Name("predict_batch/V60008/16xt250")->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

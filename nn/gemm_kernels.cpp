@@ -253,4 +253,98 @@ void half_gemv_acc(const HalfMatrix& W, Index r0, Index r1, const float* h, floa
 }
 
 
+void int8_gemv_acc_ref(const Int8Matrix& W, Index r0, Index r1, const float* h, float* z) {
+  const Index R = std::min(r1, W.rows), K = W.cols;
+  for (Index r = std::max<Index>(r0, 0); r < R; ++r) {
+    const std::int8_t* w = W.q.data() + r * K;
+    float s = 0;
+    for (Index k = 0; k < K; ++k) s += static_cast<float>(w[k]) * h[k];
+    z[r] += W.scale[r] * s;
+  }
+}
+
+namespace {
+
+#if defined(__x86_64__)
+// GCC 12 warns of the _mm512_undefined_* inside these intrinsics under a target attribute.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// 16 int8 weights widened to float.
+__attribute__((target("avx512f"))) inline __m512 int8_load16(const std::int8_t* p) {
+  return _mm512_cvtepi32_ps(
+      _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+
+// Four rows at a time share each load of h; 16 columns per step (int8 -> int32 -> float, FMA).
+__attribute__((target("avx512f"))) void int8_gemv512(const Int8Matrix& W, Index r0, Index R,
+                                                     const float* h, float* z) {
+  const Index K = W.cols, K16 = K / 16 * 16;
+  auto load16 = int8_load16;
+  Index r = r0;
+  for (; r + 4 <= R; r += 4) {
+    const std::int8_t* w0 = W.q.data() + r * K;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (Index k = 0; k < K16; k += 16) {
+      const __m512 hv = _mm512_loadu_ps(h + k);
+      a0 = _mm512_fmadd_ps(load16(w0 + k), hv, a0);
+      a1 = _mm512_fmadd_ps(load16(w0 + K + k), hv, a1);
+      a2 = _mm512_fmadd_ps(load16(w0 + 2 * K + k), hv, a2);
+      a3 = _mm512_fmadd_ps(load16(w0 + 3 * K + k), hv, a3);
+    }
+    float s[4] = {_mm512_reduce_add_ps(a0), _mm512_reduce_add_ps(a1), _mm512_reduce_add_ps(a2),
+                  _mm512_reduce_add_ps(a3)};
+    for (int i = 0; i < 4; ++i) {
+      for (Index k = K16; k < K; ++k) s[i] += static_cast<float>(w0[i * K + k]) * h[k];
+      z[r + i] += W.scale[r + i] * s[i];
+    }
+  }
+  int8_gemv_acc_ref(W, r, R, h, z);
+}
+#pragma GCC diagnostic pop
+#endif
+
+}  // namespace
+
+void int8_gemv_acc(const Int8Matrix& W, Index r0, Index r1, const float* h, float* z) {
+  const Index R = std::min(r1, W.rows), K = W.cols;
+  Index r = std::max<Index>(r0, 0);
+  if (r >= R) return;
+#if defined(__x86_64__)
+  if (avx512_usable()) {
+    int8_gemv512(W, r, R, h, z);
+    return;
+  }
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+  const Index K8 = K / 8 * 8;
+  auto hsum = [](__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  };
+  auto load8 = [](const std::int8_t* p) {
+    return _mm256_cvtepi32_ps(
+        _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  };
+  for (; r + 4 <= R; r += 4) {
+    const std::int8_t* w0 = W.q.data() + r * K;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (Index k = 0; k < K8; k += 8) {
+      const __m256 hv = _mm256_loadu_ps(h + k);
+      a0 = _mm256_fmadd_ps(load8(w0 + k), hv, a0);
+      a1 = _mm256_fmadd_ps(load8(w0 + K + k), hv, a1);
+      a2 = _mm256_fmadd_ps(load8(w0 + 2 * K + k), hv, a2);
+      a3 = _mm256_fmadd_ps(load8(w0 + 3 * K + k), hv, a3);
+    }
+    float s[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
+    for (int i = 0; i < 4; ++i) {
+      for (Index k = K8; k < K; ++k) s[i] += static_cast<float>(w0[i * K + k]) * h[k];
+      z[r + i] += W.scale[r + i] * s[i];
+    }
+  }
+#endif
+  int8_gemv_acc_ref(W, r, R, h, z);  // rows left over (all rows on other CPUs)
+}
+
 }  // namespace nn::kernels

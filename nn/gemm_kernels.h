@@ -11,6 +11,7 @@
 
 #include "nn/backend.h"
 #include "nn/half.h"
+#include "nn/int8.h"
 #include "nn/parallel.h"
 #include "nn/tensor.h"
 
@@ -96,6 +97,14 @@ void rec_gemm_packed(Index M, Index N, Index K, const float* A, Index lda, const
 // [R, K]): the batch-1 recurrent step of the serving path. Four rows at a time share each load of
 // h (AVX2/F16C where present).
 void half_gemv_acc(const HalfMatrix& W, Index r0, Index r1, const float* h, float* z);
+
+// z[r] += scale[r] · Σ_k q[r, k] · h[k] for the rows r in [r0, r1) of the int8 W (nn/int8.h):
+// the batch-1 recurrent step with int8 weights. Each row is summed by one call in a fixed order
+// (AVX-512 where usable, else AVX2, else plain), so the result never depends on how rows are
+// shared among threads. int8_gemv_acc_ref is the plain loop (k in order), the spec the vector
+// paths are tested against.
+void int8_gemv_acc(const Int8Matrix& W, Index r0, Index r1, const float* h, float* z);
+void int8_gemv_acc_ref(const Int8Matrix& W, Index r0, Index r1, const float* h, float* z);
 
 // Wt[H, 4H] = W_hhᵀ (row-major), blocked for cache friendliness.
 template <typename T>

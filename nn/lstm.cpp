@@ -106,6 +106,7 @@ void infer_batch1(const LstmParams<float>& p, float* zx, Index sl, float* h, flo
   const Index H = p.hidden(), G = 4 * H;
   const FixedSlices slices(H, 16, 64, 8);
   const HalfMatrix* wh = p.w_hh_half;
+  const Int8Matrix* wq = p.w_hh_i8;
   using Vec = Eigen::Matrix<float, Eigen::Dynamic, 1>;
   using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   parallel_team(team_size(slices.parts, (double)G * H), [&](int tid, int nth) {
@@ -121,7 +122,9 @@ void infer_batch1(const LstmParams<float>& p, float* zx, Index sl, float* h, flo
         if (n <= 0) continue;
         for (Index g = 0; g < 4; ++g) {
           const Index r0 = g * H + j0;
-          if (wh)
+          if (wq)
+            kernels::int8_gemv_acc(*wq, r0, r0 + n, hp, z);
+          else if (wh)
             half_gemv_acc(*wh, r0, r0 + n, hp, z);
           else
             Eigen::Map<Vec>(z + r0, n).noalias() +=
@@ -344,6 +347,8 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
   if constexpr (std::is_same_v<T, float>) {
     if (p.w_hh_half && (p.w_hh_half->rows != G || p.w_hh_half->cols != H))
       throw std::invalid_argument("LSTM infer: the half-precision W_hh does not match weight_hh");
+    if (p.w_hh_i8 && (p.w_hh_i8->rows != G || p.w_hh_i8->cols != H))
+      throw std::invalid_argument("LSTM infer: the int8 W_hh does not match weight_hh");
     if (bs == 1) {
       infer_batch1(p, zx, sl, h.data, c.data, y.data);
       return;
@@ -372,6 +377,9 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
       const std::uint16_t* w = p.w_hh_half->data.data();
       for (Index r = 0; r < G; ++r)
         for (Index k = 0; k < H; ++k) wbuf[k * G + r] = half_to_float(w[r * H + k]);
+    } else if (p.w_hh_i8) {  // the same, from int8 · scale
+      for (Index r = 0; r < G; ++r)
+        for (Index k = 0; k < H; ++k) wbuf[k * G + r] = p.w_hh_i8->at(r, k);
     } else if (kernels::rec_packed_supported()) {
       kernels::rec_pack(p.w_hh.data, H, /*trans=*/true, H, G, wbuf);
       wt.packed = true;

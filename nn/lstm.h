@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "nn/half.h"  // HalfMatrix (and, for older includers, half_to_float)
+#include "nn/int8.h"
 #include "nn/tensor.h"
 
 namespace nn {
@@ -43,6 +44,8 @@ struct LstmParams {
   // Optional, serving only (T = float): lstm_infer with a batch of one reads W_hh from this
   // half-precision copy instead of w_hh. Training paths ignore it.
   const HalfMatrix* w_hh_half = nullptr;
+  // The same with int8 weights and per-row scales (at most one of the two is set).
+  const Int8Matrix* w_hh_i8 = nullptr;
   Index hidden() const { return w_hh.ndim() == 2 ? w_hh.dim(1) : 0; }
   Index input() const { return w_ih.ndim() == 2 ? w_ih.dim(1) : 0; }
   // Throws std::invalid_argument naming the offending tensor if shapes are inconsistent.
@@ -90,8 +93,9 @@ void lstm_backward(const LstmParams<T>& p, LstmCache<T>& cache, CView<T> dy, CVi
 
 // Inference (serving): no cache. h, c [bs, h] are the state, read and updated in place.
 // y [bs, sl, h]. `scratch` is resized as needed (holds the window's input projection).
-// With p.w_hh_half set (float) W_hh is read from it and p.w_hh is not read at all: batch 1 runs
-// a half-precision GEMV per step, larger batches widen it to float once per call.
+// With p.w_hh_half or p.w_hh_i8 set (float) W_hh is read from it and p.w_hh is not read at all:
+// batch 1 runs a half-precision (int8) GEMV per step, larger batches widen it to float once per
+// call.
 template <typename T>
 void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T> y,
                 Tensor<T>& scratch);

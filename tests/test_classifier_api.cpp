@@ -297,7 +297,8 @@ TEST_F(ClassifierApi, LoadingABundleHoldsTheModelOnce) {
   ASSERT_GT(file_kb, 50 * 1024);
   // Reset the peak (VmHWM) to the current RSS, then load and classify once. float32 holds the
   // model once; --fp16 holds W_hh in half precision only (never a float32 copy), so less.
-  for (bool half : {false, true}) {
+  for (int prec : {0, 1, 2}) {  // float32, --fp16, --int8
+    const bool half = prec == 1;
     {
       std::ofstream clear("/proc/self/clear_refs");
       clear << "5";
@@ -307,14 +308,15 @@ TEST_F(ClassifierApi, LoadingABundleHoldsTheModelOnce) {
     {
       ulmfit::LoadOptions lo;
       lo.half_recurrent = half;
+      lo.int8_recurrent = prec == 2;
       auto big = ulmfit::Classifier::load(path, lo);
       auto p = big.predict_coreness("A title", "An abstract about quarks.");
       EXPECT_EQ(p.label.empty(), false);
     }
     const long peak = status_kb("VmHWM:");
     ASSERT_GE(peak, base);
-    const long limit = half ? file_kb * 95 / 100 : file_kb * 115 / 100;
-    EXPECT_LT(peak - base, limit) << (half ? "--fp16: " : "float32: ") << "loading a " << file_kb
+    const long limit = prec > 0 ? file_kb * 95 / 100 : file_kb * 115 / 100;
+    EXPECT_LT(peak - base, limit) << (prec == 2 ? "--int8: " : half ? "--fp16: " : "float32: ") << "loading a " << file_kb
                                   << " kB bundle raised peak RSS by " << (peak - base) << " kB";
     EXPECT_GT(peak - base, file_kb * 80 / 100) << "the weights should be resident once";
   }
@@ -336,6 +338,55 @@ TEST_F(ClassifierApi, HalfRecurrentWeightsKeepThePredictions) {
       maxdiff = std::max(maxdiff, (double)std::fabs(p32.scores[k] - p16.scores[k]));
   }
   EXPECT_LT(maxdiff, 1e-3);
+}
+
+// --int8: the same predictions, scores within 1e-2 of float32 (int8 W_hh, one scale per row).
+TEST_F(ClassifierApi, Int8RecurrentWeightsKeepThePredictions) {
+  ulmfit::LoadOptions lo;
+  lo.int8_recurrent = true;
+  auto q = ulmfit::Classifier::load(path_, lo);
+  double maxdiff = 0;
+  for (const auto& r : tiny::golden()["records"]) {
+    std::string t = r["title"], a = r["abstract"];
+    auto p32 = clf().predict_coreness(t, a);
+    auto p8 = q.predict_coreness(t, a);
+    EXPECT_EQ(p32.label, p8.label) << t;
+    for (int k = 0; k < 3; ++k)
+      maxdiff = std::max(maxdiff, (double)std::fabs(p32.scores[k] - p8.scores[k]));
+  }
+  EXPECT_GT(maxdiff, 0.0);  // the int8 weights are used
+  EXPECT_LT(maxdiff, 1e-2);
+  lo.half_recurrent = true;  // both at once: refused, naming the flags
+  try {
+    ulmfit::Classifier::load(path_, lo);
+    FAIL() << "--fp16 with --int8 should be refused";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("--int8"), std::string::npos) << e.what();
+  }
+}
+
+// An int8-only model serves, refuses to export, and equals a float32 model switched to int8.
+TEST_F(ClassifierApi, Int8OnlyModelServesLikeASwitchedFloatModel) {
+  auto bundle = io::Bundle::load(path_);
+  auto m = ulmfit::ClassifierModel::from_bundle(bundle, ulmfit::RecurrentPrecision::i8);
+  EXPECT_FALSE(m.encoder().float_recurrent_loaded());
+  EXPECT_EQ(m.encoder().recurrent_precision(), ulmfit::RecurrentPrecision::i8);
+  try {
+    m.tensors();
+    FAIL() << "export of an int8-only model should throw";
+  } catch (const std::logic_error& e) {
+    EXPECT_NE(std::string(e.what()).find("--int8"), std::string::npos) << e.what();
+  }
+  auto f = ulmfit::ClassifierModel::from_bundle(bundle);
+  f.set_recurrent_precision(ulmfit::RecurrentPrecision::i8);
+  std::vector<std::int32_t> doc = {2, 9, 10, 11, 12, 13, 14, 15, 9, 20};
+  auto a = m.infer(doc), b = f.infer(doc);
+  for (int k = 0; k < 3; ++k) EXPECT_EQ(a[k], b[k]);
+  f.set_recurrent_precision(ulmfit::RecurrentPrecision::f32);
+  auto c = f.infer(doc);
+  bool differs = false;
+  for (int k = 0; k < 3; ++k) differs |= c[k] != b[k];
+  EXPECT_TRUE(differs) << "back to float32, the logits should change";
 }
 
 // A model loaded with half-precision W_hh only serves: training and export say why they can't.

@@ -111,6 +111,7 @@ template <typename T>
 nn::LstmParams<T> AwdLstmEncoderT<T>::lstm_params(int l) const {
   nn::LstmParams<T> p{w_ih_[l], w_hh_[l], b_ih_[l], b_hh_[l]};
   if (!whh_half_.empty()) p.w_hh_half = &whh_half_[l];
+  if (!whh_i8_.empty()) p.w_hh_i8 = &whh_i8_[l];
   return p;
 }
 
@@ -118,35 +119,55 @@ template <typename T>
 void AwdLstmEncoderT<T>::require_float_recurrent(const char* what) const {
   if (!f32_whh_)
     throw std::logic_error(std::string("AWD-LSTM ") + what +
-                           ": this model was loaded for serving with half-precision recurrent "
-                           "weights only; load it again without --fp16");
+                           ": this model was loaded for serving with half-precision or int8 "
+                           "recurrent weights only; load it again without --fp16 / --int8");
+}
+
+template <typename T>
+template <typename M>
+void AwdLstmEncoderT<T>::check_adopted(const std::vector<M>& w, const char* what) const {
+  if ((int)w.size() != cfg_.n_layers)
+    throw std::invalid_argument("AWD-LSTM: " + std::to_string(w.size()) + " " + what +
+                                " W_hh for " + std::to_string(cfg_.n_layers) + " layers");
+  for (int l = 0; l < cfg_.n_layers; ++l)
+    if (w[l].rows != w_hh_[l].dim(0) || w[l].cols != w_hh_[l].dim(1))
+      throw std::invalid_argument("AWD-LSTM: " + std::string(what) + " W_hh of layer " +
+                                  std::to_string(l) + " is [" + std::to_string(w[l].rows) + ", " +
+                                  std::to_string(w[l].cols) + "], expected " +
+                                  w_hh_[l].shape.str());
 }
 
 template <typename T>
 void AwdLstmEncoderT<T>::adopt_half_recurrent(std::vector<nn::HalfMatrix> w) {
-  if ((int)w.size() != cfg_.n_layers)
-    throw std::invalid_argument("AWD-LSTM: " + std::to_string(w.size()) +
-                                " half-precision W_hh for " + std::to_string(cfg_.n_layers) +
-                                " layers");
-  for (int l = 0; l < cfg_.n_layers; ++l)
-    if (w[l].rows != w_hh_[l].dim(0) || w[l].cols != w_hh_[l].dim(1))
-      throw std::invalid_argument("AWD-LSTM: half-precision W_hh of layer " + std::to_string(l) +
-                                  " is [" + std::to_string(w[l].rows) + ", " +
-                                  std::to_string(w[l].cols) + "], expected " +
-                                  w_hh_[l].shape.str());
+  check_adopted(w, "half-precision");
+  whh_i8_.clear();
   whh_half_ = std::move(w);
   f32_whh_ = false;
 }
 
 template <typename T>
-void AwdLstmEncoderT<T>::set_half_recurrent(bool on) {
-  require_float_recurrent("set_half_recurrent");
+void AwdLstmEncoderT<T>::adopt_int8_recurrent(std::vector<nn::Int8Matrix> w) {
+  check_adopted(w, "int8");
   whh_half_.clear();
-  if (!on) return;
+  whh_i8_ = std::move(w);
+  f32_whh_ = false;
+}
+
+template <typename T>
+void AwdLstmEncoderT<T>::set_recurrent_precision(RecurrentPrecision prec) {
+  require_float_recurrent("set_recurrent_precision");
+  whh_half_.clear();
+  whh_i8_.clear();
+  if (prec == RecurrentPrecision::f32) return;
   if constexpr (!std::is_same_v<T, float>) {
-    throw std::invalid_argument("AWD-LSTM: half-precision recurrent weights need a float model");
+    throw std::invalid_argument("AWD-LSTM: half-precision or int8 recurrent weights need a float model");
   } else {
-    for (int l = 0; l < cfg_.n_layers; ++l) whh_half_.push_back(nn::HalfMatrix::from(w_hh_[l]));
+    for (int l = 0; l < cfg_.n_layers; ++l) {
+      if (prec == RecurrentPrecision::f16)
+        whh_half_.push_back(nn::HalfMatrix::from(w_hh_[l]));
+      else
+        whh_i8_.push_back(nn::Int8Matrix::from(w_hh_[l]));
+    }
   }
 }
 template <typename T>

@@ -38,6 +38,10 @@ namespace ulmfit {
 using TokenId = std::int32_t;
 using nn::Index;
 
+// How the LSTMs' recurrent weights (W_hh) are held for serving: float32 (training and the
+// reference), IEEE half precision, or int8 with one float scale per row (nn/int8.h).
+enum class RecurrentPrecision { f32, f16, i8 };
+
 // THE model configuration (io/model_config.h): sizes, dropouts (already multiplied by drop_mult)
 // and, for a classifier, its head. The encoder reads vocab_size, emb_sz (also the last layer's
 // hidden size), n_hid, n_layers, pad_idx, backwards (the model reads each document last token
@@ -160,17 +164,24 @@ class AwdLstmEncoderT {
   void set_trainable(bool embedding, const std::vector<bool>& rnn);
 
   // ---- serving precision ----
-  // on: keep a half-precision copy of every raw W_hh (nn::HalfMatrix) and use it in batch-1
-  // inference (infer, lstm_infer via lstm_params); single-document latency is bound by reading
-  // W_hh at every step. A snapshot of the current weights: call again after changing them.
-  // off: drop the copies (float32 everywhere).
-  void set_half_recurrent(bool on);
+  // f16 / i8: keep a half-precision (nn::HalfMatrix) or int8 (nn::Int8Matrix, one scale per row)
+  // copy of every raw W_hh and use it in inference (infer, lstm_infer via lstm_params); a
+  // single document's latency is bound by reading W_hh at every step. A snapshot of the current
+  // weights: call again after changing them. f32: drop the copies (float32 everywhere).
+  void set_recurrent_precision(RecurrentPrecision p);
+  void set_half_recurrent(bool on) { set_recurrent_precision(on ? RecurrentPrecision::f16 : RecurrentPrecision::f32); }
+  RecurrentPrecision recurrent_precision() const {
+    return !whh_half_.empty() ? RecurrentPrecision::f16
+           : !whh_i8_.empty() ? RecurrentPrecision::i8
+                              : RecurrentPrecision::f32;
+  }
   bool half_recurrent() const { return !whh_half_.empty(); }
-  // Serving only: use these half-precision W_hh (one per layer, [4h_l, h_l]) and treat the
-  // float32 ones as absent (they were never loaded, so they cost no memory). Afterwards
-  // forward/backward (training), tensors() (export) and set_half_recurrent throw
+  // Serving only: use these half-precision (int8) W_hh (one per layer, [4h_l, h_l]) and treat
+  // the float32 ones as absent (they were never loaded, so they cost no memory). Afterwards
+  // forward/backward (training), tensors() (export) and set_recurrent_precision throw
   // std::logic_error; infer and lstm_infer work.
   void adopt_half_recurrent(std::vector<nn::HalfMatrix> w_hh);
+  void adopt_int8_recurrent(std::vector<nn::Int8Matrix> w_hh);
   bool float_recurrent_loaded() const { return f32_whh_; }
   bool embedding_trainable() const { return train_emb_; }
   bool rnn_trainable(int l) const { return train_rnn_[l]; }
@@ -235,8 +246,11 @@ class AwdLstmEncoderT {
   // Training scratch (not touched by infer, so infer stays thread-safe):
   mutable std::vector<nn::Tensor<T>> weff_;   // weight-dropped W_hh (per layer)
   mutable std::vector<nn::Tensor<T>> dweff_;  // dW_hh of the dropped matrix, before the mask
-  std::vector<nn::HalfMatrix> whh_half_;   // serving copies of W_hh (set_half_recurrent)
-  bool f32_whh_ = true;                    // false after adopt_half_recurrent
+  std::vector<nn::HalfMatrix> whh_half_;   // serving copies of W_hh (set_recurrent_precision)
+  std::vector<nn::Int8Matrix> whh_i8_;     // the same in int8
+  bool f32_whh_ = true;                    // false after adopt_*_recurrent
+  template <typename M>
+  void check_adopted(const std::vector<M>& w, const char* what) const;
   void require_float_recurrent(const char* what) const;
 };
 

@@ -57,9 +57,15 @@ std::shared_ptr<const Classifier::Impl> build(io::Bundle bundle, std::string sou
                              std::to_string(impl->temperature));
   impl->vocab = Vocab::from_itos(bundle.vocab());
   impl->class_weights = bundle.class_weights();
+  if (opt.half_recurrent && opt.int8_recurrent)
+    throw std::runtime_error("load options: choose half-precision (--fp16) or int8 (--int8) "
+                             "recurrent weights, not both");
+  const RecurrentPrecision prec = opt.int8_recurrent   ? RecurrentPrecision::i8
+                                  : opt.half_recurrent ? RecurrentPrecision::f16
+                                                       : RecurrentPrecision::f32;
   for (std::size_t k = 0; k < bundle.members().size(); ++k)
     impl->models.push_back(std::make_shared<const ClassifierModel>(
-        ClassifierModel::from_bundle(bundle, opt.half_recurrent, k)));
+        ClassifierModel::from_bundle(bundle, prec, k)));
   // The models copied every weight: the mapping is not needed any more (keeping it would hold
   // the model twice in memory).
   return impl;

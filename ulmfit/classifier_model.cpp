@@ -437,7 +437,8 @@ void ClassifierModelT<T>::infer_batch(const std::vector<std::vector<TokenId>>& d
 
 template <typename T>
 ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle,
-                                                     bool half_recurrent, std::size_t member) {
+                                                     RecurrentPrecision precision,
+                                                     std::size_t member) {
   if (member >= bundle.members().size())
     throw std::invalid_argument("classifier model: the bundle has " +
                                 std::to_string(bundle.members().size()) + " member(s), no member " +
@@ -449,6 +450,7 @@ ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle,
                                 "\" model, not a classifier");
   ClassifierModelT<T> m(mc);
   std::vector<nn::HalfMatrix> half;  // layer order: tensors() lists rnns.0, rnns.1, ...
+  std::vector<nn::Int8Matrix> int8;
   for (auto& t : m.tensors()) {
     // The name map (ulmfit/name_map.h): a classifier's tensor in a classifier bundle, under the
     // member's prefix.
@@ -469,18 +471,40 @@ ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle,
         bundle.drop_cached(src.data + i0, static_cast<std::size_t>(i1 - i0));
       }
     };
-    if (half_recurrent && t.key.ends_with("weight_hh_l0_raw")) {
+    if (precision != RecurrentPrecision::f32 && t.key.ends_with("weight_hh_l0_raw")) {
       if constexpr (!std::is_same_v<T, float>) {
-        throw std::invalid_argument("classifier model: half-precision weights need a float model");
+        throw std::invalid_argument(
+            "classifier model: half-precision or int8 weights need a float model");
       } else {
-        nn::HalfMatrix hm;
-        hm.rows = t.value.dim(0);
-        hm.cols = t.value.dim(1);
-        hm.data.resize(static_cast<std::size_t>(src.numel()));
-        in_blocks([&](Index i0, Index i1) {
-          nn::floats_to_half(src.data + i0, hm.data.data() + i0, i1 - i0);
-        });
-        half.push_back(std::move(hm));  // the float32 view stays untouched (never resident)
+        const Index rows = t.value.dim(0), cols = t.value.dim(1);
+        if (precision == RecurrentPrecision::f16) {
+          nn::HalfMatrix hm;
+          hm.rows = rows;
+          hm.cols = cols;
+          hm.data.resize(static_cast<std::size_t>(src.numel()));
+          in_blocks([&](Index i0, Index i1) {
+            nn::floats_to_half(src.data + i0, hm.data.data() + i0, i1 - i0);
+          });
+          half.push_back(std::move(hm));  // the float32 view stays untouched (never resident)
+        } else {
+          nn::Int8Matrix qm;
+          qm.rows = rows;
+          qm.cols = cols;
+          qm.q.resize(static_cast<std::size_t>(src.numel()));
+          qm.scale.resize(static_cast<std::size_t>(rows));
+          // Whole rows per block (a row's scale needs all of it).
+          const Index block = std::max<Index>(1, (Index(1) << 16) / std::max<Index>(cols, 1));
+          for (Index r0 = 0; r0 < rows; r0 += block) {
+            const Index r1 = std::min(rows, r0 + block);
+            try {
+              qm.quantize_rows(src.data + r0 * cols, r0, r1);
+            } catch (const std::invalid_argument& e) {
+              throw std::invalid_argument("classifier model: tensor '" + t.key + "': " + e.what());
+            }
+            bundle.drop_cached(src.data + r0 * cols, static_cast<std::size_t>((r1 - r0) * cols));
+          }
+          int8.push_back(std::move(qm));
+        }
       }
       continue;
     }
@@ -488,7 +512,8 @@ ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle,
       for (Index i = i0; i < i1; ++i) t.value[i] = (T)src[i];
     });
   }
-  if (half_recurrent) m.enc_.adopt_half_recurrent(std::move(half));
+  if (precision == RecurrentPrecision::f16) m.enc_.adopt_half_recurrent(std::move(half));
+  if (precision == RecurrentPrecision::i8) m.enc_.adopt_int8_recurrent(std::move(int8));
   m.enc_.reset();
   return m;
 }

@@ -141,19 +141,25 @@ class ClassifierModelT {
   // Several documents, one by one (OpenMP over documents, one workspace per thread);
   // logits [n_docs, n_classes].
   void infer_batch(const std::vector<std::vector<TokenId>>& docs, nn::View<T> logits) const;
-  // Serving precision of the LSTMs' recurrent weights (AwdLstmEncoderT::set_half_recurrent).
+  // Serving precision of the LSTMs' recurrent weights (AwdLstmEncoderT::set_recurrent_precision).
   void set_half_recurrent(bool on) { enc_.set_half_recurrent(on); }
+  void set_recurrent_precision(RecurrentPrecision p) { enc_.set_recurrent_precision(p); }
   // The backend every op of the model runs on (the encoder's; default: the CPU).
   void set_backend(nn::Backend& b) { enc_.set_backend(b); }
   nn::Backend& backend() const { return enc_.backend(); }
 
   // Loads every tensor of a classifier bundle (kind "classifier"); throws io::FormatError /
-  // std::invalid_argument naming the tensor on a mismatch. half_recurrent (serving only): the
-  // LSTMs' W_hh go straight from the file to half precision and no float32 copy is kept
-  // (AwdLstmEncoderT::adopt_half_recurrent): such a model can infer, not train or export.
+  // std::invalid_argument naming the tensor on a mismatch. precision f16 / i8 (serving only):
+  // the LSTMs' W_hh go straight from the file to half precision / int8 and no float32 copy is
+  // kept (AwdLstmEncoderT::adopt_*_recurrent): such a model can infer, not train or export.
   // `member`: which classifier of an ensemble bundle (io::Bundle::members()); 0 for a single one.
-  static ClassifierModelT from_bundle(const io::Bundle& bundle, bool half_recurrent = false,
+  static ClassifierModelT from_bundle(const io::Bundle& bundle, RecurrentPrecision precision,
                                       std::size_t member = 0);
+  static ClassifierModelT from_bundle(const io::Bundle& bundle, bool half_recurrent = false,
+                                      std::size_t member = 0) {
+    return from_bundle(bundle, half_recurrent ? RecurrentPrecision::f16 : RecurrentPrecision::f32,
+                       member);
+  }
 
  private:
   void head_forward(ClassifierCache<T>& cache, const ForwardOptions& opt);

@@ -63,6 +63,13 @@ def test_fp16_scores_equal_the_commands(cli, papers, tmp_path):
     assert [clf.predict_coreness(t, a) for t, a in papers] == expected
 
 
+def test_int8_scores_equal_the_commands(cli, papers, tmp_path):
+    clf = Classifier(int8=True)
+    assert clf.int8 and not clf.fp16
+    expected = cli_predict(cli, tmp_path, papers, "--int8")
+    assert [clf.predict_coreness(t, a) for t, a in papers] == expected
+
+
 def test_batch_equals_one_at_a_time(default_clf, papers):
     single = [default_clf.predict_coreness(t, a) for t, a in papers]
     assert default_clf.predict_coreness_batch(papers) == single
@@ -199,6 +206,10 @@ def test_bad_arguments_raise_the_right_exceptions(default_clf):
         Classifier(model_path="")
     with pytest.raises(TypeError, match="fp16"):
         Classifier(fp16="yes")
+    with pytest.raises(TypeError, match="int8"):
+        Classifier(int8=1)
+    with pytest.raises(ValueError, match="not both"):
+        Classifier(fp16=True, int8=True)
     with pytest.raises(TypeError, match="threads"):
         Classifier(threads="2")
     with pytest.raises(ValueError, match="threads"):

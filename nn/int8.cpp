@@ -1,0 +1,46 @@
+// nn/int8.cpp — per-row int8 quantization (see nn/int8.h).
+#include "nn/int8.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace nn {
+
+void Int8Matrix::quantize_rows(const float* m, Index r0, Index r1) {
+  for (Index r = r0; r < r1; ++r) {
+    const float* w = m + (r - r0) * cols;
+    float amax = 0;
+    for (Index k = 0; k < cols; ++k) {
+      if (!std::isfinite(w[k]))
+        throw std::invalid_argument("Int8Matrix: element [" + std::to_string(r) + ", " +
+                                    std::to_string(k) + "] is not finite");
+      amax = std::max(amax, std::fabs(w[k]));
+    }
+    const float s = amax / 127.0f;
+    scale[r] = s;
+    std::int8_t* out = q.data() + r * cols;
+    if (s == 0.0f) {
+      std::fill_n(out, cols, std::int8_t(0));
+      continue;
+    }
+    const float inv = 127.0f / amax;
+    for (Index k = 0; k < cols; ++k) {
+      const float v = std::nearbyint(w[k] * inv);
+      out[k] = static_cast<std::int8_t>(std::max(-127.0f, std::min(127.0f, v)));
+    }
+  }
+}
+
+Int8Matrix Int8Matrix::from(CView<float> m) {
+  if (m.ndim() != 2) throw std::invalid_argument("Int8Matrix: expected a 2-D matrix, got " + m.shape.str());
+  Int8Matrix x;
+  x.rows = m.dim(0);
+  x.cols = m.dim(1);
+  x.q.resize(static_cast<std::size_t>(m.numel()));
+  x.scale.resize(static_cast<std::size_t>(x.rows));
+  x.quantize_rows(m.data, 0, x.rows);
+  return x;
+}
+
+}  // namespace nn
