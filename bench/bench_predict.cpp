@@ -8,6 +8,8 @@
 //                                peer's float32 predict_doc
 //   predict_doc/V60008/t250/int8 the same with int8 recurrent weights (--int8)
 //   predict_batch/V60008/16xt250 16 such documents: throughput (infer_batch, one by one)
+//   predict_batch/V60008/32xt250/padded  32 documents of 200-300 tokens padded into one batch
+//                                (infer_batch_padded, predict --batch 32): bulk throughput
 // Run with OMP_NUM_THREADS=1; bench/compare.py times the fastai peer with the same names.
 // Tokenization is not included (bench_tokenizer measures it; it is ~0.1 ms per abstract).
 #include <benchmark/benchmark.h>
@@ -77,11 +79,26 @@ void predict_batch(benchmark::State& st) {
   st.counters["docs/s"] = benchmark::Counter(16, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+void predict_batch_padded(benchmark::State& st) {
+  const auto& m = model();
+  std::vector<std::vector<TokenId>> docs;
+  nn::Rng rng(5);
+  for (int i = 0; i < 32; ++i) docs.push_back(doc(200 + (int)rng.below(101), 200 + i));
+  nn::Tensor<float> logits({32, 3});
+  for (auto _ : st) {
+    m.infer_batch_padded(docs, logits.view(), 32);
+    benchmark::DoNotOptimize(logits.data());
+  }
+  st.counters["docs/s"] = benchmark::Counter(32, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 }  // namespace
 
 BENCHMARK(predict_doc)->Name("predict_doc/V60008/t250")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(predict_doc_lowp<RecurrentPrecision::f16>)->Name("predict_doc/V60008/t250/fp16")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(predict_doc_lowp<RecurrentPrecision::i8>)->Name("predict_doc/V60008/t250/int8")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(predict_batch)->Name("predict_batch/V60008/16xt250")->Unit(benchmark::kMillisecond)->UseRealTime();
+
+BENCHMARK(predict_batch_padded)->Name("predict_batch/V60008/32xt250/padded")->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

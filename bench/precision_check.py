@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Serving precision against float32: runs `inspire-classifier predict` on the valid split (or
-any JSON Lines file) with float32, --fp16 and --int8 recurrent weights, and reports for each
-reduced precision the largest score difference to float32 and how many decisions differ
-(issue #21: scores within 1e-3 and identical decisions on the valid split).
+any JSON Lines file) with float32, --fp16 and --int8 recurrent weights and --batch 32 (papers
+padded together), and reports for each the largest score difference to float32 one paper at a
+time and how many decisions differ (issue #21: scores within 1e-3 and identical decisions on the
+valid split).
 
   python3 bench/precision_check.py [--bin build/inspire-classifier] [-m MODEL]
       [--data ../shared/data/labeled/inspire_labeled.jsonl] [--split valid]
@@ -17,12 +18,11 @@ import sys
 import tempfile
 
 
-def predict(binary, model, path, flag):
+def predict(binary, model, path, flags):
     cmd = [binary, "predict", "-q", "-i", path]
     if model:
         cmd += ["-m", model]
-    if flag:
-        cmd.append(flag)
+    cmd += flags
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
@@ -46,12 +46,13 @@ def main():
                     continue
                 g.write(json.dumps({"id": r["id"], "title": r["title"], "abstract": r["abstract"]}) + "\n")
                 n += 1
-        ref = predict(a.bin, a.model, path, None)
+        ref = predict(a.bin, a.model, path, [])
         assert len(ref) == n, f"float32 gave {len(ref)} predictions for {n} records"
         bad = 0
         print(f"{n} records ({a.split or 'all'}); against float32:")
-        for flag in ("--fp16", "--int8"):
-            got = predict(a.bin, a.model, path, flag)
+        for flags in (["--fp16"], ["--int8"], ["--batch", "32"]):
+            flag = " ".join(flags)
+            got = predict(a.bin, a.model, path, flags)
             assert len(got) == n
             maxdiff = max(abs(x["scores"][k] - y["scores"][k]) for x, y in zip(ref, got) for k in x["scores"])
             diff = sum(x["prediction"] != y["prediction"] for x, y in zip(ref, got))

@@ -282,8 +282,10 @@ class CudaOps final : public Ops<float> {
   }
 
   void lstm_infer(const LstmParams<float>& p, CView<float> x, View<float> h, View<float> c,
-                  View<float> y, Tensor<float>& /*scratch: host; device scratch is internal*/) override {
+                  View<float> y, Tensor<float>& /*scratch: host; device scratch is internal*/,
+                  const Index* lengths = nullptr) override {
     const char* op = "lstm_infer";
+    if (lengths) bad_arg(op, "padded rows of different lengths are a CPU serving path");
     p.check();
     if (!p.w_hh.data)
       bad_arg(op, "needs the float weight_hh on the device (the half-precision W_hh copy is a "

@@ -74,9 +74,10 @@ class CpuOps final : public Ops<T> {
     nn::lstm_backward<T>(p, cache, dy, dhn, dcn, dx, dh0, dc0, g);
   }
   void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T> y,
-                  Tensor<T>& scratch) override {
-    nn::lstm_infer<T>(p, x, h, c, y, scratch);
+                  Tensor<T>& scratch, const Index* lengths = nullptr) override {
+    nn::lstm_infer<T>(p, x, h, c, y, scratch, lengths);
   }
+  bool lstm_infer_takes_lengths() const override { return true; }
 
   void linear_forward(CView<T> x, CView<T> w, CView<T> b, View<T> y) override {
     nn::linear_forward<T>(x, w, b, y);

@@ -326,7 +326,7 @@ void lstm_backward(const LstmParams<T>& p, LstmCache<T>& cache, CView<T> dy, CVi
 
 template <typename T>
 void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T> y,
-                Tensor<T>& scratch) {
+                Tensor<T>& scratch, const Index* lengths) {
   p.check();
   if (x.ndim() != 3) throw std::invalid_argument("LSTM infer: x must be [bs, sl, in], got " + x.shape.str());
   const Index bs = x.dim(0), sl = x.dim(1), in = x.dim(2), H = p.hidden(), G = 4 * H;
@@ -336,7 +336,23 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
   check_shape(y.shape, Shape{bs, sl, H}, "LSTM infer y");
   check_shape(h.shape, Shape{bs, H}, "LSTM infer h");
   check_shape(c.shape, Shape{bs, H}, "LSTM infer c");
+  if (lengths)
+    for (Index b = 0; b < bs; ++b)
+      if (lengths[b] < 0 || lengths[b] > sl || (b > 0 && lengths[b] > lengths[b - 1]))
+        throw std::invalid_argument("LSTM infer: lengths must be non-increasing and within [0, " +
+                                    std::to_string(sl) + "]; row " + std::to_string(b) + " has " +
+                                    std::to_string(lengths[b]));
   if (sl == 0 || bs == 0) return;
+  if (lengths)  // each row's positions past its length: zero output
+    for (Index b = 0; b < bs; ++b)
+      std::fill(y.data + (b * sl + lengths[b]) * H, y.data + (b + 1) * sl * H, T(0));
+  if (bs == 1 && lengths) {  // one row: the plain run over its own length
+    const Index n = lengths[0];
+    if (n == 0) return;
+    lstm_infer<T>(p, CView<T>(x.data, Shape{1, n, in}), h, c,
+                  View<T>(y.data, Shape{1, n, H}), scratch, nullptr);
+    return;
+  }
   // scratch: [bs, sl, G] input projections (batch-first: rows of x as they are), + [bs, G]
   const Index need = bs * sl * G + bs * G +
                      (bs > 1 ? std::max(H * G, kernels::rec_pack_floats(H, G)) : 0);
@@ -395,11 +411,17 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
     split_range(bs, tid, nth, b0, b1);
     const Index nb = b1 - b0;
     if (nb > 0) {
-      // rows of zx for step t are b*sl + t: stride sl*G. Recurrent GEMM on h rows [b0, b1).
+      // rows of zx for step t are b*sl + t: stride sl*G. Recurrent GEMM on h rows [b0, b1);
+      // with lengths, on the rows still running (a prefix: lengths do not increase).
+      Index active = nb;
       for (Index t = 0; t < sl; ++t) {
+        if (lengths) {
+          while (active > 0 && lengths[b0 + active - 1] <= t) --active;
+          if (active == 0) break;
+        }
         T* z = zx + (b0 * sl + t) * G;
-        rec_step<T>(nb, G, H, h.data + b0 * H, H, wt, T(1), z, sl * G);
-        for (Index b = 0; b < nb; ++b) {
+        rec_step<T>(active, G, H, h.data + b0 * H, H, wt, T(1), z, sl * G);
+        for (Index b = 0; b < active; ++b) {
           T* zb = z + b * sl * G;
           T* hb = h.data + (b0 + b) * H;
           T* cb = c.data + (b0 + b) * H;
@@ -419,7 +441,7 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
   template void lstm_backward<T>(const LstmParams<T>&, LstmCache<T>&, CView<T>, CView<T>,    \
                                  CView<T>, View<T>, View<T>, View<T>, const LstmGrads<T>&);  \
   template void lstm_infer<T>(const LstmParams<T>&, CView<T>, View<T>, View<T>, View<T>,     \
-                              Tensor<T>&);
+                              Tensor<T>&, const Index*);
 INSPIRE_LSTM_INSTANTIATE(float)
 INSPIRE_LSTM_INSTANTIATE(double)
 

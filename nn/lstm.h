@@ -96,8 +96,12 @@ void lstm_backward(const LstmParams<T>& p, LstmCache<T>& cache, CView<T> dy, CVi
 // With p.w_hh_half or p.w_hh_i8 set (float) W_hh is read from it and p.w_hh is not read at all:
 // batch 1 runs a half-precision (int8) GEMV per step, larger batches widen it to float once per
 // call.
+// lengths (optional, bs values, non-increasing, each in [0, sl]): row b holds lengths[b] real
+// positions followed by padding. Its state stops after its last real position (h, c end as
+// after a run over that row alone) and y past it is zero: several documents of different
+// lengths run as one batch (sorted longest first), each as if alone up to summation order.
 template <typename T>
 void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T> y,
-                Tensor<T>& scratch);
+                Tensor<T>& scratch, const Index* lengths = nullptr);
 
 }  // namespace nn

@@ -92,10 +92,13 @@ class Ops {
     nyi("lstm_backward");
   }
   // State h, c [bs, h] read and updated in place (single-step recurrence, no cache).
+  // lengths (optional): padded rows of different lengths, as nn::lstm_infer; a backend that
+  // cannot take them says so with lstm_infer_takes_lengths() (callers then run rows one by one).
   virtual void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T> y,
-                          Tensor<T>& scratch) {
+                          Tensor<T>& scratch, const Index* lengths = nullptr) {
     nyi("lstm_infer");
   }
+  virtual bool lstm_infer_takes_lengths() const { return false; }
 
   // ---- linear (y = x Wᵀ + b), ReLU ----
   virtual void linear_forward(CView<T> x, CView<T> w, CView<T> b, View<T> y) {

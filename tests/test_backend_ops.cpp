@@ -644,9 +644,10 @@ class CountingOps final : public Ops<float> {
     ++n["lstm_backward"], c.lstm_backward(p, k, dy, dhn, dcn, dx, dh0, dc0, g);
   }
   void lstm_infer(const LstmParams<float>& p, CView<float> x, View<float> h, View<float> cc,
-                  View<float> y, Tensor<float>& s) override {
-    ++n["lstm_infer"], c.lstm_infer(p, x, h, cc, y, s);
+                  View<float> y, Tensor<float>& s, const Index* lengths = nullptr) override {
+    ++n["lstm_infer"], c.lstm_infer(p, x, h, cc, y, s, lengths);
   }
+  bool lstm_infer_takes_lengths() const override { return c.lstm_infer_takes_lengths(); }
   void linear_forward(CView<float> x, CView<float> w, CView<float> b, View<float> y) override {
     ++n["linear_forward"], c.linear_forward(x, w, b, y);
   }

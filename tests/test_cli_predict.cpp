@@ -187,6 +187,39 @@ TEST_F(Cli, PredictStreamsJsonLinesKeepsIdsAndReportsBadLines) {
   EXPECT_EQ(lines(piped.out), ls);
 }
 
+// --batch N: papers padded together through the model. The same records, ids and decisions as
+// one at a time, scores within 1e-5; bad lines are still reported one by one.
+TEST_F(Cli, PredictBatchedEqualsOneAtATime) {
+  const auto& recs = tiny::golden()["records"];
+  auto in = dir_ / "batch_in.jsonl";
+  {
+    std::ofstream f(in);
+    for (std::size_t i = 0; i < recs.size(); ++i) {
+      f << json{{"id", i}, {"title", recs[i]["title"]}, {"abstract", recs[i]["abstract"]}}.dump() << "\n";
+      if (i == 2) f << "{\"id\": \"u\", \"title\": \"bad \xFF\", \"abstract\": \"x\"}\n";
+    }
+  }
+  auto one = cli("predict -q -i " + quote(in.string()) + " -m " + quote(model_) + " -t 2");
+  auto bat = cli("predict -q -i " + quote(in.string()) + " -m " + quote(model_) +
+                 " -t 2 --chunk 5 --batch 3");
+  EXPECT_EQ(one.rc, 1);
+  EXPECT_EQ(bat.rc, 1) << bat.err;
+  EXPECT_NE(bat.err.find("batch_in.jsonl:4:"), std::string::npos) << bat.err;
+  auto a = lines(one.out), b = lines(bat.out);
+  ASSERT_EQ(a.size(), recs.size());
+  ASSERT_EQ(b.size(), a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    auto ja = json::parse(a[i]), jb = json::parse(b[i]);
+    EXPECT_EQ(jb["id"], ja["id"]);
+    EXPECT_EQ(jb["prediction"], ja["prediction"]) << i;
+    for (auto& key : {"rejected", "non_core", "core"})
+      EXPECT_NEAR(jb["scores"][key].get<double>(), ja["scores"][key].get<double>(), 1e-5) << i;
+  }
+  auto zero = cli("predict -i " + quote(in.string()) + " -m " + quote(model_) + " --batch 0");
+  EXPECT_NE(zero.rc, 0);
+  EXPECT_NE(zero.err.find("--batch"), std::string::npos) << zero.err;
+}
+
 TEST_F(Cli, PredictAllGoodExitsZeroAndMissingInputFails) {
   auto in = dir_ / "good.jsonl";
   {

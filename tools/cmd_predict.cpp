@@ -141,7 +141,7 @@ int run_predict(int argc, char** argv) {
       "input size.",
       "inspire-classifier predict");
   std::string input = "-", output = "-", model;
-  int threads = 0, chunk = 256;
+  int threads = 0, chunk = 256, batch = 1;
   std::size_t max_line_bytes = 8u << 20;
   bool quiet = false;
   app.add_option("-i,--input", input, "JSON Lines input, plain or gzip ('-' = stdin)")
@@ -156,6 +156,12 @@ int run_predict(int argc, char** argv) {
   app.add_option("--chunk", chunk, "records read and classified together")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--batch", batch,
+                 "papers padded together through the model (longest first): >1 is faster for "
+                 "bulk work (about 3x at 32 with the full-size model), scores within ~1e-6 of "
+                 "one at a time; 1 = each paper alone, exactly as predict-coreness")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   app.add_option("--max-line-bytes", max_line_bytes,
                  "longest input line read; a longer one is reported as a bad line and skipped "
                  "(memory stays bounded)")
@@ -181,6 +187,7 @@ int run_predict(int argc, char** argv) {
   io::LineReader reader(input, max_line_bytes);
   const std::string in_name = reader.name();
   auto clf = ulmfit::Classifier::load_or_default(model, load_opt);
+  if (batch > 1 && threads > 0) omp_set_num_threads(threads);  // the batches' own threads
 
   long line_no = 0, good = 0, bad = 0, shown = -1;
   const bool tty = !quiet && ::isatty(STDERR_FILENO);
@@ -228,16 +235,44 @@ int run_predict(int argc, char** argv) {
       }
       const dist::Range mine = dist::share(items.size(), rank, nranks);
       const long i0 = static_cast<long>(mine.begin), i1 = static_cast<long>(mine.end);
+      if (batch == 1) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads > 0 ? threads : omp_get_max_threads())
-      for (long i = i0; i < i1; ++i) {
-        Item& it = items[i];
-        if (!it.error.empty()) continue;
-        try {
-          auto p = it.joined ? clf.predict_text(it.paper.title)
-                             : clf.predict_coreness(it.paper.title, it.paper.abstract);
-          it.output = output_line(clf, it, p);
-        } catch (const std::exception& e) {
-          it.error = e.what();
+        for (long i = i0; i < i1; ++i) {
+          Item& it = items[i];
+          if (!it.error.empty()) continue;
+          try {
+            auto p = it.joined ? clf.predict_text(it.paper.title)
+                               : clf.predict_coreness(it.paper.title, it.paper.abstract);
+            it.output = output_line(clf, it, p);
+          } catch (const std::exception& e) {
+            it.error = e.what();
+          }
+        }
+      } else {  // tokenize in parallel, then the chunk's papers through the model in batches
+        std::vector<std::vector<std::int32_t>> ids(static_cast<std::size_t>(i1 - i0));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads > 0 ? threads : omp_get_max_threads())
+        for (long i = i0; i < i1; ++i) {
+          Item& it = items[i];
+          if (!it.error.empty()) continue;
+          try {
+            ids[i - i0] = it.joined ? clf.encode_text(it.paper.title)
+                                    : clf.encode_paper(it.paper.title, it.paper.abstract);
+            if (ids[i - i0].empty()) it.error = "empty document (no tokens)";
+          } catch (const std::exception& e) {
+            it.error = e.what();
+          }
+        }
+        std::vector<long> good_items;
+        std::vector<std::vector<std::int32_t>> good_ids;
+        for (long i = i0; i < i1; ++i)
+          if (items[i].error.empty()) {
+            good_items.push_back(i);
+            good_ids.push_back(std::move(ids[i - i0]));
+          }
+        const auto probs = clf.probabilities_batch(good_ids, batch);
+        for (std::size_t k = 0; k < good_items.size(); ++k) {
+          Item& it = items[good_items[k]];
+          it.output = output_line(clf, it, clf.finish(probs[k]));
         }
       }
       if (nranks > 1) {  // every rank's share to rank 0

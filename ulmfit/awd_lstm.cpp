@@ -280,7 +280,7 @@ void AwdLstmEncoderT<T>::sample_masks(AwdLstmCache<T>& cache, const ForwardOptio
 template <typename T>
 void AwdLstmEncoderT<T>::encode(CView<TokenId> ids, AwdLstmState<T>& state, View<T> out,
                                 AwdLstmCache<T>* cache, AwdLstmWorkspace<T>* ws,
-                                const ForwardOptions& opt) const {
+                                const ForwardOptions& opt, const Index* lengths) const {
   check_ids(ids);
   const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg_.emb_sz;
   const int L = (int)cfg_.n_layers;
@@ -315,7 +315,7 @@ void AwdLstmEncoderT<T>::encode(CView<TokenId> ids, AwdLstmState<T>& state, View
     View<T> h = state.h[l].view(), c = state.c[l].view();
     if (!cache) {  // serving: ping-pong between two workspace buffers, the last layer into out
       View<T> y = l == L - 1 ? out : scratch(*bufs[1 - cur], Shape{bs, sl, H});
-      ops.lstm_infer(p, x, h, c, y, ws->scratch);
+      ops.lstm_infer(p, x, h, c, y, ws->scratch, lengths);
       x = y;
       cur = 1 - cur;
       continue;
@@ -350,6 +350,12 @@ template <typename T>
 void AwdLstmEncoderT<T>::infer(CView<TokenId> ids, AwdLstmState<T>& state, View<T> out,
                                AwdLstmWorkspace<T>& ws) const {
   encode(ids, state, out, nullptr, &ws, ForwardOptions{false, nullptr, false});
+}
+
+template <typename T>
+void AwdLstmEncoderT<T>::infer(CView<TokenId> ids, AwdLstmState<T>& state, View<T> out,
+                               AwdLstmWorkspace<T>& ws, const Index* lengths) const {
+  encode(ids, state, out, nullptr, &ws, ForwardOptions{false, nullptr, false}, lengths);
 }
 
 template <typename T>

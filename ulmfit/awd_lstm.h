@@ -220,6 +220,12 @@ class AwdLstmEncoderT {
   // Const and thread-safe given one state and workspace per thread.
   void infer(nn::CView<TokenId> ids, AwdLstmState<T>& state, nn::View<T> out,
              AwdLstmWorkspace<T>& ws) const;
+  // Padded rows: row b of ids holds lengths[b] real tokens, then padding (lengths
+  // non-increasing); each row's state ends after its own last token and its outputs past it are
+  // zero (nn::lstm_infer). Only where infer_takes_lengths() (the CPU backend).
+  void infer(nn::CView<TokenId> ids, AwdLstmState<T>& state, nn::View<T> out,
+             AwdLstmWorkspace<T>& ws, const Index* lengths) const;
+  bool infer_takes_lengths() const { return be_->template ops<T>().lstm_infer_takes_lengths(); }
   // The same on the default state.
   void infer(nn::CView<TokenId> ids, nn::View<T> out) { infer(ids, state_, out, ws_); }
 
@@ -231,7 +237,8 @@ class AwdLstmEncoderT {
   // THE encoder forward: with a cache, a training-style window (lstm_forward, masks if
   // opt.training); without one, the serving path (lstm_infer through `ws`).
   void encode(nn::CView<TokenId> ids, AwdLstmState<T>& state, nn::View<T> out,
-              AwdLstmCache<T>* cache, AwdLstmWorkspace<T>* ws, const ForwardOptions& opt) const;
+              AwdLstmCache<T>* cache, AwdLstmWorkspace<T>* ws, const ForwardOptions& opt,
+              const Index* lengths = nullptr) const;
 
   ModelConfig cfg_;
   nn::Arena<T> values_, grads_;

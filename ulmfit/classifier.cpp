@@ -175,11 +175,41 @@ std::string_view truncate_utf8(std::string_view text, std::size_t max_bytes) {
   return text.substr(0, n);
 }
 
+std::vector<std::int32_t> Classifier::encode_text(std::string_view text) const {
+  return encode(truncate_utf8(text, impl_->max_text_bytes));
+}
+
 Prediction Classifier::predict_text(std::string_view text) const {
-  return finish(probabilities(encode(truncate_utf8(text, impl_->max_text_bytes))));
+  return finish(probabilities(encode_text(text)));
 }
 
 Prediction Classifier::predict_coreness(std::string_view title, std::string_view abstract) const {
+  return finish(probabilities(encode_paper(title, abstract)));
+}
+
+std::vector<std::array<float, 3>> Classifier::probabilities_batch(
+    const std::vector<std::vector<std::int32_t>>& ids, int batch) const {
+  if (batch < 1) throw std::invalid_argument("batch must be at least 1, got " + std::to_string(batch));
+  const auto& ms = impl_->models;
+  const nn::Index n = static_cast<nn::Index>(ids.size());
+  std::vector<std::array<double, 3>> sum(ids.size(), std::array<double, 3>{});
+  nn::Tensor<float> logits({n, 3});
+  for (const auto& m : ms) {
+    m->infer_batch_padded(ids, logits.view(), batch);
+    for (nn::Index i = 0; i < n; ++i) {
+      auto p = softmax3({logits[i * 3], logits[i * 3 + 1], logits[i * 3 + 2]});
+      for (int k = 0; k < 3; ++k) sum[i][k] += p[k];
+    }
+  }
+  std::vector<std::array<float, 3>> out(ids.size());
+  for (nn::Index i = 0; i < n; ++i)
+    for (int k = 0; k < 3; ++k)
+      out[i][k] = static_cast<float>(sum[i][k] / static_cast<double>(ms.size()));
+  return out;
+}
+
+std::vector<std::int32_t> Classifier::encode_paper(std::string_view title,
+                                                   std::string_view abstract) const {
   // Name the field and the offset in it (the tokenizer would only see the joined text).
   for (auto [name, field] : {std::pair{"title", title}, std::pair{"abstract", abstract}})
     if (auto off = first_invalid_utf8(field); off != std::string_view::npos)
@@ -189,13 +219,11 @@ Prediction Classifier::predict_coreness(std::string_view title, std::string_view
   const std::size_t cap = impl_->max_text_bytes;
   std::string text = join_title_abstract(std::string(truncate_utf8(title, cap)),
                                          std::string(truncate_utf8(abstract, cap)));
-  std::vector<std::int32_t> ids;
   try {
-    ids = encode(truncate_utf8(text, cap));
+    return encode(truncate_utf8(text, cap));
   } catch (const TextError& e) {
     throw std::invalid_argument(std::string("invalid text: ") + e.what());
   }
-  return finish(probabilities(ids));
 }
 
 std::vector<Prediction> Classifier::predict_batch(const std::vector<Paper>& papers,

@@ -98,8 +98,22 @@ class Classifier {
   // independent (batch of one, as the original predicts), so results equal predict_coreness.
   std::vector<Prediction> predict_batch(const std::vector<Paper>& papers, int threads = 0) const;
 
+  // Token ids already computed (encode_paper / encode), padded into batches of up to `batch`
+  // documents (longest first; ClassifierModel::infer_batch_padded): each LSTM step is a GEMM
+  // over a batch, so bulk classification is faster than one paper at a time; the threads share
+  // each batch. Probabilities agree with probabilities() to about 1e-6 (summation order); the
+  // bits can depend on which papers share a batch. Throws std::invalid_argument naming the
+  // document (index) on an empty or out-of-vocabulary one.
+  std::vector<std::array<float, 3>> probabilities_batch(
+      const std::vector<std::vector<std::int32_t>>& ids, int batch = 32) const;
+
   // The steps, for tools and tests.
   std::vector<std::int32_t> encode(std::string_view text) const;  // tokenize + numericalize
+  // predict_coreness's checks (UTF-8, naming the field), cut (max_text_bytes) and join, then
+  // encode. Throws std::invalid_argument as predict_coreness does.
+  std::vector<std::int32_t> encode_paper(std::string_view title, std::string_view abstract) const;
+  // encode of a cut, already-joined text (predict_text's first step).
+  std::vector<std::int32_t> encode_text(std::string_view text) const;
   std::array<float, 3> probabilities(const std::vector<std::int32_t>& ids) const;
   // Prior correction (class_weights(), if any) + scores + argmax.
   Prediction finish(const std::array<float, 3>& probabilities) const;

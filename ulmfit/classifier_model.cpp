@@ -387,19 +387,132 @@ void ClassifierModelT<T>::infer(CView<TokenId> ids, View<T> logits, ClassifierWo
     f[E + e] = ws.mx[e];
     f[2 * E + e] = ws.sum[e] / (T)count;
   }
-  CView<T> xin = f;
+  head_infer(f, View<T>(logits.data, Shape{1, cfg_.n_classes}), ws);
+}
+
+template <typename T>
+void ClassifierModelT<T>::head_infer(CView<T> feat, View<T> logits,
+                                     ClassifierWorkspace<T>& ws) const {
+  const Index bs = feat.dim(0);
+  CView<T> xin = feat;
   Tensor<T>* hb[2] = {&ws.a, &ws.b};
   int cur = 0;
   for (std::size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];
-    View<T> bn = scratch(*hb[cur], Shape{1, b.n_in});
+    View<T> bn = scratch(*hb[cur], Shape{bs, b.n_in});
     ops().batchnorm_forward_eval(xin, b.bn_w, b.bn_b, b.running_mean.view(), b.running_var.view(), bn);
-    View<T> y = i + 1 < blocks_.size() ? scratch(*hb[1 - cur], Shape{1, b.n_out})
-                                       : View<T>(logits.data, Shape{1, b.n_out});
+    View<T> y = i + 1 < blocks_.size() ? scratch(*hb[1 - cur], Shape{bs, b.n_out})
+                                       : View<T>(logits.data, Shape{bs, b.n_out});
     ops().linear_forward(bn, b.lin_w, CView<T>(), y);
     if (i + 1 < blocks_.size()) ops().relu_forward(y, y);
     xin = y;
     cur = 1 - cur;
+  }
+}
+
+template <typename T>
+void ClassifierModelT<T>::infer_group(const std::vector<const std::vector<TokenId>*>& docs,
+                                      View<T> logits, ClassifierWorkspace<T>& ws) const {
+  const Index bs = (Index)docs.size(), E = cfg_.emb_sz;
+  if (bs == 0) return;
+  std::vector<const TokenId*> rows(bs);  // each document in the model's reading order
+  std::vector<std::vector<TokenId>> rev;
+  if (cfg_.backwards) rev.resize(bs);
+  for (Index b = 0; b < bs; ++b) {
+    const auto& d = *docs[b];
+    if (cfg_.backwards) {
+      rev[b].assign(d.rbegin(), d.rend());
+      rows[b] = rev[b].data();
+    } else {
+      rows[b] = d.data();
+    }
+  }
+  auto len = [&](Index b) { return (Index)docs[b]->size(); };
+  ws.state.reset(cfg_, bs);
+  View<T> sum = scratch(ws.sum, Shape{bs, E}), mx = scratch(ws.mx, Shape{bs, E});
+  View<T> last = scratch(ws.last, Shape{bs, E});
+  sum.zero();
+  mx.fill(-std::numeric_limits<T>::infinity());
+  ws.count.assign(bs, 0);
+  // As infer(): layer by layer over blocks of 8 chunks, the state carried; the rows still
+  // running in a block are a prefix (longest first).
+  const Index block = cfg_.bptt * 8, n0 = len(0);
+  for (Index i = 0; i < n0; i += block) {
+    Index active = 0;
+    while (active < bs && len(active) > i) ++active;
+    const Index blen = std::min(block, n0 - i);
+    ws.ids.assign(active * blen, (TokenId)cfg_.pad_idx);
+    ws.lengths.resize(active);
+    for (Index b = 0; b < active; ++b) {
+      ws.lengths[b] = std::min(blen, len(b) - i);
+      std::copy_n(rows[b] + i, ws.lengths[b], ws.ids.begin() + b * blen);
+    }
+    ws.state.resize(cfg_, active);  // finished rows leave (their pooled values are kept)
+    View<T> y = scratch(ws.y, Shape{active, blen, E});
+    enc_.infer(CView<TokenId>(ws.ids.data(), Shape{active, blen}), ws.state, y, ws.enc,
+               ws.lengths.data());
+    for (Index b = 0; b < active; ++b) {
+      const Index n = len(b);
+      for (Index t = 0; t < ws.lengths[b]; ++t) {
+        const Index chunk_start = (i + t) / cfg_.bptt * cfg_.bptt;
+        if (n - chunk_start > cfg_.max_len) continue;
+        const T* yt = y.data + (b * blen + t) * E;
+        T* sb = sum.data + b * E;
+        T* mb = mx.data + b * E;
+        for (Index e = 0; e < E; ++e) {
+          sb[e] += yt[e];
+          mb[e] = std::max(mb[e], yt[e]);
+        }
+        ++ws.count[b];
+      }
+      if (i + ws.lengths[b] == n)
+        std::copy_n(y.data + (b * blen + ws.lengths[b] - 1) * E, E, last.data + b * E);
+    }
+  }
+  View<T> f = scratch(ws.feat, Shape{bs, 3 * E});  // [last, max, avg] per row
+  for (Index b = 0; b < bs; ++b)
+    for (Index e = 0; e < E; ++e) {
+      f[b * 3 * E + e] = last[b * E + e];
+      f[b * 3 * E + E + e] = mx[b * E + e];
+      f[b * 3 * E + 2 * E + e] = sum[b * E + e] / (T)ws.count[b];
+    }
+  head_infer(f, logits, ws);
+}
+
+template <typename T>
+void ClassifierModelT<T>::infer_batch_padded(const std::vector<std::vector<TokenId>>& docs,
+                                             View<T> logits, Index group) const {
+  const Index n = (Index)docs.size(), C = cfg_.n_classes;
+  nn::check_shape(logits.shape, Shape{n, C}, "classifier infer_batch_padded logits");
+  if (group < 1) throw std::invalid_argument("classifier infer_batch_padded: group must be >= 1");
+  if (!enc_.infer_takes_lengths()) {
+    infer_batch(docs, logits);
+    return;
+  }
+  for (Index i = 0; i < n; ++i) {
+    if (docs[i].empty())
+      throw std::invalid_argument("classifier infer_batch_padded: document " + std::to_string(i) +
+                                  ": empty document (no tokens)");
+    try {
+      enc_.check_ids(CView<TokenId>(docs[i].data(), Shape{1, (Index)docs[i].size()}));
+    } catch (const std::exception& e) {
+      throw std::invalid_argument("classifier infer_batch_padded: document " + std::to_string(i) +
+                                  ": " + e.what());
+    }
+  }
+  std::vector<Index> order(n);
+  for (Index i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](Index a, Index b) { return docs[a].size() > docs[b].size(); });
+  thread_local ClassifierWorkspace<T> ws;
+  Tensor<T> out;
+  for (Index g0 = 0; g0 < n; g0 += group) {
+    const Index g1 = std::min(n, g0 + group);
+    std::vector<const std::vector<TokenId>*> grp;
+    for (Index k = g0; k < g1; ++k) grp.push_back(&docs[order[k]]);
+    View<T> lg = scratch(out, Shape{g1 - g0, C});
+    infer_group(grp, lg, ws);
+    for (Index k = g0; k < g1; ++k) std::copy_n(lg.data + (k - g0) * C, C, logits.data + order[k] * C);
   }
 }
 

@@ -86,6 +86,10 @@ struct ClassifierWorkspace {
   nn::Tensor<T> y;                   // encoder output of one block
   nn::Tensor<T> sum, mx, last, feat, a, b;
   std::vector<TokenId> reversed;     // a backwards model's document, last token first
+  // infer_batch_padded: a block's ids [rows, len], lengths, per-row pooled counts
+  std::vector<TokenId> ids;
+  std::vector<Index> lengths;
+  std::vector<Index> count;
 };
 
 template <typename T>
@@ -141,6 +145,14 @@ class ClassifierModelT {
   // Several documents, one by one (OpenMP over documents, one workspace per thread);
   // logits [n_docs, n_classes].
   void infer_batch(const std::vector<std::vector<TokenId>>& docs, nn::View<T> logits) const;
+  // The same, with up to `group` documents padded into one batch (longest first, so a group
+  // holds documents of similar lengths): each LSTM step is then a GEMM over the group's
+  // documents, reading W_hh once per step for all of them instead of once per document, and the
+  // threads share each group. Every document runs as if alone, up to summation order (logits
+  // within ~1e-5 of infer(); the bits can depend on which documents share a group). Backends
+  // without padded rows (lstm_infer_takes_lengths) fall back to infer_batch.
+  void infer_batch_padded(const std::vector<std::vector<TokenId>>& docs, nn::View<T> logits,
+                          Index group = 32) const;
   // Serving precision of the LSTMs' recurrent weights (AwdLstmEncoderT::set_recurrent_precision).
   void set_half_recurrent(bool on) { enc_.set_half_recurrent(on); }
   void set_recurrent_precision(RecurrentPrecision p) { enc_.set_recurrent_precision(p); }
@@ -163,6 +175,11 @@ class ClassifierModelT {
 
  private:
   void head_forward(ClassifierCache<T>& cache, const ForwardOptions& opt);
+  // One group of infer_batch_padded: docs by non-increasing length -> logits [n, C].
+  void infer_group(const std::vector<const std::vector<TokenId>*>& docs, nn::View<T> logits,
+                   ClassifierWorkspace<T>& ws) const;
+  // The head on pooled features [bs, 3E] -> logits [bs, C] (eval: batchnorm, linear, ReLU).
+  void head_infer(nn::CView<T> feat, nn::View<T> logits, ClassifierWorkspace<T>& ws) const;
   nn::Ops<T>& ops() const { return enc_.backend().template ops<T>(); }
 
   ModelConfig cfg_;
