@@ -403,7 +403,7 @@ NB_MODULE(_core, m) {
           "One paper (title and abstract as UTF-8 bytes) -> {'prediction', 'scores'}.")
       .def(
           "predict_batch",
-          [](const Model& s, nb::list papers, int threads) {
+          [](const Model& s, nb::list papers, int threads, int batch) {
             std::vector<ulmfit::Paper> in;
             in.reserve(papers.size());
             for (nb::handle item : papers) {
@@ -415,15 +415,16 @@ NB_MODULE(_core, m) {
             std::vector<ulmfit::Prediction> out;
             {
               nb::gil_scoped_release release;
-              out = s.clf().predict_batch(in, threads);
+              out = s.clf().predict_batch(in, threads, batch);
             }
             nb::list result;
             for (const auto& p : out) result.append(to_dict(s.clf(), p));
             return result;
           },
-          nb::arg("papers"), nb::arg("threads"),
+          nb::arg("papers"), nb::arg("threads"), nb::arg("batch") = 1,
           "A list of (title, abstract) tuples of UTF-8 bytes -> a list of dicts, in input order, "
-          "computed in parallel (threads <= 0: all cores).");
+          "computed in parallel (threads <= 0: all cores); batch > 1 pads that many papers "
+          "together.");
 
   m.def("train", &train, nb::arg("data"), nb::arg("out_dir"), nb::arg("lm_data"), nb::arg("pretrain_data"),
         nb::arg("pretrained"), nb::arg("preset"), nb::arg("recipe_json"), nb::arg("resume"), nb::arg("threads"),

@@ -163,6 +163,16 @@ TEST_F(ClassifierApi, BatchAndConcurrentCallersGiveIdenticalResults) {
     EXPECT_EQ(batch[i].label, serial[i].label) << i;
   }
   EXPECT_TRUE(clf().predict_batch({}, 2).empty());
+  // batch > 1: papers padded together; the same labels, probabilities within 1e-5.
+  auto padded = clf().predict_batch(papers, 2, 3);
+  ASSERT_EQ(padded.size(), papers.size());
+  for (std::size_t i = 0; i < papers.size(); ++i) {
+    EXPECT_EQ(padded[i].label, serial[i].label) << i;
+    for (int k = 0; k < 3; ++k)
+      EXPECT_NEAR(padded[i].probabilities[k], serial[i].probabilities[k], 1e-5) << i;
+  }
+  EXPECT_TRUE(clf().predict_batch({}, 2, 8).empty());
+  EXPECT_THROW(clf().predict_batch(papers, 2, 0), std::invalid_argument);
 
   // 6 threads hammer one Classifier (a copy shares the model) with different papers.
   ulmfit::Classifier shared = clf();

@@ -202,15 +202,21 @@ class Classifier:
         return self._model.predict(_text(title, "title"), _text(abstract, "abstract"))
 
     def predict_coreness_batch(
-        self, papers: Iterable[Paper], *, threads: Optional[int] = None
+        self, papers: Iterable[Paper], *, threads: Optional[int] = None, batch: int = 1
     ) -> List[Prediction]:
         """Classifies many papers in parallel (GIL released); results in input order.
 
         Each paper is a ``(title, abstract)`` pair or a mapping with ``"title"`` and
         ``"abstract"`` keys. Each result equals :meth:`predict_coreness` of that paper.
         ``threads`` overrides the Classifier's setting for this call (0 = all cores).
+        ``batch`` > 1 runs up to that many papers padded together through the model (as
+        ``predict --batch``): faster for bulk work, scores within about 1e-6 of one at a time.
         """
         n_threads = self._threads if threads is None else _check_threads(threads)
+        if isinstance(batch, bool) or not isinstance(batch, int):
+            raise TypeError(f"batch must be an int, got {type(batch).__name__}")
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, got {batch}")
         if isinstance(papers, (str, bytes, Mapping)):
             raise TypeError("papers must be a list of (title, abstract) pairs or dicts")
         try:
@@ -219,7 +225,7 @@ class Classifier:
             raise TypeError(
                 f"papers must be an iterable of papers, got {type(papers).__name__}"
             ) from None
-        batch: List[Tuple[bytes, bytes]] = []
+        pairs: List[Tuple[bytes, bytes]] = []
         for i, paper in enumerate(items):
             if isinstance(paper, Mapping):
                 missing = [k for k in ("title", "abstract") if k not in paper]
@@ -245,5 +251,5 @@ class Classifier:
                         b.decode("utf-8")
                     except UnicodeDecodeError as e:
                         raise ValueError(f"papers[{i}] {what} is not valid UTF-8: {e}") from None
-            batch.append((t, a))
-        return self._model.predict_batch(batch, n_threads)
+            pairs.append((t, a))
+        return self._model.predict_batch(pairs, n_threads, batch)

@@ -70,6 +70,19 @@ def test_int8_scores_equal_the_commands(cli, papers, tmp_path):
     assert [clf.predict_coreness(t, a) for t, a in papers] == expected
 
 
+def test_padded_batch_is_close_to_one_at_a_time(default_clf, papers):
+    single = [default_clf.predict_coreness(t, a) for t, a in papers]
+    padded = default_clf.predict_coreness_batch(papers, batch=4)
+    assert [p["prediction"] for p in padded] == [p["prediction"] for p in single]
+    for p, q in zip(padded, single):
+        for k in q["scores"]:
+            assert abs(p["scores"][k] - q["scores"][k]) < 1e-5
+    with pytest.raises(ValueError, match="batch"):
+        default_clf.predict_coreness_batch(papers, batch=0)
+    with pytest.raises(TypeError, match="batch"):
+        default_clf.predict_coreness_batch(papers, batch="4")
+
+
 def test_batch_equals_one_at_a_time(default_clf, papers):
     single = [default_clf.predict_coreness(t, a) for t, a in papers]
     assert default_clf.predict_coreness_batch(papers) == single
