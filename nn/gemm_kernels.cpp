@@ -265,6 +265,18 @@ void int8_gemv_acc_ref(const Int8Matrix& W, Index r0, Index r1, const float* h, 
 
 namespace {
 
+// Rows r..r+3 of the int8 GEMV: the columns from k0 on (the vector loop's tail) added to the
+// partial sums s, then z += scale · s.
+inline void int8_finish4(const Int8Matrix& W, Index r, Index k0, const float* h, float* s,
+                         float* z) {
+  const Index K = W.cols;
+  const std::int8_t* w0 = W.q.data() + r * K;
+  for (int i = 0; i < 4; ++i) {
+    for (Index k = k0; k < K; ++k) s[i] += static_cast<float>(w0[i * K + k]) * h[k];
+    z[r + i] += W.scale[r + i] * s[i];
+  }
+}
+
 #if defined(__x86_64__)
 // GCC 12 warns of the _mm512_undefined_* inside these intrinsics under a target attribute.
 #pragma GCC diagnostic push
@@ -293,10 +305,7 @@ __attribute__((target("avx512f"))) void int8_gemv512(const Int8Matrix& W, Index 
     }
     float s[4] = {_mm512_reduce_add_ps(a0), _mm512_reduce_add_ps(a1), _mm512_reduce_add_ps(a2),
                   _mm512_reduce_add_ps(a3)};
-    for (int i = 0; i < 4; ++i) {
-      for (Index k = K16; k < K; ++k) s[i] += static_cast<float>(w0[i * K + k]) * h[k];
-      z[r + i] += W.scale[r + i] * s[i];
-    }
+    int8_finish4(W, r, K16, h, s, z);
   }
   int8_gemv_acc_ref(W, r, R, h, z);
 }
@@ -338,10 +347,7 @@ void int8_gemv_acc(const Int8Matrix& W, Index r0, Index r1, const float* h, floa
       a3 = _mm256_fmadd_ps(load8(w0 + 3 * K + k), hv, a3);
     }
     float s[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
-    for (int i = 0; i < 4; ++i) {
-      for (Index k = K8; k < K; ++k) s[i] += static_cast<float>(w0[i * K + k]) * h[k];
-      z[r + i] += W.scale[r + i] * s[i];
-    }
+    int8_finish4(W, r, K8, h, s, z);
   }
 #endif
   int8_gemv_acc_ref(W, r, R, h, z);  // rows left over (all rows on other CPUs)

@@ -226,47 +226,54 @@ std::vector<std::int32_t> Classifier::encode_paper(std::string_view title,
   }
 }
 
-std::vector<Prediction> Classifier::predict_batch(const std::vector<Paper>& papers,
-                                                  int threads, int batch) const {
-  if (batch < 1) throw std::invalid_argument("batch must be at least 1, got " + std::to_string(batch));
-  std::vector<Prediction> out(papers.size());
-  const long n = static_cast<long>(papers.size());
+namespace {
+
+// fn(i) for i in [0, n) on `threads` threads (<= 0: OpenMP's default); the first exception
+// thrown is rethrown once all are done.
+template <typename F>
+void parallel_each(long n, int threads, F&& fn) {
   std::exception_ptr first_error;
-  if (batch > 1) {
-    std::vector<std::vector<std::int32_t>> ids(papers.size());
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads > 0 ? threads : omp_get_max_threads()) if (threads != 1)
-    for (long i = 0; i < n; ++i) {
-      try {
-        ids[i] = encode_paper(papers[i].title, papers[i].abstract);
-      } catch (...) {
-#pragma omp critical(inspire_classifier_batch_error)
-        if (!first_error) first_error = std::current_exception();
-      }
-    }
-    if (first_error) std::rethrow_exception(first_error);
-    const int saved = omp_get_max_threads();
-    if (threads > 0) omp_set_num_threads(threads);
-    std::vector<std::array<float, 3>> probs;
-    try {
-      probs = probabilities_batch(ids, batch);
-    } catch (...) {
-      omp_set_num_threads(saved);
-      throw;
-    }
-    omp_set_num_threads(saved);
-    for (long i = 0; i < n; ++i) out[i] = finish(probs[i]);
-    return out;
-  }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads > 0 ? threads : omp_get_max_threads()) if (threads != 1)
   for (long i = 0; i < n; ++i) {
     try {
-      out[i] = predict_coreness(papers[i].title, papers[i].abstract);
+      fn(i);
     } catch (...) {
 #pragma omp critical(inspire_classifier_batch_error)
       if (!first_error) first_error = std::current_exception();
     }
   }
   if (first_error) std::rethrow_exception(first_error);
+}
+
+}  // namespace
+
+std::vector<Prediction> Classifier::predict_batch(const std::vector<Paper>& papers,
+                                                  int threads, int batch) const {
+  if (batch < 1) throw std::invalid_argument("batch must be at least 1, got " + std::to_string(batch));
+  std::vector<Prediction> out(papers.size());
+  const long n = static_cast<long>(papers.size());
+  if (batch == 1) {
+    parallel_each(n, threads, [&](long i) {
+      out[i] = predict_coreness(papers[i].title, papers[i].abstract);
+    });
+    return out;
+  }
+  std::vector<std::vector<std::int32_t>> ids(papers.size());
+  parallel_each(n, threads, [&](long i) {
+    ids[i] = encode_paper(papers[i].title, papers[i].abstract);
+  });
+  // The batches run on `threads` threads (restored afterwards: the setting is this thread's).
+  const int saved = omp_get_max_threads();
+  if (threads > 0) omp_set_num_threads(threads);
+  std::vector<std::array<float, 3>> probs;
+  try {
+    probs = probabilities_batch(ids, batch);
+  } catch (...) {
+    omp_set_num_threads(saved);
+    throw;
+  }
+  omp_set_num_threads(saved);
+  for (long i = 0; i < n; ++i) out[i] = finish(probs[i]);
   return out;
 }
 
