@@ -338,6 +338,40 @@ double ClassifierModelT<T>::train_step(CView<TokenId> ids, CView<std::int32_t> t
 
 // ---- serving ----------------------------------------------------------------------------------
 
+namespace {
+
+// fastai's pooling of one document of n tokens, one block at a time: the outputs y [len, E] of
+// positions i .. i+len-1 are added to the running sum and max when their bptt chunk lies within
+// the last max_len positions. Returns how many positions were pooled.
+template <typename T>
+Index pool_block(const T* y, Index len, Index i, Index n, Index E, const ModelConfig& cfg,
+                 T* sum, T* mx) {
+  Index pooled = 0;
+  for (Index t = 0; t < len; ++t) {
+    const Index chunk_start = (i + t) / cfg.bptt * cfg.bptt;
+    if (n - chunk_start > cfg.max_len) continue;
+    const T* yt = y + t * E;
+    for (Index e = 0; e < E; ++e) {
+      sum[e] += yt[e];
+      mx[e] = std::max(mx[e], yt[e]);
+    }
+    ++pooled;
+  }
+  return pooled;
+}
+
+// The head's input [last, max, avg] (3E) of one document.
+template <typename T>
+void concat_pooled(const T* last, const T* mx, const T* sum, Index count, Index E, T* f) {
+  for (Index e = 0; e < E; ++e) {
+    f[e] = last[e];
+    f[E + e] = mx[e];
+    f[2 * E + e] = sum[e] / (T)count;
+  }
+}
+
+}  // namespace
+
 template <typename T>
 void ClassifierModelT<T>::infer(CView<TokenId> ids, View<T> logits, ClassifierWorkspace<T>& ws) const {
   const Index n = ids.numel(), E = cfg_.emb_sz;
@@ -368,25 +402,11 @@ void ClassifierModelT<T>::infer(CView<TokenId> ids, View<T> logits, ClassifierWo
     CView<TokenId> cid(ids.data + i, Shape{1, len});
     View<T> y = scratch(ws.y, Shape{1, len, E});
     enc_.infer(cid, ws.state, y, ws.enc);
-    for (Index t = 0; t < len; ++t) {
-      const Index chunk_start = (i + t) / cfg_.bptt * cfg_.bptt;
-      if (n - chunk_start > cfg_.max_len) continue;
-      const T* yt = y.data + t * E;
-      for (Index e = 0; e < E; ++e) {
-        ws.sum[e] += yt[e];
-        ws.mx[e] = std::max(ws.mx[e], yt[e]);
-      }
-      ++count;
-    }
+    count += pool_block(y.data, len, i, n, E, cfg_, ws.sum.data(), ws.mx.data());
     if (i + len == n) std::copy_n(y.data + (len - 1) * E, E, ws.last.data());
   }
-  // [last, max, avg]
   View<T> f = scratch(ws.feat, Shape{1, 3 * E});
-  for (Index e = 0; e < E; ++e) {
-    f[e] = ws.last[e];
-    f[E + e] = ws.mx[e];
-    f[2 * E + e] = ws.sum[e] / (T)count;
-  }
+  concat_pooled(ws.last.data(), ws.mx.data(), ws.sum.data(), count, E, f.data);
   head_infer(f, View<T>(logits.data, Shape{1, cfg_.n_classes}), ws);
 }
 
@@ -452,30 +472,17 @@ void ClassifierModelT<T>::infer_group(const std::vector<const std::vector<TokenI
     enc_.infer(CView<TokenId>(ws.ids.data(), Shape{active, blen}), ws.state, y, ws.enc,
                ws.lengths.data());
     for (Index b = 0; b < active; ++b) {
-      const Index n = len(b);
-      for (Index t = 0; t < ws.lengths[b]; ++t) {
-        const Index chunk_start = (i + t) / cfg_.bptt * cfg_.bptt;
-        if (n - chunk_start > cfg_.max_len) continue;
-        const T* yt = y.data + (b * blen + t) * E;
-        T* sb = sum.data + b * E;
-        T* mb = mx.data + b * E;
-        for (Index e = 0; e < E; ++e) {
-          sb[e] += yt[e];
-          mb[e] = std::max(mb[e], yt[e]);
-        }
-        ++ws.count[b];
-      }
-      if (i + ws.lengths[b] == n)
-        std::copy_n(y.data + (b * blen + ws.lengths[b] - 1) * E, E, last.data + b * E);
+      const T* yb = y.data + b * blen * E;
+      ws.count[b] += pool_block(yb, ws.lengths[b], i, len(b), E, cfg_, sum.data + b * E,
+                                mx.data + b * E);
+      if (i + ws.lengths[b] == len(b))
+        std::copy_n(yb + (ws.lengths[b] - 1) * E, E, last.data + b * E);
     }
   }
   View<T> f = scratch(ws.feat, Shape{bs, 3 * E});  // [last, max, avg] per row
   for (Index b = 0; b < bs; ++b)
-    for (Index e = 0; e < E; ++e) {
-      f[b * 3 * E + e] = last[b * E + e];
-      f[b * 3 * E + E + e] = mx[b * E + e];
-      f[b * 3 * E + 2 * E + e] = sum[b * E + e] / (T)ws.count[b];
-    }
+    concat_pooled(last.data + b * E, mx.data + b * E, sum.data + b * E, ws.count[b], E,
+                  f.data + b * 3 * E);
   head_infer(f, logits, ws);
 }
 
