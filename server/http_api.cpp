@@ -4,7 +4,9 @@
 #include <atomic>
 #include <cstdio>
 #include <chrono>
+#include <cstdint>
 #include <ctime>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -36,9 +38,7 @@ std::string http_date() {
   return buf;
 }
 
-struct Paper {
-  std::string title, abstract;
-};
+using Paper = PaperText;
 
 // Parses a body; on failure fills `err` with the 400 answer.
 std::optional<json> parse_body(const std::string& body, HttpResponse& err) {
@@ -86,29 +86,153 @@ std::optional<Paper> read_paper(const json& j, const std::string& where, HttpRes
   return p;
 }
 
-HttpResponse predict_error(const std::exception& e, const std::string& field) {
-  if (dynamic_cast<const std::invalid_argument*>(&e)) return field_error(field, e.what());
-  // Internal details (paths, library messages) go to the log, not to the client.
-  std::fprintf(stderr, "inspire-classifier: prediction failed: %s\n", e.what());
+HttpResponse predict_error(std::exception_ptr error, const std::string& field) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::invalid_argument& e) {
+    return field_error(field, e.what());
+  } catch (const std::exception& e) {
+    // Internal details (paths, library messages) go to the log, not to the client.
+    std::fprintf(stderr, "inspire-classifier: prediction failed: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "inspire-classifier: prediction failed: unknown exception\n");
+  }
   return json_error(500, "prediction failed (internal error)");
 }
 
+// The papers waiting for a worker, from every request, in arrival order.
+//
+// A request queues its paper(s), then makes sure a drain() call comes after: it posts one to
+// the worker pool (or, for a batch request, runs one itself). drain() takes up to n waiting
+// papers at a time, in order, until the queue is empty, so a paper queued before a drain call
+// starts is always taken, by that call or an earlier one. When the pool's queue is full, a
+// single request takes its paper back (withdraw) and answers 503; if a drain already took it,
+// that drain answers it.
+class Batcher {
+ public:
+  struct Item {
+    // A single request's body, read by the worker that takes the item (parsing stays off the
+    // I/O thread); `reject` then answers a bad body (400 / 422). Batch items come already read.
+    std::optional<std::string> body;
+    std::function<void(HttpResponse)> reject;
+    Paper paper;
+    std::function<void(PaperResult)> done;  // called exactly once, on a worker thread
+    std::uint64_t id = 0;
+  };
+
+  explicit Batcher(std::shared_ptr<const CorenessApi> api)
+      : api_(std::move(api)), n_(api_->predict_many && api_->batch > 1 ? api_->batch : 1) {}
+
+  std::size_t batch() const { return n_; }
+
+  // Queues the items; returns the id of the last one.
+  std::uint64_t push(std::vector<Item> items) {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto& it : items) {
+      it.id = ++next_id_;
+      queue_.push_back(std::move(it));
+    }
+    return next_id_;
+  }
+
+  // Takes the item back if no drain has taken it yet (its drain call could not be made).
+  bool withdraw(std::uint64_t id) {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto it = queue_.begin(); it != queue_.end(); ++it)
+      if (it->id == id) {
+        queue_.erase(it);
+        return true;
+      }
+    return false;
+  }
+
+  void drain() {
+    while (drain_once()) {
+    }
+  }
+
+ private:
+  // Takes and answers up to n waiting papers; false when there were none.
+  bool drain_once() {
+    std::vector<Item> take;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      while (!queue_.empty() && take.size() < n_) {
+        take.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    if (take.empty()) return false;
+    std::vector<Item> ready;
+    ready.reserve(take.size());
+    for (auto& it : take) {
+      if (it.body) {
+        HttpResponse err;
+        if (!read_single_request(*it.body, it.paper.title, it.paper.abstract, err)) {
+          it.reject(std::move(err));
+          continue;
+        }
+        it.body.reset();
+      }
+      ready.push_back(std::move(it));
+    }
+    if (ready.empty()) return true;
+    std::vector<PaperResult> results = run(ready);
+    for (std::size_t i = 0; i < ready.size(); ++i) ready[i].done(std::move(results[i]));
+    return true;
+  }
+
+  std::vector<PaperResult> run(const std::vector<Item>& take) const {
+    std::vector<PaperResult> out(take.size());
+    if (n_ == 1) {
+      for (std::size_t i = 0; i < take.size(); ++i) {
+        try {
+          out[i].json = api_->predict(take[i].paper.title, take[i].paper.abstract);
+        } catch (...) {
+          out[i].error = std::current_exception();
+        }
+      }
+      return out;
+    }
+    std::vector<Paper> papers;
+    papers.reserve(take.size());
+    for (const auto& it : take) papers.push_back(it.paper);
+    try {
+      auto got = api_->predict_many(papers);
+      if (got.size() != take.size())
+        throw std::logic_error("predict_many returned " + std::to_string(got.size()) +
+                               " results for " + std::to_string(take.size()) + " papers");
+      return got;
+    } catch (...) {  // the whole call failed: every paper of it gets the error
+      auto e = std::current_exception();
+      for (auto& r : out) r.error = e;
+      return out;
+    }
+  }
+
+  std::shared_ptr<const CorenessApi> api_;
+  std::size_t n_;
+  std::mutex mu_;
+  std::deque<Item> queue_;
+  std::uint64_t next_id_ = 0;
+};
+
 // State shared by the items of one batch request.
 struct BatchState {
-  std::vector<Paper> papers;
   std::vector<std::string> out;
   std::atomic<std::size_t> remaining{0};
   std::mutex mu;
-  std::optional<HttpResponse> failure;  // first failure wins
+  std::size_t failed_at = 0;
+  std::optional<HttpResponse> failure;  // the failure of the lowest index wins
   Respond respond;
-  std::shared_ptr<const CorenessApi> api;
 
-  void run(std::size_t i) {
-    try {
-      out[i] = api->predict(papers[i].title, papers[i].abstract);
-    } catch (const std::exception& e) {
+  void complete(std::size_t i, PaperResult r) {
+    if (r.error) {
+      HttpResponse e = predict_error(r.error, "[" + std::to_string(i) + "]");
       std::lock_guard<std::mutex> lk(mu);
-      if (!failure) failure = predict_error(e, "[" + std::to_string(i) + "]");
+      if (!failure || i < failed_at) failure = std::move(e), failed_at = i;
+    } else {
+      out[i] = std::move(r.json);
     }
     if (remaining.fetch_sub(1) == 1) finish();
   }
@@ -193,40 +317,57 @@ void add_coreness_routes(HttpServer& server, CorenessApi api_in) {
                  respond(ok_json(j.dump()));
                });
 
-  server.route("POST", "/api/predict/coreness", Dispatch::kWorker,
-               [api](const HttpRequest& req, Respond respond, HttpServer&) {
-                 HttpResponse err;
-                 std::string title, abstract;
-                 if (!read_single_request(req.body, title, abstract, err))
-                   return respond(std::move(err));
-                 try {
-                   respond(ok_json(api->predict(title, abstract)));
-                 } catch (const std::exception& e) {
-                   respond(predict_error(e, "body"));
+  auto batcher = std::make_shared<Batcher>(api);
+
+  // Runs on the I/O thread: queues the request (its body is read later, by the worker that
+  // takes it) and posts one drain call. Requests that arrive while every worker is busy thus
+  // wait in the batcher's queue, where a free worker can take up to `batch` of them at once.
+  server.route("POST", "/api/predict/coreness", Dispatch::kInline,
+               [batcher](const HttpRequest& req, Respond respond, HttpServer& srv) {
+                 std::vector<Batcher::Item> one(1);
+                 one[0].body = req.body;
+                 one[0].reject = respond;
+                 one[0].done = [respond](PaperResult r) {
+                   if (r.error) return respond(predict_error(r.error, "body"));
+                   respond(ok_json(std::move(r.json)));
+                 };
+                 const std::uint64_t id = batcher->push(std::move(one));
+                 if (!srv.post_work([batcher] { batcher->drain(); }) && batcher->withdraw(id)) {
+                   auto busy = json_error(503, "server busy: too many requests waiting, retry later");
+                   busy.headers.emplace_back("Retry-After", "1");
+                   respond(std::move(busy));
                  }
                });
 
   server.route("POST", "/api/predict/coreness/batch", Dispatch::kWorker,
-               [api](const HttpRequest& req, Respond respond, HttpServer& srv) {
+               [api, batcher](const HttpRequest& req, Respond respond, HttpServer& srv) {
                  HttpResponse err;
                  std::vector<std::pair<std::string, std::string>> items;
                  if (!read_batch_request(req.body, api->max_batch_items, items, err))
                    return respond(std::move(err));
-                 auto st = std::make_shared<BatchState>();
-                 st->papers.reserve(items.size());
-                 for (auto& [t, a] : items) st->papers.push_back(Paper{std::move(t), std::move(a)});
-                 items.clear();
-                 const std::size_t n = st->papers.size();
+                 const std::size_t n = items.size();
                  if (n == 0) return respond(ok_json("[]"));
+                 auto st = std::make_shared<BatchState>();
                  st->out.resize(n);
                  st->remaining = n;
                  st->respond = std::move(respond);
-                 st->api = api;
-                 // Items 1..n-1 go to the pool (or run here when the queue is full); item 0
-                 // runs on this worker.
-                 for (std::size_t i = 1; i < n; ++i)
-                   if (!srv.post_work([st, i] { st->run(i); })) st->run(i);
-                 st->run(0);
+                 std::vector<Batcher::Item> queued;
+                 queued.reserve(n);
+                 for (std::size_t i = 0; i < n; ++i) {
+                   Batcher::Item it;
+                   it.paper = Paper{std::move(items[i].first), std::move(items[i].second)};
+                   it.done = [st, i](PaperResult r) { st->complete(i, std::move(r)); };
+                   queued.push_back(std::move(it));
+                 }
+                 items.clear();
+                 batcher->push(std::move(queued));
+                 // Other workers may help (one drain call per further group of `batch` papers,
+                 // skipped when the pool's queue is full); this worker drains too, so every
+                 // paper is answered even if none of them could be posted.
+                 const std::size_t groups = (n + batcher->batch() - 1) / batcher->batch();
+                 for (std::size_t d = 1; d < groups; ++d)
+                   if (!srv.post_work([batcher] { batcher->drain(); })) break;
+                 batcher->drain();
                });
 }
 

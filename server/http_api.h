@@ -7,6 +7,12 @@
 //   POST /api/predict/coreness/batch  [{"title", "abstract"}, ...] → [prediction, ...] in order
 //                                     (items are spread over the worker pool)
 //
+// Papers wait in one FIFO queue, whichever route brought them. A worker that becomes free takes
+// up to `batch` waiting papers at once: with batch 1 (the default) each runs alone through
+// `predict`; with batch > 1 they run together through `predict_many` (the model pads them into
+// one batch, which is faster under load). Nothing waits on purpose for a batch to fill: a lone
+// request runs at once, and batches form only while the workers are busy.
+//
 // Errors are JSON {"error": message, "status": N[, "field": name]}:
 //   400 the body is not JSON (or not valid UTF-8, or holds a number out of range), 422 a missing
 //   / wrongly typed field (named; batch items as "[3].title"), 408/413/404/405/503 from the
@@ -15,6 +21,7 @@
 #pragma once
 
 #include <cstddef>
+#include <exception>
 #include <functional>
 #include <string>
 #include <utility>
@@ -26,10 +33,26 @@
 
 namespace server {
 
+struct PaperText {
+  std::string title, abstract;
+};
+
+// One paper's answer from predict_many: its JSON object text, or the exception it raised
+// (std::invalid_argument → 422 for that paper, others → 500).
+struct PaperResult {
+  std::string json;
+  std::exception_ptr error;
+};
+
 struct CorenessApi {
   // Predicts one paper and returns its JSON object text ({"prediction": ..., "scores": ...}).
   // Called concurrently from the worker threads. std::invalid_argument → 422, others → 500.
   std::function<std::string(const std::string& title, const std::string& abstract)> predict;
+  // Optional: several papers in one call, one result per paper in the same order (a paper's
+  // failure must not fail the others). Used instead of `predict` when batch > 1.
+  std::function<std::vector<PaperResult>(const std::vector<PaperText>& papers)> predict_many;
+  // Most papers one worker takes from the queue at once (1: each paper alone).
+  std::size_t batch = 1;
   // Extra members for the health answer (e.g. {"model": "...", "labels": [...]}).
   nlohmann::json health_extra = nlohmann::json::object();
   // Most items one batch request may hold (422 beyond).

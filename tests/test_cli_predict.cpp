@@ -237,27 +237,66 @@ TEST_F(Cli, PredictAllGoodExitsZeroAndMissingInputFails) {
   EXPECT_NE(missing.err.find("nope.jsonl"), std::string::npos) << missing.err;
 }
 
-TEST_F(Cli, ServeAnswersAndStopsOnSigterm) {
-  int out_pipe[2];
-  ASSERT_EQ(::pipe(out_pipe), 0);
-  pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    ::dup2(out_pipe[1], 1);
-    ::close(out_pipe[0]);
+// `inspire-classifier serve --port 0 <args>` in a child process; the port is read from its first
+// line of output. stop() sends SIGTERM and returns the exit status (-1: killed after 10 s).
+struct ServeProcess {
+  pid_t pid = -1;
+  int out_fd = -1;
+  std::uint16_t port = 0;
+  std::string first_line;
+
+  explicit ServeProcess(std::vector<std::string> args) {
+    int out_pipe[2];
+    if (::pipe(out_pipe) != 0) return;
+    args.insert(args.begin(), {kBin, "serve", "--port", "0"});
+    pid = ::fork();
+    if (pid == 0) {
+      ::dup2(out_pipe[1], 1);
+      ::close(out_pipe[0]);
+      ::close(out_pipe[1]);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(kBin.c_str(), argv.data());
+      ::_exit(127);
+    }
     ::close(out_pipe[1]);
-    ::execl(kBin.c_str(), kBin.c_str(), "serve", "--port", "0", "--threads", "2", "--model",
-            model_.c_str(), (char*)nullptr);
-    ::_exit(127);
+    out_fd = out_pipe[0];
+    // First stdout line: "... on http://127.0.0.1:PORT ...".
+    char c;
+    while (::read(out_fd, &c, 1) == 1 && c != '\n') first_line += c;
+    auto at = first_line.find("http://127.0.0.1:");
+    if (at != std::string::npos) port = static_cast<std::uint16_t>(std::stoi(first_line.substr(at + 17)));
   }
-  ::close(out_pipe[1]);
-  // First stdout line: "... on http://127.0.0.1:PORT ...".
-  std::string line;
-  char c;
-  while (::read(out_pipe[0], &c, 1) == 1 && c != '\n') line += c;
-  auto at = line.find("http://127.0.0.1:");
-  ASSERT_NE(at, std::string::npos) << "serve printed: " << line;
-  auto port = static_cast<std::uint16_t>(std::stoi(line.substr(at + 17)));
+  int stop() {
+    ::kill(pid, SIGTERM);
+    int st = 0;
+    auto t0 = std::chrono::steady_clock::now();
+    pid_t w = 0;
+    while ((w = ::waitpid(pid, &st, WNOHANG)) == 0 &&
+           std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10))
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (w == 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &st, 0);
+      st = -1;
+    }
+    pid = -1;
+    return st == -1 ? -1 : (WIFEXITED(st) ? WEXITSTATUS(st) : -2);
+  }
+  ~ServeProcess() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    if (out_fd >= 0) ::close(out_fd);
+  }
+};
+
+TEST_F(Cli, ServeAnswersAndStopsOnSigterm) {
+  ServeProcess srv({"--threads", "2", "--model", model_});
+  ASSERT_NE(srv.port, 0) << "serve printed: " << srv.first_line;
+  const auto port = srv.port;
 
   const auto& rec = tiny::golden()["records"][5];
   auto r = testhttp::request(port, "POST", "/api/predict/coreness",
@@ -284,20 +323,47 @@ TEST_F(Cli, ServeAnswersAndStopsOnSigterm) {
   EXPECT_EQ(raw.size(), raw.find("\r\n\r\n") + 4) << raw;
   auto e = testhttp::request(port, "POST", "/api/predict/coreness", "{\"title\": 1}");
   EXPECT_EQ(e.status, 422);
+  EXPECT_EQ(srv.stop(), 0) << "serve did not exit 0 within 10 s of SIGTERM";
+}
 
-  ::kill(pid, SIGTERM);
-  int st = 0;
-  auto t0 = std::chrono::steady_clock::now();
-  pid_t w = 0;
-  while ((w = ::waitpid(pid, &st, WNOHANG)) == 0 &&
-         std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10))
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  if (w == 0) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &st, 0);
-    FAIL() << "serve did not stop within 10 s of SIGTERM";
+// serve --batch N: the papers a worker takes together run as one padded batch. Each answer is
+// the paper's own (same prediction, scores within 1e-5 of predict_coreness), in order, and
+// single requests sent at once are answered each with its own result.
+TEST_F(Cli, ServeBatchedAnswersEachPaperAsAlone) {
+  ServeProcess srv({"--threads", "1", "--batch", "8", "--model", model_});
+  ASSERT_NE(srv.port, 0) << "serve printed: " << srv.first_line;
+  EXPECT_NE(srv.first_line.find("batches of up to 8"), std::string::npos) << srv.first_line;
+  auto clf = ulmfit::Classifier::load(model_);
+  const auto& recs = tiny::golden()["records"];
+  json batch = json::array();
+  for (const auto& rec : recs) batch.push_back({{"title", rec["title"]}, {"abstract", rec["abstract"]}});
+  ASSERT_GE(batch.size(), 9u);  // more than one group of 8
+  auto r = testhttp::request(srv.port, "POST", "/api/predict/coreness/batch", batch.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto got = json::parse(r.body);
+  ASSERT_EQ(got.size(), batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    auto want = json::parse(clf.to_json(clf.predict_coreness(
+        batch[i]["title"].get<std::string>(), batch[i]["abstract"].get<std::string>())));
+    EXPECT_EQ(got[i]["prediction"], want["prediction"]) << "item " << i;
+    for (auto& [k, v] : want["scores"].items())
+      EXPECT_NEAR(got[i]["scores"][k].get<double>(), v.get<double>(), 1e-5) << "item " << i << " " << k;
   }
-  EXPECT_TRUE(WIFEXITED(st));
-  EXPECT_EQ(WEXITSTATUS(st), 0);
-  ::close(out_pipe[0]);
+  // Concurrent single requests (they may share a batch) get their own answers too.
+  std::vector<std::thread> clients;
+  std::vector<std::string> bodies(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i)
+    clients.emplace_back([&, i] {
+      bodies[i] = testhttp::request(srv.port, "POST", "/api/predict/coreness", batch[i].dump()).body;
+    });
+  for (auto& t : clients) t.join();
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    auto one = json::parse(bodies[i]);
+    EXPECT_EQ(one["prediction"], got[i]["prediction"]) << "request " << i;
+    for (auto& [k, v] : got[i]["scores"].items())
+      EXPECT_NEAR(one["scores"][k].get<double>(), v.get<double>(), 1e-5) << "request " << i;
+  }
+  auto h = json::parse(testhttp::request(srv.port, "GET", "/api/health").body);
+  EXPECT_EQ(h["batch"], 8);
+  EXPECT_EQ(srv.stop(), 0);
 }

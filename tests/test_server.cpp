@@ -4,9 +4,11 @@
 // test_classifier_api.cpp; the served binary is exercised in test_cli_predict.cpp).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -62,6 +64,56 @@ struct Fixture {
 };
 
 json paper(const std::string& t, const std::string& a) { return {{"title", t}, {"abstract", a}}; }
+
+// A server whose model answers several papers per call (CorenessApi::predict_many, batch > 1);
+// it records the size of every call.
+struct BatchFixture {
+  server::HttpServer server;
+  std::mutex mu;
+  std::vector<std::size_t> sizes;
+  std::chrono::milliseconds delay;
+  std::atomic<bool> wrong_count{false};
+
+  BatchFixture(int workers, std::size_t batch, std::chrono::milliseconds d)
+      : server(options(workers)), delay(d) {
+    server::CorenessApi api;
+    api.predict = [](const std::string&, const std::string&) -> std::string {
+      throw std::logic_error("predict must not be called when batch > 1");
+    };
+    api.predict_many = [this](const std::vector<server::PaperText>& papers) {
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        sizes.push_back(papers.size());
+      }
+      if (delay.count()) std::this_thread::sleep_for(delay);
+      std::vector<server::PaperResult> out(papers.size());
+      for (std::size_t i = 0; i < papers.size(); ++i) {
+        try {
+          out[i].json = fake_predict(papers[i].title, papers[i].abstract);
+        } catch (...) {
+          out[i].error = std::current_exception();
+        }
+      }
+      if (wrong_count) out.pop_back();
+      return out;
+    };
+    api.batch = batch;
+    server::add_coreness_routes(server, api);
+    server.start();
+  }
+  static server::HttpServerOptions options(int workers) {
+    server::HttpServerOptions o;
+    o.host = "127.0.0.1";
+    o.port = 0;
+    o.worker_threads = workers;
+    return o;
+  }
+  std::uint16_t port() const { return server.port(); }
+  std::vector<std::size_t> calls() {
+    std::lock_guard<std::mutex> lk(mu);
+    return sizes;
+  }
+};
 
 }  // namespace
 
@@ -357,4 +409,107 @@ TEST(Server, ListenErrorsNameTheAddress) {
   bad.host = "not-an-ip";
   server::HttpServer s3(bad);
   EXPECT_THROW(s3.start(), std::runtime_error);
+}
+
+// --- batch > 1: papers waiting for a worker run together (server::Batcher) ---
+
+TEST(ServerBatching, ConcurrentRequestsWaitingForTheWorkerRunTogether) {
+  BatchFixture f(/*workers=*/1, /*batch=*/4, 300ms);
+  // The first request takes the only worker; the next 6 arrive while it is busy and wait.
+  auto first = std::async(std::launch::async, [&] {
+    return testhttp::request(f.port(), "POST", "/api/predict/coreness", paper("", "abc").dump());
+  });
+  std::this_thread::sleep_for(100ms);
+  std::vector<std::future<testhttp::Response>> rest;
+  for (int i = 1; i <= 6; ++i)
+    rest.push_back(std::async(std::launch::async, [&, i] {
+      return testhttp::request(f.port(), "POST", "/api/predict/coreness",
+                               paper(std::string(i, 'x'), "abc").dump());
+    }));
+  auto r0 = first.get();
+  ASSERT_EQ(r0.status, 200) << r0.body;
+  EXPECT_EQ(json::parse(r0.body)["scores"]["rejected"], 0.0);
+  for (int i = 1; i <= 6; ++i) {
+    auto r = rest[i - 1].get();
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(json::parse(r.body)["scores"]["rejected"], double(i)) << "request " << i;
+  }
+  auto calls = f.calls();
+  std::size_t total = 0, largest = 0;
+  for (auto n : calls) total += n, largest = std::max(largest, n);
+  EXPECT_EQ(total, 7u);
+  EXPECT_LE(largest, 4u);
+  EXPECT_GE(largest, 2u) << "no two waiting papers were batched";
+  EXPECT_LE(calls.size(), 4u);  // 1 + ceil(6 / 4) in the expected timing; 7 if never batched
+}
+
+TEST(ServerBatching, LoneRequestDoesNotWaitForABatch) {
+  BatchFixture f(2, 32, 0ms);
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = testhttp::request(f.port(), "POST", "/api/predict/coreness", paper("ab", "c").dump());
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_LT(s, 1.0);
+  EXPECT_EQ(f.calls(), std::vector<std::size_t>{1});
+}
+
+TEST(ServerBatching, BatchRequestKeepsOrderInGroupsOfAtMostBatch) {
+  BatchFixture f(2, 8, 20ms);
+  json batch = json::array();
+  for (int i = 0; i < 43; ++i) batch.push_back(paper(std::string(i, 'x'), "abc"));
+  auto r = testhttp::request(f.port(), "POST", "/api/predict/coreness/batch", batch.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto j = json::parse(r.body);
+  ASSERT_EQ(j.size(), 43u);
+  for (int i = 0; i < 43; ++i) EXPECT_EQ(j[i]["scores"]["rejected"], double(i)) << "item " << i;
+  auto calls = f.calls();
+  std::size_t total = 0;
+  for (auto n : calls) {
+    total += n;
+    EXPECT_LE(n, 8u);
+  }
+  EXPECT_EQ(total, 43u);
+  EXPECT_GE(calls.size(), 6u);  // ceil(43 / 8)
+}
+
+TEST(ServerBatching, OneBadPaperFailsOnlyItsOwnRequest) {
+  BatchFixture f(1, 8, 300ms);
+  auto busy = std::async(std::launch::async, [&] {
+    return testhttp::request(f.port(), "POST", "/api/predict/coreness", paper("a", "b").dump());
+  });
+  std::this_thread::sleep_for(100ms);
+  // These two wait together and run in one call: only the INVALID one gets its 422.
+  auto bad = std::async(std::launch::async, [&] {
+    return testhttp::request(f.port(), "POST", "/api/predict/coreness",
+                             paper("INVALID", "b").dump());
+  });
+  auto good = std::async(std::launch::async, [&] {
+    return testhttp::request(f.port(), "POST", "/api/predict/coreness", paper("abc", "").dump());
+  });
+  EXPECT_EQ(busy.get().status, 200);
+  auto rb = bad.get(), rg = good.get();
+  EXPECT_EQ(rb.status, 422) << rb.body;
+  EXPECT_EQ(json::parse(rb.body)["field"], "body");
+  ASSERT_EQ(rg.status, 200) << rg.body;
+  EXPECT_EQ(json::parse(rg.body)["scores"]["rejected"], 3.0);
+}
+
+TEST(ServerBatching, BatchRequestReportsItsLowestFailingItem) {
+  BatchFixture f(2, 4, 0ms);
+  json batch = json::array();
+  for (int i = 0; i < 12; ++i)
+    batch.push_back(paper(i == 9 || i == 5 ? "INVALID" : (i == 10 ? "THROW" : "t"), "a"));
+  auto r = testhttp::request(f.port(), "POST", "/api/predict/coreness/batch", batch.dump());
+  ASSERT_EQ(r.status, 422) << r.body;
+  EXPECT_EQ(json::parse(r.body)["field"], "[5]");
+}
+
+TEST(ServerBatching, AModelReturningTheWrongCountIs500NotGarbage) {
+  BatchFixture f(1, 4, 0ms);
+  f.wrong_count = true;
+  auto r = testhttp::request(f.port(), "POST", "/api/predict/coreness", paper("a", "b").dump());
+  EXPECT_EQ(r.status, 500) << r.body;
+  json batch = json::array({paper("a", "b"), paper("c", "d")});
+  auto rb = testhttp::request(f.port(), "POST", "/api/predict/coreness/batch", batch.dump());
+  EXPECT_EQ(rb.status, 500) << rb.body;
 }

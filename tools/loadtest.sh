@@ -2,7 +2,7 @@
 # tools/loadtest.sh — load test of `inspire-classifier serve` on loopback with wrk.
 #
 #   tools/loadtest.sh [--bin build/inspire-classifier] [--model M.safetensors] [--threads 2]
-#                     [--connections 16] [--duration 30s] [--port 5077] [--papers 200]
+#                     [--connections 16] [--duration 30s] [--port 5077] [--papers 200] [--batch 1]
 #
 # Starts the server, waits for /api/health, then runs wrk (2 client threads, keep-alive) POSTing
 # real records of the labeled valid split round-robin to /api/predict/coreness for the duration,
@@ -11,7 +11,7 @@
 # Exit status 1 if any request failed (non-200, socket error, timeout) or the server misbehaved.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BIN="$ROOT/build/inspire-classifier"; MODEL=""; THREADS=2; CONNS=16; DUR=30s; PORT=5077; PAPERS=200
+BIN="$ROOT/build/inspire-classifier"; MODEL=""; THREADS=2; CONNS=16; DUR=30s; PORT=5077; PAPERS=200; BATCH=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) BIN="$2"; shift 2 ;;
@@ -21,6 +21,7 @@ while [ $# -gt 0 ]; do
     --duration) DUR="$2"; shift 2 ;;
     --port) PORT="$2"; shift 2 ;;
     --papers) PAPERS="$2"; shift 2 ;;
+    --batch) BATCH="$2"; shift 2 ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "loadtest: unknown option $1" >&2; exit 2 ;;
   esac
@@ -35,9 +36,9 @@ cleanup() {
 }
 trap cleanup EXIT
 awk -v n="$PAPERS" '/"split": "valid"/ && /"title"/ { print; if (++c >= n) exit }' "$DATA" > "$TMP/bodies.jsonl"
-echo "loadtest: $(wc -l < "$TMP/bodies.jsonl") papers from the valid split; server: $THREADS worker thread(s); wrk: $CONNS connections, $DUR"
+echo "loadtest: $(wc -l < "$TMP/bodies.jsonl") papers from the valid split; server: $THREADS worker thread(s), --batch $BATCH; wrk: $CONNS connections, $DUR"
 
-"$BIN" serve --host 127.0.0.1 --port "$PORT" --threads "$THREADS" ${MODEL:+--model "$MODEL"} \
+"$BIN" serve --host 127.0.0.1 --port "$PORT" --threads "$THREADS" --batch "$BATCH" ${MODEL:+--model "$MODEL"} \
   > "$TMP/server.out" 2> "$TMP/server.err" &
 SERVER_PID=$!
 for i in $(seq 1 300); do
