@@ -6,6 +6,8 @@
 //                                      backward (everything unfrozen), Adam step (nn/optim.h)
 //   lm_train_step_stage1/V60000/b<bs>x<bptt> the same with only the embedding/decoder group
 //                                      trainable (LM stage 1: LSTM dW GEMMs skipped)
+//   lm_train_step/V60000/b8x70/rows    the step with the LSTM's small-batch unit-sliced path off
+//                                      (set_lstm_unit_slice_max_rows(0): threads split the rows)
 // Batch 8 × bptt 70 keeps one iteration to a few seconds on one core; per-token cost is flat in
 // the batch size to first order. Counters: "tok/s" = positions per second; for the training
 // steps (after one untimed warm-up step) "minflt/step" = minor page faults and "sys_ms/step" =
@@ -17,6 +19,7 @@
 #include <memory>
 #include <string>
 
+#include "nn/lstm.h"
 #include "nn/loss.h"
 #include "nn/optim.h"
 #include "nn/rng.h"
@@ -56,7 +59,9 @@ void softmax_ce(benchmark::State& st, Index rows) {
   st.counters["tok/s"] = benchmark::Counter((double)rows, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void train_step(benchmark::State& st, Index bs, Index bptt, bool stage1) {
+void train_step(benchmark::State& st, Index bs, Index bptt, bool stage1, bool rows = false) {
+  const Index saved_rows = lstm_unit_slice_max_rows();
+  if (rows) set_lstm_unit_slice_max_rows(0);
   auto lm = std::make_unique<AwdLstmLM>(ModelConfig::lm(kV));
   Rng rng(1);
   lm->init(rng);
@@ -93,6 +98,7 @@ void train_step(benchmark::State& st, Index bs, Index bptt, bool stage1) {
   st.counters["tok/s"] = benchmark::Counter((double)bs * bptt, benchmark::Counter::kIsIterationInvariantRate);
   st.counters["minflt/step"] = (double)(u1.minflt - u0.minflt) / n;
   st.counters["sys_ms/step"] = (u1.sys_s - u0.sys_s) * 1e3 / n;
+  set_lstm_unit_slice_max_rows(saved_rows);
 }
 
 int reg = [] {
@@ -101,6 +107,9 @@ int reg = [] {
       ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
   benchmark::RegisterBenchmark("lm_train_step/V60000/b8x70",
                                [](benchmark::State& s) { train_step(s, 8, 70, false); })
+      ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
+  benchmark::RegisterBenchmark("lm_train_step/V60000/b8x70/rows",
+                               [](benchmark::State& s) { train_step(s, 8, 70, false, true); })
       ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
   benchmark::RegisterBenchmark("lm_train_step_stage1/V60000/b8x70",
                                [](benchmark::State& s) { train_step(s, 8, 70, true); })

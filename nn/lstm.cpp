@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -144,6 +145,144 @@ void infer_batch1(const LstmParams<float>& p, float* zx, Index sl, float* h, flo
   std::copy_n(y + (sl - 1) * H, H, h);
 }
 
+// ---- The unit-sliced recurrent step: small batches (2 to lstm_unit_slice_max_rows() rows), float,
+// AVX-512 ----
+// Splitting a few rows over the threads would make every thread stream all of W_hh (which does
+// not fit in a core's cache) at every step, for a few rows each, with half-empty register
+// blocks. Instead, as in infer_batch1, the hidden units are cut into fixed slices: a slice's four
+// gate blocks of W_hhᵀ (forward) or its columns of W_hh (backward) are packed on their own; a
+// thread computes the product for its slices over all rows, then those units' cells, and the
+// threads meet once per step. Each element is the same k-ordered FMA chain as in one
+// rec_gemm_packed call over all columns, and the choice of path and the slices depend on the
+// shape alone, so the bits are those of the row path, with any number of threads
+// (tests/test_lstm.cpp, UnitSliced*).
+std::atomic<Index> g_slice_max_rows{16};
+
+inline FixedSlices unit_slices(Index H) { return FixedSlices(H, 16, 64, 8); }
+
+template <typename T>
+bool use_unit_slices(Index bs) {
+  if constexpr (std::is_same_v<T, float>)
+    return bs >= 2 && bs <= g_slice_max_rows.load(std::memory_order_relaxed) &&
+           kernels::rec_packed_supported();
+  else
+    return false;
+}
+
+// Floats of the packed slices (the same for both directions: per slice, 4 blocks of K = H or one
+// of K = 4H, each rec_pack_floats(K, n)); slice q starts at slice_offset(q).
+struct SlicePack {
+  FixedSlices sl;
+  Index H;
+  explicit SlicePack(Index H_) : sl(unit_slices(H_)), H(H_) {}
+  Index width(Index q) const {
+    Index j0, j1;
+    sl.bounds(q, j0, j1);
+    return (j1 - j0 + 15) / 16 * 16;
+  }
+  Index offset(Index q) const {
+    Index o = 0;
+    for (Index r = 0; r < q; ++r) o += 4 * H * width(r);
+    return o;
+  }
+  Index floats() const { return offset(sl.parts); }
+  // forward: B = W_hhᵀ, slice q's gate g at offset(q) + g·H·width(q);
+  // backward: B = W_hh [4H, H], slice q's columns at offset(q).
+  void pack(const float* W, bool forward, float* out) const {
+    for (Index q = 0; q < sl.parts; ++q) {
+      Index j0, j1;
+      sl.bounds(q, j0, j1);
+      if (j1 <= j0) continue;
+      float* o = out + offset(q);
+      if (forward)
+        for (Index g = 0; g < 4; ++g)
+          kernels::rec_pack(W + (g * H + j0) * H, H, /*trans=*/true, H, j1 - j0,
+                            o + g * H * width(q));
+      else
+        kernels::rec_pack(W + j0, H, /*trans=*/false, 4 * H, j1 - j0, o);
+    }
+  }
+};
+
+// The forward time loop: gs [sl, bs, 4H] holds x·W_ihᵀ + b and receives the activations; hs, cs
+// [sl + 1, bs, H] the states (row 0 given).
+void forward_unit_sliced(const SlicePack& sp, const float* packed, Index bs, Index sl, float* gs,
+                         float* hs, float* cs) {
+  const Index H = sp.H, G = 4 * H;
+  parallel_team(team_size(sp.sl.parts, (double)bs * G * H), [&](int tid, int nth) {
+    Index q0, q1;
+    split_range(sp.sl.parts, tid, nth, q0, q1);
+    for (Index t = 0; t < sl; ++t) {
+      float* z = gs + t * bs * G;
+      const float* hp = hs + t * bs * H;
+      for (Index q = q0; q < q1; ++q) {
+        Index j0, j1;
+        sp.sl.bounds(q, j0, j1);
+        const Index n = j1 - j0;
+        if (n <= 0) continue;
+        const float* bq = packed + sp.offset(q);
+        for (Index g = 0; g < 4; ++g)
+          kernels::rec_gemm_packed(bs, n, H, hp, H, bq + g * H * sp.width(q), 1.f, z + g * H + j0, G);
+        for (Index b = 0; b < bs; ++b) {
+          float* zb = z + b * G;
+          ArrMap<float> i(zb + j0, n), f(zb + H + j0, n), gg(zb + 2 * H + j0, n),
+              o(zb + 3 * H + j0, n);
+          CArrMap<float> cp(cs + (t * bs + b) * H + j0, n);
+          ArrMap<float> cm(cs + ((t + 1) * bs + b) * H + j0, n),
+              hm(hs + ((t + 1) * bs + b) * H + j0, n);
+          ew::lstm_cell_forward(i, f, gg, o, cp, cm, hm);
+        }
+      }
+      if (nth > 1) {  // step t+1 reads all of h_t
+#pragma omp barrier
+      }
+    }
+  });
+}
+
+// The backward time loop: dZ_t (in gs) from the cell, then dh_{t-1} = dZ_t W_hh; as
+// lstm_backward's row loop. dhbuf [2, bs, H] (slot t & 1 flows into step t), dcs [bs, H],
+// tmp [H] scratch, dy [bs, sl, H].
+void backward_unit_sliced(const SlicePack& sp, const float* packed, Index bs, Index sl, float* gs,
+                          const float* cs, float* dhbuf, float* dcs, float* tmp, const float* dy) {
+  const Index H = sp.H, G = 4 * H;
+  parallel_team(team_size(sp.sl.parts, (double)bs * G * H), [&](int tid, int nth) {
+    Index q0, q1;
+    split_range(sp.sl.parts, tid, nth, q0, q1);
+    for (Index t = sl - 1; t >= 0; --t) {
+      float* dh_in = dhbuf + (t & 1) * bs * H;
+      float* dh_out = dhbuf + (1 - (t & 1)) * bs * H;
+      // The cells of this thread's units, every row: activations -> dZ_t. They read only these
+      // units of dh_in, which this thread's product wrote (or the initial value).
+      for (Index q = q0; q < q1; ++q) {
+        Index j0, j1;
+        sp.sl.bounds(q, j0, j1);
+        const Index n = j1 - j0;
+        if (n <= 0) continue;
+        ArrMap<float> tm(tmp + j0, n);
+        for (Index b = 0; b < bs; ++b) {
+          float* z = gs + (t * bs + b) * G;
+          ArrMap<float> i(z + j0, n), f(z + H + j0, n), gg(z + 2 * H + j0, n), o(z + 3 * H + j0, n);
+          CArrMap<float> c(cs + ((t + 1) * bs + b) * H + j0, n), cp(cs + (t * bs + b) * H + j0, n);
+          ArrMap<float> dh(dh_in + b * H + j0, n), dc(dcs + b * H + j0, n);
+          dh += CArrMap<float>(dy + (b * sl + t) * H + j0, n);
+          ew::lstm_cell_backward(i, f, gg, o, c, cp, dh, dc, tm);
+        }
+      }
+      if (nth > 1) {  // the product reads all of dZ_t
+#pragma omp barrier
+      }
+      for (Index q = q0; q < q1; ++q) {
+        Index j0, j1;
+        sp.sl.bounds(q, j0, j1);
+        if (j1 <= j0) continue;
+        kernels::rec_gemm_packed(bs, j1 - j0, G, gs + t * bs * G, G, packed + sp.offset(q), 0.f,
+                                 dh_out + j0, H);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 template <typename T>
@@ -205,6 +344,20 @@ void lstm_forward(const LstmParams<T>& p, CView<T> x, CView<T> h0, CView<T> c0, 
   // z = x W_ihᵀ + b_ih + b_hh for the whole window: bias rows, then ONE GEMM.
   fill_bias_rows(p, gs, sl * bs);
   gemm_parallel<T>(false, true, sl * bs, G, in, T(1), xs, in, p.w_ih.data, in, T(1), gs, G);
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_unit_slices<T>(bs)) {  // a few rows: the threads share each step by hidden units
+      const SlicePack sp(H);
+      if (cache.wt.numel() < sp.floats()) cache.wt.resize({sp.floats()});
+      sp.pack(p.w_hh.data, /*forward=*/true, cache.wt.data());
+      forward_unit_sliced(sp, cache.wt.data(), bs, sl, gs, hs, cs);
+      for (Index b = 0; b < bs; ++b)
+        for (Index t = 0; t < sl; ++t)
+          std::copy_n(hs + ((t + 1) * bs + b) * H, H, y.data + (b * sl + t) * H);
+      if (!hn.empty()) std::copy_n(hs + sl * bs * H, bs * H, hn.data);
+      if (!cn.empty()) std::copy_n(cs + sl * bs * H, bs * H, cn.data);
+      return;
+    }
+  }
   // W_hhᵀ once per window (packed or transposed), so that the per-step product streams it.
   const RecB<T> wt = prepare_rec_b<T>(p.w_hh, /*trans=*/true, cache.wt);
   // Time loop: batch rows split over threads, one parallel region for the whole loop.
@@ -260,10 +413,21 @@ void lstm_backward(const LstmParams<T>& p, LstmCache<T>& cache, CView<T> dy, CVi
   if (dhn.empty()) std::fill_n(dhbuf, 2 * bs * H, T(0));
   else for (int s = 0; s < 2; ++s) std::copy_n(dhn.data, bs * H, dhbuf + s * bs * H);
   if (dcn.empty()) std::fill_n(dcs, bs * H, T(0)); else std::copy_n(dcn.data, bs * H, dcs);
+  bool sliced = false;
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_unit_slices<T>(bs)) {  // a few rows: the threads share each step by hidden units
+      const SlicePack sp(H);
+      if (cache.wt.numel() < sp.floats()) cache.wt.resize({sp.floats()});
+      sp.pack(p.w_hh.data, /*forward=*/false, cache.wt.data());
+      backward_unit_sliced(sp, cache.wt.data(), bs, sl, gs, cs, dhbuf, dcs, cache.tmp.data(),
+                           dy.data);
+      sliced = true;
+    }
+  }
   // W_hh for the per-step dZ·W_hh (packed with AVX-512; the forward's W_hhᵀ is no longer needed).
-  const RecB<T> wr = prepare_rec_b<T>(p.w_hh, /*trans=*/false, cache.wt);
-  int nt = team_size(bs, (double)bs * G * H);
-  parallel_team(nt, [&](int tid, int nth) {
+  const RecB<T> wr = sliced ? RecB<T>{} : prepare_rec_b<T>(p.w_hh, /*trans=*/false, cache.wt);
+  int nt = sliced ? 1 : team_size(bs, (double)bs * G * H);
+  if (!sliced) parallel_team(nt, [&](int tid, int nth) {
     Index b0, b1;
     split_range(bs, tid, nth, b0, b1);
     const Index nb = b1 - b0;
@@ -432,6 +596,9 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
     }
   });
 }
+
+void set_lstm_unit_slice_max_rows(Index rows) { g_slice_max_rows.store(std::max<Index>(0, rows)); }
+Index lstm_unit_slice_max_rows() { return g_slice_max_rows.load(); }
 
 #define INSPIRE_LSTM_INSTANTIATE(T)                                                          \
   template struct LstmParams<T>;                                                             \

@@ -279,3 +279,51 @@ TEST(Lstm, PackedRecurrentProductMatchesReference) {
             }
           }
 }
+
+// Batches of 2..16 rows (float, AVX-512) share each step among the threads by hidden units
+// (nn/lstm.cpp, forward_unit_sliced / backward_unit_sliced) instead of splitting their rows.
+// Both paths must give the same bits for everything (outputs, states, all gradients), and the
+// sliced path the same bits with 1 and 3 threads. H = 200 gives uneven slices (80, 64, 56: a
+// masked panel tail); bs 2, 6 and 16 (a row block of 8 and its remainders). Without AVX-512
+// (the avx2.* registration) every run takes the row path.
+TEST(Lstm, UnitSlicedSmallBatchIsTheRowPathBitwise) {
+  const Index in = 24, H = 200, sl = 5;
+  for (Index bs : {2, 6, 16}) {
+    Rng rng(41 + bs);
+    Layer<float> L(in, H);
+    L.randomize(rng, 0.15);
+    Tensor<float> x{bs, sl, in}, dy{bs, sl, H}, h0{bs, H}, c0{bs, H}, dhn{bs, H}, dcn{bs, H};
+    fill(x, rng), fill(dy, rng), fill(h0, rng, 0.5), fill(c0, rng, 0.5), fill(dhn, rng),
+        fill(dcn, rng);
+    struct Out {
+      Tensor<float> y, hn, cn, dx, dh0, dc0, dw_hh, dw_ih, db;
+    };
+    auto run = [&](Index max_rows, int threads) {
+      const Index saved_rows = lstm_unit_slice_max_rows();
+      const int saved = omp_get_max_threads();
+      set_lstm_unit_slice_max_rows(max_rows);
+      omp_set_num_threads(threads);
+      Layer<float> L2 = L;
+      Out o{Tensor<float>{bs, sl, H}, Tensor<float>{bs, H}, Tensor<float>{bs, H},
+            Tensor<float>{bs, sl, in}, Tensor<float>{bs, H}, Tensor<float>{bs, H}, {}, {}, {}};
+      LstmCache<float> k;
+      lstm_forward<float>(L2.params(), x, h0, c0, o.y, o.hn, o.cn, k);
+      lstm_backward<float>(L2.params(), k, dy, dhn, dcn, o.dx, o.dh0, o.dc0, L2.grads());
+      o.dw_hh = L2.dw_hh, o.dw_ih = L2.dw_ih, o.db = L2.db_ih;
+      omp_set_num_threads(saved);
+      set_lstm_unit_slice_max_rows(saved_rows);
+      return o;
+    };
+    // (The row path itself is not bitwise thread-invariant at these sizes: a thread left with
+    // one row takes the GEMV, see ThreadCountInvariant.)
+    const bool sliced_here = kernels::rec_packed_supported();
+    const Out rows1 = run(0, 1), sliced1 = run(16, 1), sliced3 = run(16, 3);
+    for (Tensor<float> Out::*f : {&Out::y, &Out::hn, &Out::cn, &Out::dx, &Out::dh0, &Out::dc0,
+                                   &Out::dw_hh, &Out::dw_ih, &Out::db})
+      for (Index i = 0; i < (rows1.*f).numel(); ++i) {
+        ASSERT_EQ((sliced1.*f)[i], (rows1.*f)[i]) << "bs " << bs << " sliced vs rows at " << i;
+        if (sliced_here)
+          ASSERT_EQ((sliced3.*f)[i], (sliced1.*f)[i]) << "bs " << bs << " 3 threads at " << i;
+      }
+  }
+}
