@@ -14,6 +14,8 @@
 // Tokenization is not included (bench_tokenizer measures it; it is ~0.1 ms per abstract).
 #include <benchmark/benchmark.h>
 
+#include "nn/lstm.h"
+
 #include <vector>
 
 #include "nn/rng.h"
@@ -79,17 +81,22 @@ void predict_batch(benchmark::State& st) {
   st.counters["docs/s"] = benchmark::Counter(16, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void predict_batch_padded(benchmark::State& st) {
+// group: papers per padded batch; slice_rows: nn::set_lstm_unit_slice_max_rows for the run
+// (batches up to that many rows share each LSTM step by hidden units).
+void predict_batch_padded(benchmark::State& st, int group, nn::Index slice_rows) {
+  const nn::Index saved_rows = nn::lstm_unit_slice_max_rows();
+  nn::set_lstm_unit_slice_max_rows(slice_rows);
   const auto& m = model();
   std::vector<std::vector<TokenId>> docs;
   nn::Rng rng(5);
   for (int i = 0; i < 32; ++i) docs.push_back(doc(200 + (int)rng.below(101), 200 + i));
   nn::Tensor<float> logits({32, 3});
   for (auto _ : st) {
-    m.infer_batch_padded(docs, logits.view(), 32);
+    m.infer_batch_padded(docs, logits.view(), group);
     benchmark::DoNotOptimize(logits.data());
   }
   st.counters["docs/s"] = benchmark::Counter(32, benchmark::Counter::kIsIterationInvariantRate);
+  nn::set_lstm_unit_slice_max_rows(saved_rows);
 }
 
 }  // namespace
@@ -99,6 +106,8 @@ BENCHMARK(predict_doc_lowp<RecurrentPrecision::f16>)->Name("predict_doc/V60008/t
 BENCHMARK(predict_doc_lowp<RecurrentPrecision::i8>)->Name("predict_doc/V60008/t250/int8")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(predict_batch)->Name("predict_batch/V60008/16xt250")->Unit(benchmark::kMillisecond)->UseRealTime();
 
-BENCHMARK(predict_batch_padded)->Name("predict_batch/V60008/32xt250/padded")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(predict_batch_padded, rows, 32, 0)->Name("predict_batch/V60008/32xt250/padded")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(predict_batch_padded, sliced, 32, 32)->Name("predict_batch/V60008/32xt250/padded/sliced")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(predict_batch_padded, g16, 16, 16)->Name("predict_batch/V60008/32xt250/padded16/sliced")->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

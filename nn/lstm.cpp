@@ -146,7 +146,7 @@ void infer_batch1(const LstmParams<float>& p, float* zx, Index sl, float* h, flo
 }
 
 // ---- The unit-sliced recurrent step: small batches (2 to lstm_unit_slice_max_rows() rows), float,
-// AVX-512 ----
+// AVX-512, several threads ----
 // Splitting a few rows over the threads would make every thread stream all of W_hh (which does
 // not fit in a core's cache) at every step, for a few rows each, with half-empty register
 // blocks. Instead, as in infer_batch1, the hidden units are cut into fixed slices: a slice's four
@@ -156,15 +156,19 @@ void infer_batch1(const LstmParams<float>& p, float* zx, Index sl, float* h, flo
 // rec_gemm_packed call over all columns, and the choice of path and the slices depend on the
 // shape alone, so the bits are those of the row path, with any number of threads
 // (tests/test_lstm.cpp, UnitSliced*).
-std::atomic<Index> g_slice_max_rows{16};
+std::atomic<Index> g_slice_max_rows{32};
 
 inline FixedSlices unit_slices(Index H) { return FixedSlices(H, 16, 64, 8); }
 
+// The unit-sliced path is taken only with more than one thread: on one thread the row loop
+// (one product call per step) measured as fast or faster. Both give the same bits, so the
+// choice never changes a result.
 template <typename T>
-bool use_unit_slices(Index bs) {
+bool use_unit_slices(Index bs, Index H) {
   if constexpr (std::is_same_v<T, float>)
     return bs >= 2 && bs <= g_slice_max_rows.load(std::memory_order_relaxed) &&
-           kernels::rec_packed_supported();
+           kernels::rec_packed_supported() &&
+           team_size(unit_slices(H).parts, (double)bs * 4 * H * H) > 1;
   else
     return false;
 }
@@ -283,6 +287,57 @@ void backward_unit_sliced(const SlicePack& sp, const float* packed, Index bs, In
   });
 }
 
+// lstm_infer's time loop on the unit slices: zx [bs, sl, 4H] (batch-first) holds the input
+// projections; h, c [bs, H] the states (updated); y [bs, sl, H] the outputs. The rows of
+// h_{t-1} are kept contiguous in hbuf [2, bs, H] (slot t & 1 is read at step t, the other
+// written), so the product's operand is not strided by a whole document and no thread writes
+// what another is reading. With lengths, a step runs only the rows still going (a prefix),
+// exactly as the row loop.
+void infer_unit_sliced(const SlicePack& sp, const float* packed, Index bs, Index sl, float* zx,
+                       float* h, float* c, float* y, const Index* lengths, float* hbuf) {
+  const Index H = sp.H, G = 4 * H;
+  std::copy_n(h, bs * H, hbuf);
+  parallel_team(team_size(sp.sl.parts, (double)bs * G * H), [&](int tid, int nth) {
+    Index q0, q1;
+    split_range(sp.sl.parts, tid, nth, q0, q1);
+    Index active = bs;
+    for (Index t = 0; t < sl; ++t) {
+      if (lengths) {
+        while (active > 0 && lengths[active - 1] <= t) --active;
+        if (active == 0) break;
+      }
+      const float* hp = hbuf + (t & 1) * bs * H;
+      float* hn = hbuf + (1 - (t & 1)) * bs * H;
+      float* z = zx + t * G;
+      for (Index q = q0; q < q1; ++q) {
+        Index j0, j1;
+        sp.sl.bounds(q, j0, j1);
+        const Index n = j1 - j0;
+        if (n <= 0) continue;
+        const float* bq = packed + sp.offset(q);
+        for (Index g = 0; g < 4; ++g)
+          kernels::rec_gemm_packed(active, n, H, hp, H, bq + g * H * sp.width(q), 1.f,
+                                   z + g * H + j0, sl * G);
+        for (Index b = 0; b < active; ++b) {
+          float* zb = z + b * sl * G;
+          ArrMap<float> i(zb + j0, n), f(zb + H + j0, n), gg(zb + 2 * H + j0, n),
+              o(zb + 3 * H + j0, n);
+          ArrMap<float> cm(c + b * H + j0, n), hm(hn + b * H + j0, n);
+          ew::lstm_cell_forward(i, f, gg, o, cm, cm, hm);
+          std::copy_n(hn + b * H + j0, n, y + (b * sl + t) * H + j0);
+        }
+      }
+      if (nth > 1) {  // step t+1 reads all of h_t
+#pragma omp barrier
+      }
+    }
+  });
+  for (Index b = 0; b < bs; ++b) {  // h: each row's last real output
+    const Index len = lengths ? lengths[b] : sl;
+    if (len > 0) std::copy_n(y + (b * sl + len - 1) * H, H, h + b * H);
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -345,7 +400,7 @@ void lstm_forward(const LstmParams<T>& p, CView<T> x, CView<T> h0, CView<T> c0, 
   fill_bias_rows(p, gs, sl * bs);
   gemm_parallel<T>(false, true, sl * bs, G, in, T(1), xs, in, p.w_ih.data, in, T(1), gs, G);
   if constexpr (std::is_same_v<T, float>) {
-    if (use_unit_slices<T>(bs)) {  // a few rows: the threads share each step by hidden units
+    if (use_unit_slices<T>(bs, H)) {  // a few rows: the threads share each step by hidden units
       const SlicePack sp(H);
       if (cache.wt.numel() < sp.floats()) cache.wt.resize({sp.floats()});
       sp.pack(p.w_hh.data, /*forward=*/true, cache.wt.data());
@@ -415,7 +470,7 @@ void lstm_backward(const LstmParams<T>& p, LstmCache<T>& cache, CView<T> dy, CVi
   if (dcn.empty()) std::fill_n(dcs, bs * H, T(0)); else std::copy_n(dcn.data, bs * H, dcs);
   bool sliced = false;
   if constexpr (std::is_same_v<T, float>) {
-    if (use_unit_slices<T>(bs)) {  // a few rows: the threads share each step by hidden units
+    if (use_unit_slices<T>(bs, H)) {  // a few rows: the threads share each step by hidden units
       const SlicePack sp(H);
       if (cache.wt.numel() < sp.floats()) cache.wt.resize({sp.floats()});
       sp.pack(p.w_hh.data, /*forward=*/false, cache.wt.data());
@@ -519,7 +574,8 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
   }
   // scratch: [bs, sl, G] input projections (batch-first: rows of x as they are), + [bs, G]
   const Index need = bs * sl * G + bs * G +
-                     (bs > 1 ? std::max(H * G, kernels::rec_pack_floats(H, G)) : 0);
+                     (bs > 1 ? std::max({H * G, kernels::rec_pack_floats(H, G), SlicePack(H).floats()})
+                             : 0);
   if (scratch.numel() < need) scratch.resize({need});
   T* zx = scratch.data();
   fill_bias_rows(p, zx, bs * sl);
@@ -551,6 +607,15 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
   // W_hhᵀ once per call (after the projections and the per-row state in scratch): packed
   // panels with AVX-512 (float), else transposed.
   T* wbuf = zx + bs * sl * G + bs * G;
+  if constexpr (std::is_same_v<T, float>) {
+    if (!p.w_hh_half && !p.w_hh_i8 && use_unit_slices<T>(bs, H)) {  // a few rows: share by units
+      const SlicePack sp(H);
+      sp.pack(p.w_hh.data, /*forward=*/true, wbuf);
+      infer_unit_sliced(sp, wbuf, bs, sl, zx, h.data, c.data, y.data, lengths,
+                        zx + bs * sl * G);  // the [bs, G] scratch: 2 × [bs, H]
+      return;
+    }
+  }
   RecB<T> wt{wbuf, G, false};
   if constexpr (std::is_same_v<T, float>) {
     if (p.w_hh_half) {  // Wt[k, r] = W_hh[r, k], widened from half precision (shape checked above)

@@ -18,9 +18,9 @@
 //  * with several OpenMP threads, ONE parallel region spans the whole time loop: the batch rows
 //    are split across threads (rows of an LSTM are independent), so there is no fork/join per
 //    time step; the big GEMMs after the loop are split by output rows.
-//  * a small batch (2 to lstm_unit_slice_max_rows() rows; float with AVX-512) instead shares
-//    each step by hidden units: every thread streams only its units' part of W_hh, for all rows,
-//    and the threads meet once per step. Same bits as the row split.
+//  * a small batch (2 to lstm_unit_slice_max_rows() rows; float with AVX-512; several threads)
+//    instead shares each step by hidden units: every thread streams only its units' part of
+//    W_hh, for all rows, and the threads meet once per step. Same bits as the row split.
 //  * lstm_infer() is the serving path: no cache, the window's input projection as one GEMM, then
 //    one GEMV/GEMM per step with W_hh.
 //
@@ -107,9 +107,9 @@ template <typename T>
 void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T> y,
                 Tensor<T>& scratch, const Index* lengths = nullptr);
 
-// The most batch rows for which lstm_forward / lstm_backward share each time step among the
-// threads by hidden units (float, AVX-512); larger batches split their rows. Default 16; 0 turns
-// the unit-sliced path off. The two paths give the same bits: this is a speed knob for tests and
+// The most batch rows for which lstm_forward / lstm_backward / lstm_infer share each time step
+// among the threads by hidden units (float, AVX-512, more than one thread); larger batches split
+// their rows. Default 32; 0 turns the unit-sliced path off. The two paths give the same bits: this is a speed knob for tests and
 // benchmarks (process-wide; set it before training starts).
 void set_lstm_unit_slice_max_rows(Index rows);
 Index lstm_unit_slice_max_rows();

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "nn/gemm_kernels.h"
 #include "nn/lstm.h"
@@ -280,15 +282,16 @@ TEST(Lstm, PackedRecurrentProductMatchesReference) {
           }
 }
 
-// Batches of 2..16 rows (float, AVX-512) share each step among the threads by hidden units
-// (nn/lstm.cpp, forward_unit_sliced / backward_unit_sliced) instead of splitting their rows.
-// Both paths must give the same bits for everything (outputs, states, all gradients), and the
-// sliced path the same bits with 1 and 3 threads. H = 200 gives uneven slices (80, 64, 56: a
-// masked panel tail); bs 2, 6 and 16 (a row block of 8 and its remainders). Without AVX-512
-// (the avx2.* registration) every run takes the row path.
+// Batches of 2..32 rows (float, AVX-512, several threads) share each step among the threads by
+// hidden units (nn/lstm.cpp, forward_unit_sliced / backward_unit_sliced) instead of splitting
+// their rows. With 2 and 3 threads they must give the bits of the one-thread row loop for
+// everything (outputs, states, all gradients). H = 200 gives uneven slices (80, 64, 56: a
+// masked panel tail); bs 2, 6, 16 and 32 (a row block of 8 and its remainders). Without
+// AVX-512 (the avx2.* registration) only the row path runs, and with one row per thread it is
+// not bitwise thread-invariant (ThreadCountInvariant), so only the one-thread runs compare.
 TEST(Lstm, UnitSlicedSmallBatchIsTheRowPathBitwise) {
   const Index in = 24, H = 200, sl = 5;
-  for (Index bs : {2, 6, 16}) {
+  for (Index bs : {2, 6, 16, 32}) {
     Rng rng(41 + bs);
     Layer<float> L(in, H);
     L.randomize(rng, 0.15);
@@ -314,16 +317,52 @@ TEST(Lstm, UnitSlicedSmallBatchIsTheRowPathBitwise) {
       set_lstm_unit_slice_max_rows(saved_rows);
       return o;
     };
-    // (The row path itself is not bitwise thread-invariant at these sizes: a thread left with
-    // one row takes the GEMV, see ThreadCountInvariant.)
     const bool sliced_here = kernels::rec_packed_supported();
-    const Out rows1 = run(0, 1), sliced1 = run(16, 1), sliced3 = run(16, 3);
+    const Out rows1 = run(0, 1), sliced1 = run(32, 1), sliced2 = run(32, 2), sliced3 = run(32, 3);
     for (Tensor<float> Out::*f : {&Out::y, &Out::hn, &Out::cn, &Out::dx, &Out::dh0, &Out::dc0,
                                    &Out::dw_hh, &Out::dw_ih, &Out::db})
       for (Index i = 0; i < (rows1.*f).numel(); ++i) {
-        ASSERT_EQ((sliced1.*f)[i], (rows1.*f)[i]) << "bs " << bs << " sliced vs rows at " << i;
-        if (sliced_here)
-          ASSERT_EQ((sliced3.*f)[i], (sliced1.*f)[i]) << "bs " << bs << " 3 threads at " << i;
+        ASSERT_EQ((sliced1.*f)[i], (rows1.*f)[i]) << "bs " << bs << " 1 thread at " << i;
+        if (!sliced_here) continue;
+        ASSERT_EQ((sliced2.*f)[i], (rows1.*f)[i]) << "bs " << bs << " 2 threads at " << i;
+        ASSERT_EQ((sliced3.*f)[i], (rows1.*f)[i]) << "bs " << bs << " 3 threads at " << i;
       }
   }
+}
+
+// lstm_infer on the unit slices (2..32 rows, 2 or 3 threads) against its one-thread row loop:
+// the same bits for y, h and c, with and without per-row lengths (padded batches: rows stop at
+// their length, a row of length 0 keeps its state).
+TEST(Lstm, UnitSlicedInferIsTheRowPathBitwise) {
+  const Index in = 24, H = 200, sl = 7;
+  for (Index bs : {2, 5, 16, 32})
+    for (bool padded : {false, true}) {
+      Rng rng(7 + bs);
+      Layer<float> L(in, H);
+      L.randomize(rng, 0.15);
+      Tensor<float> x{bs, sl, in}, h0{bs, H}, c0{bs, H};
+      fill(x, rng), fill(h0, rng, 0.5), fill(c0, rng, 0.5);
+      std::vector<Index> len(bs);
+      for (Index b = 0; b < bs; ++b) len[b] = std::max<Index>(0, sl - b);  // non-increasing, ends at 0 for bs > 7
+      auto run = [&](Index max_rows, int threads, Tensor<float>& y, Tensor<float>& h, Tensor<float>& c) {
+        const Index saved_rows = lstm_unit_slice_max_rows();
+        const int saved = omp_get_max_threads();
+        set_lstm_unit_slice_max_rows(max_rows);
+        omp_set_num_threads(threads);
+        y = Tensor<float>{bs, sl, H}, h = h0, c = c0;
+        Tensor<float> scratch;
+        lstm_infer<float>(L.params(), x, h, c, y, scratch, padded ? len.data() : nullptr);
+        omp_set_num_threads(saved);
+        set_lstm_unit_slice_max_rows(saved_rows);
+      };
+      if (!kernels::rec_packed_supported()) GTEST_SKIP() << "no AVX-512: only the row loop runs";
+      Tensor<float> yr, hr, cr, y2, h2, c2, y3, h3, c3;
+      run(0, 1, yr, hr, cr);
+      run(32, 2, y2, h2, c2);
+      run(32, 3, y3, h3, c3);
+      for (auto [a, b, what] : {std::tuple{&y2, &yr, "y"}, {&h2, &hr, "h"}, {&c2, &cr, "c"},
+                                {&y3, &yr, "y"}, {&h3, &hr, "h"}, {&c3, &cr, "c"}})
+        for (Index i = 0; i < a->numel(); ++i)
+          ASSERT_EQ((*a)[i], (*b)[i]) << what << " bs " << bs << " padded " << padded << " at " << i;
+    }
 }
