@@ -153,9 +153,8 @@ void infer_batch1(const LstmParams<float>& p, float* zx, Index sl, float* h, flo
 // gate blocks of W_hhᵀ (forward) or its columns of W_hh (backward) are packed on their own; a
 // thread computes the product for its slices over all rows, then those units' cells, and the
 // threads meet once per step. Each element is the same k-ordered FMA chain as in one
-// rec_gemm_packed call over all columns, and the choice of path and the slices depend on the
-// shape alone, so the bits are those of the row path, with any number of threads
-// (tests/test_lstm.cpp, UnitSliced*).
+// rec_gemm_packed call over all columns, and the slices depend on the shape alone, so the bits
+// are those of the row path, with any number of threads (tests/test_lstm.cpp, UnitSliced*).
 std::atomic<Index> g_slice_max_rows{32};
 
 inline FixedSlices unit_slices(Index H) { return FixedSlices(H, 16, 64, 8); }
@@ -174,7 +173,7 @@ bool use_unit_slices(Index bs, Index H) {
 }
 
 // Floats of the packed slices (the same for both directions: per slice, 4 blocks of K = H or one
-// of K = 4H, each rec_pack_floats(K, n)); slice q starts at slice_offset(q).
+// of K = 4H, each rec_pack_floats(K, n)); slice q starts at offset(q).
 struct SlicePack {
   FixedSlices sl;
   Index H;

@@ -169,7 +169,11 @@ class Batcher {
       if (it.body) {
         HttpResponse err;
         if (!read_single_request(*it.body, it.paper.title, it.paper.abstract, err)) {
-          it.reject(std::move(err));
+          try {
+            it.reject(std::move(err));
+          } catch (const std::exception& e) {
+            std::fprintf(stderr, "inspire-classifier: sending an answer failed: %s\n", e.what());
+          }
           continue;
         }
         it.body.reset();
@@ -178,7 +182,13 @@ class Batcher {
     }
     if (ready.empty()) return true;
     std::vector<PaperResult> results = run(ready);
-    for (std::size_t i = 0; i < ready.size(); ++i) ready[i].done(std::move(results[i]));
+    for (std::size_t i = 0; i < ready.size(); ++i) {
+      try {  // one answer that cannot be sent must not leave the others unanswered
+        ready[i].done(std::move(results[i]));
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "inspire-classifier: sending an answer failed: %s\n", e.what());
+      }
+    }
     return true;
   }
 
