@@ -150,9 +150,9 @@ void infer_batch1(const LstmParams<float>& p, float* zx, Index sl, float* h, flo
 // Splitting a few rows over the threads would make every thread stream all of W_hh (which does
 // not fit in a core's cache) at every step, for a few rows each, with half-empty register
 // blocks. Instead, as in infer_batch1, the hidden units are cut into fixed slices: a slice's four
-// gate blocks of W_hhᵀ (forward) or its columns of W_hh (backward) are packed on their own; a
-// thread computes the product for its slices over all rows, then those units' cells, and the
-// threads meet once per step. Each element is the same k-ordered FMA chain as in one
+// gate blocks of W_hhᵀ (forward) or its columns of W_hh (backward) are packed on their own, by
+// the thread that uses them; a thread computes the product for its slices over all rows, then
+// those units' cells, and the threads meet once per step. Each element is the same k-ordered FMA chain as in one
 // rec_gemm_packed call over all columns, and the slices depend on the shape alone, so the bits
 // are those of the row path, with any number of threads (tests/test_lstm.cpp, UnitSliced*).
 std::atomic<Index> g_slice_max_rows{32};
@@ -189,32 +189,32 @@ struct SlicePack {
     return o;
   }
   Index floats() const { return offset(sl.parts); }
-  // forward: B = W_hhᵀ, slice q's gate g at offset(q) + g·H·width(q);
-  // backward: B = W_hh [4H, H], slice q's columns at offset(q).
-  void pack(const float* W, bool forward, float* out) const {
-    for (Index q = 0; q < sl.parts; ++q) {
-      Index j0, j1;
-      sl.bounds(q, j0, j1);
-      if (j1 <= j0) continue;
-      float* o = out + offset(q);
-      if (forward)
-        for (Index g = 0; g < 4; ++g)
-          kernels::rec_pack(W + (g * H + j0) * H, H, /*trans=*/true, H, j1 - j0,
-                            o + g * H * width(q));
-      else
-        kernels::rec_pack(W + j0, H, /*trans=*/false, 4 * H, j1 - j0, o);
-    }
+  // Packs slice q of W_hh into out: forward, B = W_hhᵀ, the slice's gate g at
+  // offset(q) + g·H·width(q); backward, B = W_hh [4H, H], the slice's columns at offset(q).
+  // Each thread packs the slices it computes with, before its time loop: nobody else reads them.
+  void pack(Index q, const float* W, bool forward, float* out) const {
+    Index j0, j1;
+    sl.bounds(q, j0, j1);
+    if (j1 <= j0) return;
+    float* o = out + offset(q);
+    if (forward)
+      for (Index g = 0; g < 4; ++g)
+        kernels::rec_pack(W + (g * H + j0) * H, H, /*trans=*/true, H, j1 - j0,
+                          o + g * H * width(q));
+    else
+      kernels::rec_pack(W + j0, H, /*trans=*/false, 4 * H, j1 - j0, o);
   }
 };
 
 // The forward time loop: gs [sl, bs, 4H] holds x·W_ihᵀ + b and receives the activations; hs, cs
 // [sl + 1, bs, H] the states (row 0 given).
-void forward_unit_sliced(const SlicePack& sp, const float* packed, Index bs, Index sl, float* gs,
-                         float* hs, float* cs) {
+void forward_unit_sliced(const SlicePack& sp, const float* W, float* packed, Index bs, Index sl,
+                         float* gs, float* hs, float* cs) {
   const Index H = sp.H, G = 4 * H;
   parallel_team(team_size(sp.sl.parts, (double)bs * G * H), [&](int tid, int nth) {
     Index q0, q1;
     split_range(sp.sl.parts, tid, nth, q0, q1);
+    for (Index q = q0; q < q1; ++q) sp.pack(q, W, /*forward=*/true, packed);
     for (Index t = 0; t < sl; ++t) {
       float* z = gs + t * bs * G;
       const float* hp = hs + t * bs * H;
@@ -246,12 +246,14 @@ void forward_unit_sliced(const SlicePack& sp, const float* packed, Index bs, Ind
 // The backward time loop: dZ_t (in gs) from the cell, then dh_{t-1} = dZ_t W_hh; as
 // lstm_backward's row loop. dhbuf [2, bs, H] (slot t & 1 flows into step t), dcs [bs, H],
 // tmp [H] scratch, dy [bs, sl, H].
-void backward_unit_sliced(const SlicePack& sp, const float* packed, Index bs, Index sl, float* gs,
-                          const float* cs, float* dhbuf, float* dcs, float* tmp, const float* dy) {
+void backward_unit_sliced(const SlicePack& sp, const float* W, float* packed, Index bs, Index sl,
+                          float* gs, const float* cs, float* dhbuf, float* dcs, float* tmp,
+                          const float* dy) {
   const Index H = sp.H, G = 4 * H;
   parallel_team(team_size(sp.sl.parts, (double)bs * G * H), [&](int tid, int nth) {
     Index q0, q1;
     split_range(sp.sl.parts, tid, nth, q0, q1);
+    for (Index q = q0; q < q1; ++q) sp.pack(q, W, /*forward=*/false, packed);
     for (Index t = sl - 1; t >= 0; --t) {
       float* dh_in = dhbuf + (t & 1) * bs * H;
       float* dh_out = dhbuf + (1 - (t & 1)) * bs * H;
@@ -292,13 +294,14 @@ void backward_unit_sliced(const SlicePack& sp, const float* packed, Index bs, In
 // written), so the product's operand is not strided by a whole document and no thread writes
 // what another is reading. With lengths, a step runs only the rows still going (a prefix),
 // exactly as the row loop.
-void infer_unit_sliced(const SlicePack& sp, const float* packed, Index bs, Index sl, float* zx,
-                       float* h, float* c, float* y, const Index* lengths, float* hbuf) {
+void infer_unit_sliced(const SlicePack& sp, const float* W, float* packed, Index bs, Index sl,
+                       float* zx, float* h, float* c, float* y, const Index* lengths, float* hbuf) {
   const Index H = sp.H, G = 4 * H;
   std::copy_n(h, bs * H, hbuf);
   parallel_team(team_size(sp.sl.parts, (double)bs * G * H), [&](int tid, int nth) {
     Index q0, q1;
     split_range(sp.sl.parts, tid, nth, q0, q1);
+    for (Index q = q0; q < q1; ++q) sp.pack(q, W, /*forward=*/true, packed);
     Index active = bs;
     for (Index t = 0; t < sl; ++t) {
       if (lengths) {
@@ -402,8 +405,7 @@ void lstm_forward(const LstmParams<T>& p, CView<T> x, CView<T> h0, CView<T> c0, 
     if (use_unit_slices<T>(bs, H)) {  // a few rows: the threads share each step by hidden units
       const SlicePack sp(H);
       if (cache.wt.numel() < sp.floats()) cache.wt.resize({sp.floats()});
-      sp.pack(p.w_hh.data, /*forward=*/true, cache.wt.data());
-      forward_unit_sliced(sp, cache.wt.data(), bs, sl, gs, hs, cs);
+      forward_unit_sliced(sp, p.w_hh.data, cache.wt.data(), bs, sl, gs, hs, cs);
       for (Index b = 0; b < bs; ++b)
         for (Index t = 0; t < sl; ++t)
           std::copy_n(hs + ((t + 1) * bs + b) * H, H, y.data + (b * sl + t) * H);
@@ -472,9 +474,8 @@ void lstm_backward(const LstmParams<T>& p, LstmCache<T>& cache, CView<T> dy, CVi
     if (use_unit_slices<T>(bs, H)) {  // a few rows: the threads share each step by hidden units
       const SlicePack sp(H);
       if (cache.wt.numel() < sp.floats()) cache.wt.resize({sp.floats()});
-      sp.pack(p.w_hh.data, /*forward=*/false, cache.wt.data());
-      backward_unit_sliced(sp, cache.wt.data(), bs, sl, gs, cs, dhbuf, dcs, cache.tmp.data(),
-                           dy.data);
+      backward_unit_sliced(sp, p.w_hh.data, cache.wt.data(), bs, sl, gs, cs, dhbuf, dcs,
+                           cache.tmp.data(), dy.data);
       sliced = true;
     }
   }
@@ -609,8 +610,7 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
   if constexpr (std::is_same_v<T, float>) {
     if (!p.w_hh_half && !p.w_hh_i8 && use_unit_slices<T>(bs, H)) {  // a few rows: share by units
       const SlicePack sp(H);
-      sp.pack(p.w_hh.data, /*forward=*/true, wbuf);
-      infer_unit_sliced(sp, wbuf, bs, sl, zx, h.data, c.data, y.data, lengths,
+      infer_unit_sliced(sp, p.w_hh.data, wbuf, bs, sl, zx, h.data, c.data, y.data, lengths,
                         zx + bs * sl * G);  // the [bs, G] scratch: 2 × [bs, H]
       return;
     }
