@@ -354,10 +354,15 @@ TEST_F(Cli, ServeBatchedAnswersEachPaperAsAlone) {
   std::vector<std::string> bodies(batch.size());
   for (std::size_t i = 0; i < batch.size(); ++i)
     clients.emplace_back([&, i] {
-      bodies[i] = testhttp::request(srv.port, "POST", "/api/predict/coreness", batch[i].dump()).body;
+      try {  // an exception must not escape a thread (it would abort the test binary)
+        bodies[i] = testhttp::request(srv.port, "POST", "/api/predict/coreness", batch[i].dump()).body;
+      } catch (const std::exception& e) {
+        bodies[i] = std::string("request failed: ") + e.what();
+      }
     });
   for (auto& t : clients) t.join();
   for (std::size_t i = 0; i < batch.size(); ++i) {
+    ASSERT_TRUE(json::accept(bodies[i])) << "request " << i << ": " << bodies[i];
     auto one = json::parse(bodies[i]);
     EXPECT_EQ(one["prediction"], got[i]["prediction"]) << "request " << i;
     for (auto& [k, v] : got[i]["scores"].items())

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <future>
 #include <mutex>
 #include <stdexcept>
@@ -73,6 +74,30 @@ struct BatchFixture {
   std::vector<std::size_t> sizes;
   std::chrono::milliseconds delay;
   std::atomic<bool> wrong_count{false};
+  // With hold_first set, the model's first call waits for release() (30 s at most), so a test
+  // can queue requests behind it deterministically, whatever the load of the machine.
+  std::atomic<bool> hold_first{false};
+  std::mutex gate_mu;
+  std::condition_variable gate_cv;
+  bool released = false;
+
+  void release() {
+    {
+      std::lock_guard<std::mutex> lk(gate_mu);
+      released = true;
+    }
+    gate_cv.notify_all();
+  }
+  // Waits (10 s at most) until cond() holds; false if it never did.
+  template <typename F>
+  static bool eventually(F cond) {
+    auto t0 = std::chrono::steady_clock::now();
+    while (!cond()) {
+      if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(10)) return false;
+      std::this_thread::sleep_for(5ms);
+    }
+    return true;
+  }
 
   BatchFixture(int workers, std::size_t batch, std::chrono::milliseconds d)
       : server(options(workers)), delay(d) {
@@ -81,9 +106,15 @@ struct BatchFixture {
       throw std::logic_error("predict must not be called when batch > 1");
     };
     api.predict_many = [this](const std::vector<server::PaperText>& papers) {
+      bool first;
       {
         std::lock_guard<std::mutex> lk(mu);
+        first = sizes.empty();
         sizes.push_back(papers.size());
+      }
+      if (first && hold_first) {
+        std::unique_lock<std::mutex> lk(gate_mu);
+        gate_cv.wait_for(lk, std::chrono::seconds(30), [this] { return released; });
       }
       if (delay.count()) std::this_thread::sleep_for(delay);
       std::vector<server::PaperResult> out(papers.size());
@@ -414,18 +445,23 @@ TEST(Server, ListenErrorsNameTheAddress) {
 // --- batch > 1: papers waiting for a worker run together (server::Batcher) ---
 
 TEST(ServerBatching, ConcurrentRequestsWaitingForTheWorkerRunTogether) {
-  BatchFixture f(/*workers=*/1, /*batch=*/4, 300ms);
-  // The first request takes the only worker; the next 6 arrive while it is busy and wait.
+  BatchFixture f(/*workers=*/1, /*batch=*/4, 0ms);
+  f.hold_first = true;
+  // The first request takes the only worker and is held there; the next 6 arrive meanwhile
+  // and wait (7 worker jobs pending); then the worker is released.
   auto first = std::async(std::launch::async, [&] {
     return testhttp::request(f.port(), "POST", "/api/predict/coreness", paper("", "abc").dump());
   });
-  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(f.eventually([&] { return f.calls().size() == 1; }));
   std::vector<std::future<testhttp::Response>> rest;
   for (int i = 1; i <= 6; ++i)
     rest.push_back(std::async(std::launch::async, [&, i] {
       return testhttp::request(f.port(), "POST", "/api/predict/coreness",
                                paper(std::string(i, 'x'), "abc").dump());
     }));
+  ASSERT_TRUE(f.eventually([&] { return f.server.pending_work() == 7; }))
+      << "pending " << f.server.pending_work();
+  f.release();
   auto r0 = first.get();
   ASSERT_EQ(r0.status, 200) << r0.body;
   EXPECT_EQ(json::parse(r0.body)["scores"]["rejected"], 0.0);
@@ -434,13 +470,8 @@ TEST(ServerBatching, ConcurrentRequestsWaitingForTheWorkerRunTogether) {
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(json::parse(r.body)["scores"]["rejected"], double(i)) << "request " << i;
   }
-  auto calls = f.calls();
-  std::size_t total = 0, largest = 0;
-  for (auto n : calls) total += n, largest = std::max(largest, n);
-  EXPECT_EQ(total, 7u);
-  EXPECT_LE(largest, 4u);
-  EXPECT_GE(largest, 2u) << "no two waiting papers were batched";
-  EXPECT_LE(calls.size(), 4u);  // 1 + ceil(6 / 4) in the expected timing; 7 if never batched
+  // The lone first paper, then the 6 that waited, 4 at a time (batch 1 would give 7 calls).
+  EXPECT_EQ(f.calls(), (std::vector<std::size_t>{1, 4, 2}));
 }
 
 TEST(ServerBatching, LoneRequestDoesNotWaitForABatch) {
@@ -473,11 +504,12 @@ TEST(ServerBatching, BatchRequestKeepsOrderInGroupsOfAtMostBatch) {
 }
 
 TEST(ServerBatching, OneBadPaperFailsOnlyItsOwnRequest) {
-  BatchFixture f(1, 8, 300ms);
+  BatchFixture f(1, 8, 0ms);
+  f.hold_first = true;
   auto busy = std::async(std::launch::async, [&] {
     return testhttp::request(f.port(), "POST", "/api/predict/coreness", paper("a", "b").dump());
   });
-  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(f.eventually([&] { return f.calls().size() == 1; }));
   // These two wait together and run in one call: only the INVALID one gets its 422.
   auto bad = std::async(std::launch::async, [&] {
     return testhttp::request(f.port(), "POST", "/api/predict/coreness",
@@ -486,12 +518,15 @@ TEST(ServerBatching, OneBadPaperFailsOnlyItsOwnRequest) {
   auto good = std::async(std::launch::async, [&] {
     return testhttp::request(f.port(), "POST", "/api/predict/coreness", paper("abc", "").dump());
   });
+  ASSERT_TRUE(f.eventually([&] { return f.server.pending_work() == 3; }));
+  f.release();
   EXPECT_EQ(busy.get().status, 200);
   auto rb = bad.get(), rg = good.get();
   EXPECT_EQ(rb.status, 422) << rb.body;
   EXPECT_EQ(json::parse(rb.body)["field"], "body");
   ASSERT_EQ(rg.status, 200) << rg.body;
   EXPECT_EQ(json::parse(rg.body)["scores"]["rejected"], 3.0);
+  EXPECT_EQ(f.calls(), (std::vector<std::size_t>{1, 2}));
 }
 
 TEST(ServerBatching, BatchRequestReportsItsLowestFailingItem) {
