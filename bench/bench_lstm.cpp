@@ -1,7 +1,7 @@
 // bench/bench_lstm.cpp — one LSTM layer at the AWD-LSTM sizes (Google Benchmark).
 //
 //   lstm_fwd/<in>x<h>/b<bs>x<sl>      training forward (fills the backward cache)
-//   lstm_fwdbwd/<in>x<h>/b<bs>x<sl>   forward + backward (dX and all dW); b8x70 is the LM step's shape
+//   lstm_fwdbwd/<in>x<h>/b<bs>x<sl>   forward + backward (dX and all dW); b8x70: the LM step's three layers
 //   lstm_infer/<in>x<h>/b<bs>x<sl>    serving path (no cache)
 //   sgemm_peak/<n>                    C[n, n] += A[n, n]·B[n, n] through nn's threaded GEMM
 //                                     (kernels::gemm_parallel): the measured GEMM peak of this
@@ -76,8 +76,9 @@ int reg = [] {
       ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
   const char* modes[] = {"lstm_fwd", "lstm_fwdbwd", "lstm_infer"};
   struct Case { Index in, h, bs, sl; };
-  const Case cases[] = {{400, 1152, 64, 70}, {1152, 1152, 64, 70}, {1152, 1152, 8, 70},
-                        {400, 1152, 1, 250}, {1152, 1152, 1, 250}};
+  const Case cases[] = {{400, 1152, 64, 70}, {1152, 1152, 64, 70}, {400, 1152, 8, 70},
+                        {1152, 1152, 8, 70}, {1152, 400, 8, 70}, {400, 1152, 1, 250},
+                        {1152, 1152, 1, 250}};
   for (int m = 0; m < 3; ++m)
     for (auto c : cases) {
       if (m == 2 && c.bs != 1) continue;  // serving is batch 1

@@ -33,12 +33,23 @@ inline int team_size(Index rows, double work) {
 // near a row split, the last columns of a call), and a split by thread changed the last bits.
 // Each slice packs the whole other operand again; slicing the larger dimension, in slices of
 // at least 512, keeps that repeated packing to a few per cent of the slice's multiply-adds.
+//
+// A product big enough to matter (≥ 2e7 multiply-adds) gets an even number of slices (where the
+// dimension has the 64-edges for it): with one slice it would run on one thread, and with an
+// odd number two threads would share them unevenly (the LM's first LSTM layer's dX, 560 rows,
+// was one slice; its last layer's 1600 columns three).
+inline FixedSlices gemm_slices(Index n, double work) {
+  FixedSlices s(n, 64, 512, work < 2e5 ? 1 : 8);
+  if (work >= 2e7 && s.parts % 2 == 1 && s.parts < s.blocks) s.parts += 1;
+  return s;
+}
+
 template <typename T>
 void gemm_parallel(bool ta, bool tb, Index M, Index N, Index K, T alpha, const T* A, Index lda,
                    const T* B, Index ldb, T beta, T* C, Index ldc) {
   const double work = (double)M * N * K;
   const bool by_rows = M > N;
-  const FixedSlices slices(by_rows ? M : N, 64, 512, work < 2e5 ? 1 : 8);
+  const FixedSlices slices = gemm_slices(by_rows ? M : N, work);
   parallel_team(team_size(slices.parts, work), [&](int tid, int nth) {
     Index p0, p1;
     split_range(slices.parts, tid, nth, p0, p1);
