@@ -33,14 +33,33 @@ using ArrMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
 template <typename T>
 using CArrMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 
-// One row of the cell forward (nn::ew::lstm_cell_forward on whole gate rows): z [4h] holds the
-// pre-activations and receives the activations; c may alias c_prev.
+// The cell forward (nn::ew::lstm_cell_forward) of n consecutive hidden units: z points at the
+// first unit's i pre-activation, the f, g and o ones `stride` floats apart (the layer's h), and
+// receives the activations; c_prev, c, hout point at the same units; c may alias c_prev.
+template <typename T>
+inline void cell_forward_units(T* z, Index stride, Index n, const T* c_prev, T* c, T* hout) {
+  ArrMap<T> i(z, n), f(z + stride, n), g(z + 2 * stride, n), o(z + 3 * stride, n);
+  CArrMap<T> cp(c_prev, n);
+  ArrMap<T> cm(c, n), hm(hout, n);
+  ew::lstm_cell_forward(i, f, g, o, cp, cm, hm);
+}
+
+// One whole row: z [4h].
 template <typename T>
 inline void cell_forward_row(T* z, const T* c_prev, T* c, T* hout, Index h) {
-  ArrMap<T> i(z, h), f(z + h, h), g(z + 2 * h, h), o(z + 3 * h, h);
-  CArrMap<T> cp(c_prev, h);
-  ArrMap<T> cm(c, h), hm(hout, h);
-  ew::lstm_cell_forward(i, f, g, o, cp, cm, hm);
+  cell_forward_units(z, h, h, c_prev, c, hout);
+}
+
+// The cell backward (nn::ew::lstm_cell_backward) of n consecutive units, laid out as in
+// cell_forward_units: the activations in z become dZ; dh (with dy already added) and dc are
+// the units' incoming gradients, dc updated; tmp is n floats of scratch.
+template <typename T>
+inline void cell_backward_units(T* z, Index stride, Index n, const T* c, const T* c_prev, T* dh,
+                                T* dc, T* tmp) {
+  ArrMap<T> i(z, n), f(z + stride, n), g(z + 2 * stride, n), o(z + 3 * stride, n);
+  CArrMap<T> cm(c, n), cp(c_prev, n);
+  ArrMap<T> dhm(dh, n), dcm(dc, n), tm(tmp, n);
+  ew::lstm_cell_backward(i, f, g, o, cm, cp, dhm, dcm, tm);
 }
 
 // rows × [4h] of b_ih + b_hh (the input projection's starting value).
@@ -132,10 +151,7 @@ void infer_batch1(const LstmParams<float>& p, float* zx, Index sl, float* h, flo
                 Eigen::Map<const RowMat>(p.w_hh.data + r0 * H, n, H) *
                 Eigen::Map<const Vec>(hp, H);
         }
-        ArrMap<float> i(z + j0, n), f(z + H + j0, n), gg(z + 2 * H + j0, n), o(z + 3 * H + j0, n);
-        CArrMap<float> cp(c + j0, n);
-        ArrMap<float> cm(c + j0, n), hm(y + t * H + j0, n);
-        ew::lstm_cell_forward(i, f, gg, o, cp, cm, hm);
+        cell_forward_units(z + j0, H, n, c + j0, c + j0, y + t * H + j0);
       }
       if (nth > 1) {  // step t+1 reads all of h_t (never inline: nth is 1 there)
 #pragma omp barrier
@@ -226,15 +242,9 @@ void forward_unit_sliced(const SlicePack& sp, const float* W, float* packed, Ind
         const float* bq = packed + sp.offset(q);
         for (Index g = 0; g < 4; ++g)
           kernels::rec_gemm_packed(bs, n, H, hp, H, bq + g * H * sp.width(q), 1.f, z + g * H + j0, G);
-        for (Index b = 0; b < bs; ++b) {
-          float* zb = z + b * G;
-          ArrMap<float> i(zb + j0, n), f(zb + H + j0, n), gg(zb + 2 * H + j0, n),
-              o(zb + 3 * H + j0, n);
-          CArrMap<float> cp(cs + (t * bs + b) * H + j0, n);
-          ArrMap<float> cm(cs + ((t + 1) * bs + b) * H + j0, n),
-              hm(hs + ((t + 1) * bs + b) * H + j0, n);
-          ew::lstm_cell_forward(i, f, gg, o, cp, cm, hm);
-        }
+        for (Index b = 0; b < bs; ++b)
+          cell_forward_units(z + b * G + j0, H, n, cs + (t * bs + b) * H + j0,
+                             cs + ((t + 1) * bs + b) * H + j0, hs + ((t + 1) * bs + b) * H + j0);
       }
       if (nth > 1) {  // step t+1 reads all of h_t
 #pragma omp barrier
@@ -264,14 +274,11 @@ void backward_unit_sliced(const SlicePack& sp, const float* W, float* packed, In
         sp.sl.bounds(q, j0, j1);
         const Index n = j1 - j0;
         if (n <= 0) continue;
-        ArrMap<float> tm(tmp + j0, n);
         for (Index b = 0; b < bs; ++b) {
-          float* z = gs + (t * bs + b) * G;
-          ArrMap<float> i(z + j0, n), f(z + H + j0, n), gg(z + 2 * H + j0, n), o(z + 3 * H + j0, n);
-          CArrMap<float> c(cs + ((t + 1) * bs + b) * H + j0, n), cp(cs + (t * bs + b) * H + j0, n);
-          ArrMap<float> dh(dh_in + b * H + j0, n), dc(dcs + b * H + j0, n);
-          dh += CArrMap<float>(dy + (b * sl + t) * H + j0, n);
-          ew::lstm_cell_backward(i, f, gg, o, c, cp, dh, dc, tm);
+          float* dh = dh_in + b * H + j0;
+          ArrMap<float>(dh, n) += CArrMap<float>(dy + (b * sl + t) * H + j0, n);
+          cell_backward_units(gs + (t * bs + b) * G + j0, H, n, cs + ((t + 1) * bs + b) * H + j0,
+                              cs + (t * bs + b) * H + j0, dh, dcs + b * H + j0, tmp + j0);
         }
       }
       if (nth > 1) {  // the product reads all of dZ_t
@@ -321,11 +328,8 @@ void infer_unit_sliced(const SlicePack& sp, const float* W, float* packed, Index
           kernels::rec_gemm_packed(active, n, H, hp, H, bq + g * H * sp.width(q), 1.f,
                                    z + g * H + j0, sl * G);
         for (Index b = 0; b < active; ++b) {
-          float* zb = z + b * sl * G;
-          ArrMap<float> i(zb + j0, n), f(zb + H + j0, n), gg(zb + 2 * H + j0, n),
-              o(zb + 3 * H + j0, n);
-          ArrMap<float> cm(c + b * H + j0, n), hm(hn + b * H + j0, n);
-          ew::lstm_cell_forward(i, f, gg, o, cm, cm, hm);
+          cell_forward_units(z + b * sl * G + j0, H, n, c + b * H + j0, c + b * H + j0,
+                             hn + b * H + j0);
           std::copy_n(hn + b * H + j0, n, y + (b * sl + t) * H + j0);
         }
       }
@@ -487,18 +491,16 @@ void lstm_backward(const LstmParams<T>& p, LstmCache<T>& cache, CView<T> dy, CVi
     split_range(bs, tid, nth, b0, b1);
     const Index nb = b1 - b0;
     if (nb > 0) {
-      ArrMap<T> tmp(cache.tmp.data() + b0 * H, H);  // this thread's cell scratch
+      T* tmp = cache.tmp.data() + b0 * H;  // this thread's cell scratch
       for (Index t = sl - 1; t >= 0; --t) {
         T* dh_in = dhbuf + ((t & 1) * bs + b0) * H;       // dL/dh_t from the future
         T* dh_out = dhbuf + ((1 - (t & 1)) * bs + b0) * H;  // dL/dh_{t-1} (written by GEMM)
-        for (Index b = 0; b < nb; ++b) {
+        for (Index b = 0; b < nb; ++b) {  // activations -> dZ
           const Index row = t * bs + b0 + b;
-          T* z = gs + row * G;
-          ArrMap<T> i(z, H), f(z + H, H), gg(z + 2 * H, H), o(z + 3 * H, H);
-          CArrMap<T> c(cs + ((t + 1) * bs + b0 + b) * H, H), cp(cs + row * H, H);
-          ArrMap<T> dh(dh_in + b * H, H), dc(dcs + (b0 + b) * H, H);
-          dh += CArrMap<T>(dy.data + ((b0 + b) * sl + t) * H, H);
-          ew::lstm_cell_backward(i, f, gg, o, c, cp, dh, dc, tmp);  // activations -> dZ
+          T* dh = dh_in + b * H;
+          ArrMap<T>(dh, H) += CArrMap<T>(dy.data + ((b0 + b) * sl + t) * H, H);
+          cell_backward_units(gs + row * G, H, H, cs + ((t + 1) * bs + b0 + b) * H, cs + row * H,
+                              dh, dcs + (b0 + b) * H, tmp);
         }
         // dh_{t-1} = dZ_t W_hh  (+ nothing else: dy_{t-1} is added at the next iteration)
         if (nb == 1)
