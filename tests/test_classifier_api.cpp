@@ -191,6 +191,48 @@ TEST_F(ClassifierApi, BatchAndConcurrentCallersGiveIdenticalResults) {
   EXPECT_EQ(mismatches.load(), 0);
 }
 
+// predict_each: bad papers fail alone, the others get exactly what predict_batch gives them
+// without the bad ones; predict_batch throws the lowest-indexed paper's error.
+TEST_F(ClassifierApi, PredictEachIsolatesBadPapers) {
+  std::vector<ulmfit::Paper> good;
+  for (const auto& r : tiny::golden()["records"]) {
+    if (r["abstract"].get<std::string>().size() > 5000) continue;  // speed
+    good.push_back({r["title"], r["abstract"]});
+  }
+  ASSERT_GE(good.size(), 3u);
+  std::vector<ulmfit::Paper> mixed = good;
+  mixed.insert(mixed.begin() + 1, {"bad \xC3 title", "fine"});
+  mixed.push_back({"fine", "bad abstract \xFF"});
+  for (int batch : {1, 3}) {
+    auto want = clf().predict_batch(good, 2, batch);
+    auto each = clf().predict_each(mixed, 2, batch);
+    ASSERT_EQ(each.size(), mixed.size());
+    std::size_t g = 0;
+    for (std::size_t i = 0; i < mixed.size(); ++i) {
+      const bool bad = i == 1 || i + 1 == mixed.size();
+      ASSERT_EQ(static_cast<bool>(each[i].error), bad) << "batch " << batch << " paper " << i;
+      if (bad) continue;
+      EXPECT_EQ(each[i].prediction.probabilities, want[g].probabilities) << batch << " " << i;
+      EXPECT_EQ(each[i].prediction.label, want[g].label);
+      ++g;
+    }
+    try {
+      std::rethrow_exception(each.back().error);
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("abstract"), std::string::npos) << e.what();
+    }
+    // predict_batch: the first bad paper's error (the title at index 1), whatever the threads.
+    try {
+      clf().predict_batch(mixed, 2, batch);
+      FAIL() << "expected std::invalid_argument";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("title"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_TRUE(clf().predict_each({}, 2, 4).empty());
+  EXPECT_THROW(clf().predict_each(good, 2, 0), std::invalid_argument);
+}
+
 TEST_F(ClassifierApi, InvalidUtf8NamesTheFieldAndOffset) {
   try {
     clf().predict_coreness("ok title", "abc\xFF");

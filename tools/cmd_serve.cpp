@@ -106,27 +106,19 @@ int run_serve(int argc, char** argv) {
     return clf.to_json(clf.predict_coreness(title, abstract));
   };
   // --batch N: the papers one worker takes at once run as one padded batch
-  // (Classifier::probabilities_batch). Each paper is encoded on its own, so one bad paper (e.g.
-  // invalid UTF-8) gets its 422 while the others of the batch are answered.
+  // (Classifier::predict_each), each failing alone: one bad paper (e.g. invalid UTF-8) gets its
+  // 422 while the others of the batch are answered.
   api.batch = batch;
   if (batch > 1)
     api.predict_many = [clf, batch](const std::vector<server::PaperText>& papers) {
-      omp_set_num_threads(1);
-      std::vector<server::PaperResult> out(papers.size());
-      std::vector<std::vector<std::int32_t>> ids;
-      std::vector<std::size_t> which;
-      for (std::size_t i = 0; i < papers.size(); ++i) {
-        try {
-          ids.push_back(clf.encode_paper(papers[i].title, papers[i].abstract));
-          which.push_back(i);
-        } catch (...) {
-          out[i].error = std::current_exception();
-        }
-      }
-      if (!ids.empty()) {
-        auto probs = clf.probabilities_batch(ids, static_cast<int>(batch));
-        for (std::size_t k = 0; k < which.size(); ++k)
-          out[which[k]].json = clf.to_json(clf.finish(probs[k]));
+      std::vector<ulmfit::Paper> in;
+      in.reserve(papers.size());
+      for (auto& p : papers) in.push_back({p.title, p.abstract});
+      auto each = clf.predict_each(in, /*threads=*/1, static_cast<int>(batch));
+      std::vector<server::PaperResult> out(each.size());
+      for (std::size_t i = 0; i < each.size(); ++i) {
+        out[i].error = each[i].error;
+        if (!each[i].error) out[i].json = clf.to_json(each[i].prediction);
       }
       return out;
     };

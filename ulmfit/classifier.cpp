@@ -228,52 +228,81 @@ std::vector<std::int32_t> Classifier::encode_paper(std::string_view title,
 
 namespace {
 
-// fn(i) for i in [0, n) on `threads` threads (<= 0: OpenMP's default); the first exception
-// thrown is rethrown once all are done.
+// fn(i) for i in [0, n) on `threads` threads (<= 0: OpenMP's default). fn must not throw.
 template <typename F>
 void parallel_each(long n, int threads, F&& fn) {
-  std::exception_ptr first_error;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads > 0 ? threads : omp_get_max_threads()) if (threads != 1)
-  for (long i = 0; i < n; ++i) {
-    try {
-      fn(i);
-    } catch (...) {
-#pragma omp critical(inspire_classifier_batch_error)
-      if (!first_error) first_error = std::current_exception();
-    }
-  }
-  if (first_error) std::rethrow_exception(first_error);
+  for (long i = 0; i < n; ++i) fn(i);
 }
 
-}  // namespace
-
-std::vector<Prediction> Classifier::predict_batch(const std::vector<Paper>& papers,
-                                                  int threads, int batch) const {
+// Classifier::predict_each; fail_fast (predict_batch, which throws the first error anyway): no
+// model work once a paper has failed to encode.
+std::vector<PaperOutcome> predict_each_impl(const Classifier& clf, const std::vector<Paper>& papers,
+                                            int threads, int batch, bool fail_fast) {
   if (batch < 1) throw std::invalid_argument("batch must be at least 1, got " + std::to_string(batch));
-  std::vector<Prediction> out(papers.size());
+  std::vector<PaperOutcome> out(papers.size());
   const long n = static_cast<long>(papers.size());
   if (batch == 1) {
     parallel_each(n, threads, [&](long i) {
-      out[i] = predict_coreness(papers[i].title, papers[i].abstract);
+      try {
+        out[i].prediction = clf.predict_coreness(papers[i].title, papers[i].abstract);
+      } catch (...) {
+        out[i].error = std::current_exception();
+      }
     });
     return out;
   }
   std::vector<std::vector<std::int32_t>> ids(papers.size());
   parallel_each(n, threads, [&](long i) {
-    ids[i] = encode_paper(papers[i].title, papers[i].abstract);
+    try {
+      ids[i] = clf.encode_paper(papers[i].title, papers[i].abstract);
+    } catch (...) {
+      out[i].error = std::current_exception();
+    }
   });
+  if (fail_fast)
+    for (auto& o : out)
+      if (o.error) return out;
+  // Only the papers that encoded go through the model.
+  std::vector<std::vector<std::int32_t>> good;
+  std::vector<std::size_t> which;
+  for (std::size_t i = 0; i < papers.size(); ++i)
+    if (!out[i].error) {
+      good.push_back(std::move(ids[i]));
+      which.push_back(i);
+    }
+  if (good.empty()) return out;
   // The batches run on `threads` threads (restored afterwards: the setting is this thread's).
   const int saved = omp_get_max_threads();
   if (threads > 0) omp_set_num_threads(threads);
   std::vector<std::array<float, 3>> probs;
   try {
-    probs = probabilities_batch(ids, batch);
+    probs = clf.probabilities_batch(good, batch);
   } catch (...) {
     omp_set_num_threads(saved);
     throw;
   }
   omp_set_num_threads(saved);
-  for (long i = 0; i < n; ++i) out[i] = finish(probs[i]);
+  for (std::size_t k = 0; k < which.size(); ++k) out[which[k]].prediction = clf.finish(probs[k]);
+  return out;
+}
+
+}  // namespace
+
+std::vector<PaperOutcome> Classifier::predict_each(const std::vector<Paper>& papers, int threads,
+                                                   int batch) const {
+  return predict_each_impl(*this, papers, threads, batch, false);
+}
+
+std::vector<Prediction> Classifier::predict_batch(const std::vector<Paper>& papers,
+                                                  int threads, int batch) const {
+  auto each = predict_each_impl(*this, papers, threads, batch, true);
+  std::vector<Prediction> out;
+  out.reserve(each.size());
+  for (auto& e : each) {
+    if (e.error) std::rethrow_exception(e.error);
+    out.push_back(std::move(e.prediction));
+  }
   return out;
 }
 

@@ -24,6 +24,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -42,6 +43,13 @@ struct Prediction {
 struct Paper {
   std::string title;
   std::string abstract;
+};
+
+// One paper's outcome in Classifier::predict_each: its prediction, or, when `error` is set, the
+// exception its input raised (std::invalid_argument for invalid UTF-8, naming the field).
+struct PaperOutcome {
+  Prediction prediction;
+  std::exception_ptr error;
 };
 
 // {"prediction": "<label>", "scores": {"<label0>": s0, "<label1>": s1, "<label2>": s2}} on one
@@ -98,8 +106,15 @@ class Classifier {
   // is independent (batch of one, as the original predicts), so results equal predict_coreness.
   // batch > 1: papers padded together in batches of up to that many (probabilities_batch):
   // faster for bulk work, scores within ~1e-6 of predict_coreness.
+  // Throws the error of the lowest-indexed paper that fails (predict_each's first error).
   std::vector<Prediction> predict_batch(const std::vector<Paper>& papers, int threads = 0,
                                         int batch = 1) const;
+  // predict_batch, each paper failing alone: a paper whose input is bad (e.g. invalid UTF-8)
+  // gets its error in its own outcome, and the others are still predicted, with the bits they
+  // would have without it in the input (it never joins a padded batch). For servers and bulk
+  // jobs that answer per paper.
+  std::vector<PaperOutcome> predict_each(const std::vector<Paper>& papers, int threads = 0,
+                                         int batch = 1) const;
 
   // Token ids already computed (encode_paper / encode), padded into batches of up to `batch`
   // documents (longest first; ClassifierModel::infer_batch_padded): each LSTM step is a GEMM
