@@ -3,6 +3,7 @@
 // nn/gemm_kernels.h's.
 #include "nn/lstm.h"
 
+#include <array>
 #include <omp.h>
 
 #include <algorithm>
@@ -173,7 +174,8 @@ void infer_batch1(const LstmParams<float>& p, float* zx, Index sl, float* h, flo
 // are those of the row path, with any number of threads (tests/test_lstm.cpp, UnitSliced*).
 std::atomic<Index> g_slice_max_rows{32};
 
-inline FixedSlices unit_slices(Index H) { return FixedSlices(H, 16, 64, 8); }
+constexpr Index kUnitSliceMaxParts = 8;
+inline FixedSlices unit_slices(Index H) { return FixedSlices(H, 16, 64, kUnitSliceMaxParts); }
 
 // The unit-sliced path is taken only with more than one thread: on one thread the row loop
 // (one product call per step) measured as fast or faster. Both give the same bits, so the
@@ -193,18 +195,17 @@ bool use_unit_slices(Index bs, Index H) {
 struct SlicePack {
   FixedSlices sl;
   Index H;
-  explicit SlicePack(Index H_) : sl(unit_slices(H_)), H(H_) {}
+  std::array<Index, kUnitSliceMaxParts + 1> offsets{};  // offsets[q]: where slice q starts
+  explicit SlicePack(Index H_) : sl(unit_slices(H_)), H(H_) {
+    for (Index q = 0; q < sl.parts; ++q) offsets[q + 1] = offsets[q] + 4 * H * width(q);
+  }
   Index width(Index q) const {
     Index j0, j1;
     sl.bounds(q, j0, j1);
     return (j1 - j0 + 15) / 16 * 16;
   }
-  Index offset(Index q) const {
-    Index o = 0;
-    for (Index r = 0; r < q; ++r) o += 4 * H * width(r);
-    return o;
-  }
-  Index floats() const { return offset(sl.parts); }
+  Index offset(Index q) const { return offsets[q]; }
+  Index floats() const { return offsets[sl.parts]; }
   // Packs slice q of W_hh into out: forward, B = W_hhᵀ, the slice's gate g at
   // offset(q) + g·H·width(q); backward, B = W_hh [4H, H], the slice's columns at offset(q).
   // Each thread packs the slices it computes with, before its time loop: nobody else reads them.
