@@ -581,8 +581,19 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
                              : 0);
   if (scratch.numel() < need) scratch.resize({need});
   T* zx = scratch.data();
-  fill_bias_rows(p, zx, bs * sl);
-  gemm_parallel<T>(false, true, bs * sl, G, in, T(1), x.data, in, p.w_ih.data, in, T(1), zx, G);
+  if (lengths) {
+    // Each row's own positions only: the padding past a row's length is never projected (nor
+    // read by the steps below), and each row's product is the one it gets alone.
+    for (Index b = 0; b < bs; ++b) {
+      if (lengths[b] == 0) continue;
+      fill_bias_rows(p, zx + b * sl * G, lengths[b]);
+      gemm_parallel<T>(false, true, lengths[b], G, in, T(1), x.data + b * sl * in, in,
+                       p.w_ih.data, in, T(1), zx + b * sl * G, G);
+    }
+  } else {
+    fill_bias_rows(p, zx, bs * sl);
+    gemm_parallel<T>(false, true, bs * sl, G, in, T(1), x.data, in, p.w_ih.data, in, T(1), zx, G);
+  }
   if constexpr (std::is_same_v<T, float>) {
     if (p.w_hh_half && (p.w_hh_half->rows != G || p.w_hh_half->cols != H))
       throw std::invalid_argument("LSTM infer: the half-precision W_hh does not match weight_hh");
