@@ -3,10 +3,10 @@
 // nn/gemm_kernels.h's.
 #include "nn/lstm.h"
 
-#include <array>
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <stdexcept>
