@@ -256,6 +256,8 @@ std::vector<PaperOutcome> predict_each_impl(const Classifier& clf, const std::ve
   parallel_each(n, threads, [&](long i) {
     try {
       ids[i] = clf.encode_paper(papers[i].title, papers[i].abstract);
+      // (encode_paper always gives at least xxbos; kept so that no paper can fail its batch)
+      if (ids[i].empty()) throw std::invalid_argument("empty document (no tokens)");
     } catch (...) {
       out[i].error = std::current_exception();
     }
