@@ -1,5 +1,4 @@
 // tools/cmd_predict.cpp — `predict-coreness` (one paper) and `predict` (JSON Lines, streamed).
-#include <omp.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -187,7 +186,6 @@ int run_predict(int argc, char** argv) {
   io::LineReader reader(input, max_line_bytes);
   const std::string in_name = reader.name();
   auto clf = ulmfit::Classifier::load_or_default(model, load_opt);
-  if (batch > 1 && threads > 0) omp_set_num_threads(threads);  // the batches' own threads
 
   long line_no = 0, good = 0, bad = 0, shown = -1;
   const bool tty = !quiet && ::isatty(STDERR_FILENO);
@@ -235,44 +233,30 @@ int run_predict(int argc, char** argv) {
       }
       const dist::Range mine = dist::share(items.size(), rank, nranks);
       const long i0 = static_cast<long>(mine.begin), i1 = static_cast<long>(mine.end);
-      if (batch == 1) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads > 0 ? threads : omp_get_max_threads())
-        for (long i = i0; i < i1; ++i) {
-          Item& it = items[i];
-          if (!it.error.empty()) continue;
-          try {
-            auto p = it.joined ? clf.predict_text(it.paper.title)
-                               : clf.predict_coreness(it.paper.title, it.paper.abstract);
-            it.output = output_line(clf, it, p);
-          } catch (const std::exception& e) {
-            it.error = e.what();
-          }
+      // This rank's share: each record encoded alone (a bad one fails alone), then through the
+      // model one at a time (--batch 1, as predict-coreness) or padded in batches.
+      const auto each = clf.predict_each_encoded(
+          static_cast<std::size_t>(i1 - i0),
+          [&](std::size_t k) {
+            const Item& it = items[i0 + static_cast<long>(k)];
+            if (!it.error.empty()) throw std::invalid_argument(it.error);  // stays as it is
+            return it.joined ? clf.encode_text(it.paper.title)
+                             : clf.encode_paper(it.paper.title, it.paper.abstract);
+          },
+          threads, batch);
+      for (long i = i0; i < i1; ++i) {
+        Item& it = items[i];
+        const auto& e = each[static_cast<std::size_t>(i - i0)];
+        if (!e.error) {
+          it.output = output_line(clf, it, e.prediction);
+          continue;
         }
-      } else {  // tokenize in parallel, then the chunk's papers through the model in batches
-        std::vector<std::vector<std::int32_t>> ids(static_cast<std::size_t>(i1 - i0));
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads > 0 ? threads : omp_get_max_threads())
-        for (long i = i0; i < i1; ++i) {
-          Item& it = items[i];
-          if (!it.error.empty()) continue;
-          try {
-            ids[i - i0] = it.joined ? clf.encode_text(it.paper.title)
-                                    : clf.encode_paper(it.paper.title, it.paper.abstract);
-            if (ids[i - i0].empty()) it.error = "empty document (no tokens)";
-          } catch (const std::exception& e) {
-            it.error = e.what();
-          }
-        }
-        std::vector<long> good_items;
-        std::vector<std::vector<std::int32_t>> good_ids;
-        for (long i = i0; i < i1; ++i)
-          if (items[i].error.empty()) {
-            good_items.push_back(i);
-            good_ids.push_back(std::move(ids[i - i0]));
-          }
-        const auto probs = clf.probabilities_batch(good_ids, batch);
-        for (std::size_t k = 0; k < good_items.size(); ++k) {
-          Item& it = items[good_items[k]];
-          it.output = output_line(clf, it, clf.finish(probs[k]));
+        try {
+          std::rethrow_exception(e.error);
+        } catch (const std::exception& x) {
+          it.error = x.what();
+        } catch (...) {
+          it.error = "unknown error";
         }
       }
       if (nranks > 1) {  // every rank's share to rank 0

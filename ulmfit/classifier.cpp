@@ -235,40 +235,34 @@ void parallel_each(long n, int threads, F&& fn) {
   for (long i = 0; i < n; ++i) fn(i);
 }
 
-// Classifier::predict_each; fail_fast (predict_batch, which throws the first error anyway): no
-// model work once a paper has failed to encode.
-std::vector<PaperOutcome> predict_each_impl(const Classifier& clf, const std::vector<Paper>& papers,
-                                            int threads, int batch, bool fail_fast) {
+// Classifier::predict_each_encoded; fail_fast (predict_batch, which throws the first error
+// anyway): no model work once an input has failed to encode.
+std::vector<PaperOutcome> predict_each_impl(
+    const Classifier& clf, std::size_t count,
+    const std::function<std::vector<std::int32_t>(std::size_t)>& encode, int threads, int batch,
+    bool fail_fast) {
   if (batch < 1) throw std::invalid_argument("batch must be at least 1, got " + std::to_string(batch));
-  std::vector<PaperOutcome> out(papers.size());
-  const long n = static_cast<long>(papers.size());
-  if (batch == 1) {
-    parallel_each(n, threads, [&](long i) {
-      try {
-        out[i].prediction = clf.predict_coreness(papers[i].title, papers[i].abstract);
-      } catch (...) {
-        out[i].error = std::current_exception();
-      }
-    });
-    return out;
-  }
-  std::vector<std::vector<std::int32_t>> ids(papers.size());
+  std::vector<PaperOutcome> out(count);
+  const long n = static_cast<long>(count);
+  std::vector<std::vector<std::int32_t>> ids(count);
   parallel_each(n, threads, [&](long i) {
     try {
-      ids[i] = clf.encode_paper(papers[i].title, papers[i].abstract);
-      // (encode_paper always gives at least xxbos; kept so that no paper can fail its batch)
+      ids[i] = encode(static_cast<std::size_t>(i));
       if (ids[i].empty()) throw std::invalid_argument("empty document (no tokens)");
+      // One at a time: as predict_coreness (encode, probabilities, finish), on this thread.
+      if (batch == 1) out[i].prediction = clf.finish(clf.probabilities(ids[i]));
     } catch (...) {
       out[i].error = std::current_exception();
     }
   });
+  if (batch == 1) return out;
   if (fail_fast)
     for (auto& o : out)
       if (o.error) return out;
-  // Only the papers that encoded go through the model.
+  // Only the inputs that encoded go through the model.
   std::vector<std::vector<std::int32_t>> good;
   std::vector<std::size_t> which;
-  for (std::size_t i = 0; i < papers.size(); ++i)
+  for (std::size_t i = 0; i < count; ++i)
     if (!out[i].error) {
       good.push_back(std::move(ids[i]));
       which.push_back(i);
@@ -289,16 +283,29 @@ std::vector<PaperOutcome> predict_each_impl(const Classifier& clf, const std::ve
   return out;
 }
 
+std::function<std::vector<std::int32_t>(std::size_t)> paper_encoder(
+    const Classifier& clf, const std::vector<Paper>& papers) {
+  return [&clf, &papers](std::size_t i) { return clf.encode_paper(papers[i].title, papers[i].abstract); };
+}
+
 }  // namespace
+
+std::vector<PaperOutcome> Classifier::predict_each_encoded(
+    std::size_t n, const std::function<std::vector<std::int32_t>(std::size_t)>& encode,
+    int threads, int batch) const {
+  return predict_each_impl(*this, n, encode, threads, batch, false);
+}
 
 std::vector<PaperOutcome> Classifier::predict_each(const std::vector<Paper>& papers, int threads,
                                                    int batch) const {
-  return predict_each_impl(*this, papers, threads, batch, false);
+  return predict_each_impl(*this, papers.size(), paper_encoder(*this, papers), threads, batch,
+                           false);
 }
 
 std::vector<Prediction> Classifier::predict_batch(const std::vector<Paper>& papers,
                                                   int threads, int batch) const {
-  auto each = predict_each_impl(*this, papers, threads, batch, true);
+  auto each = predict_each_impl(*this, papers.size(), paper_encoder(*this, papers), threads,
+                                batch, true);
   std::vector<Prediction> out;
   out.reserve(each.size());
   for (auto& e : each) {

@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -115,6 +116,12 @@ class Classifier {
   // jobs that answer per paper.
   std::vector<PaperOutcome> predict_each(const std::vector<Paper>& papers, int threads = 0,
                                          int batch = 1) const;
+  // predict_each for inputs of any kind: encode(i), for i in [0, n), gives input i's token ids
+  // (encode_paper, encode_text, ...) or throws, and then input i alone fails. It is called from
+  // several threads at once. predict_each(papers) is this with encode_paper.
+  std::vector<PaperOutcome> predict_each_encoded(
+      std::size_t n, const std::function<std::vector<std::int32_t>(std::size_t)>& encode,
+      int threads = 0, int batch = 1) const;
 
   // Token ids already computed (encode_paper / encode), padded into batches of up to `batch`
   // documents (longest first; ClassifierModel::infer_batch_padded): each LSTM step is a GEMM
