@@ -122,16 +122,18 @@ def main():
         for k in sorted(set(o) | set(p)):
             if k == PEAK_CASE:
                 continue
-            # a "/fp16" or "/int8" case of ours is set against the peer's float32 case of the
+            # a "/fp16", "/int8" or "/w8a8" case of ours is set against the peer's float32 case of the
             # same name
             oo = o.get(k)
-            base = re.sub(r"/(fp16|int8)$", "", k)
+            base = re.sub(r"/(fp16|int8|w8a8)$", "", k)
             pp = p.get(k, p.get(base))
             fo = f"{oo[key]:.1f}" + (f" ({oo['wall_ms']:.1f})" if t == 1 else "") if oo else "-"
             fp = f"{pp[key]:.1f}" + (f" ({pp['wall_ms']:.1f})" if t == 1 else "") if pp else "-"
             r = f"{pp[key] / oo[key]:.2f}x" if oo and pp else "-"
             f = flops(base)
-            frac = f"{f / (oo[key] * 1e-3) / (peak * 1e9) * 100:.0f} %" if oo and f and peak else "-"
+            # (w8a8 runs int8 products: a fraction of the float GEMM's peak would mislead)
+            frac = (f"{f / (oo[key] * 1e-3) / (peak * 1e9) * 100:.0f} %"
+                    if oo and f and peak and not k.endswith("/w8a8") else "-")
             scale = "-"
             if oo:
                 if t == 1:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Serving precision against float32: runs `inspire-classifier predict` on the valid split (or
-any JSON Lines file) with float32, --fp16 and --int8 recurrent weights and --batch 32 (papers
+any JSON Lines file) with float32, --fp16 and --int8 recurrent weights (and --w8a8) and --batch 32 (papers
 padded together), and reports for each the largest score difference to float32 one paper at a
 time and how many decisions differ (issue #21: scores within 1e-3 and identical decisions on the
 valid split).
@@ -35,6 +35,8 @@ def main():
     ap.add_argument("--data", default=os.path.join(root, "..", "shared", "data", "labeled",
                                                    "inspire_labeled.jsonl"))
     ap.add_argument("--split", default="valid", help="records of this split ('' = all)")
+    ap.add_argument("--w8a8", action="store_true",
+                    help="also --w8a8, one at a time and --batch 32 (needs AVX512-VNNI)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "in.jsonl")
@@ -50,7 +52,10 @@ def main():
         assert len(ref) == n, f"float32 gave {len(ref)} predictions for {n} records"
         bad = 0
         print(f"{n} records ({a.split or 'all'}); against float32:")
-        for flags in (["--fp16"], ["--int8"], ["--batch", "32"]):
+        runs = [["--fp16"], ["--int8"], ["--batch", "32"]]
+        if a.w8a8:
+            runs += [["--w8a8"], ["--w8a8", "--batch", "32"]]
+        for flags in runs:
             flag = " ".join(flags)
             got = predict(a.bin, a.model, path, flags)
             assert len(got) == n

@@ -117,6 +117,32 @@ void half_gemv_acc(const HalfMatrix& W, Index r0, Index r1, const float* h, floa
 void int8_gemv_acc(const Int8Matrix& W, Index r0, Index r1, const float* h, float* z);
 void int8_gemv_acc_ref(const Int8Matrix& W, Index r0, Index r1, const float* h, float* z);
 
+// ---- w8a8 (nn/int8_gemm.cpp): int8 weights × uint8 activations, for serving ----
+// This CPU has AVX512-VNNI (and avx512_usable()) and INSPIRE_NO_VNNI is not set (checked once):
+// the w8a8 serving path may run (ulmfit: RecurrentPrecision::w8a8, `--w8a8`).
+bool vnni_usable();
+// Rows of float activations a [M, K] (row stride lda) to uint8, each row with its own scale and
+// zero point, asymmetric over [lo, hi] = [min(0, min a), max(0, max a)]: s = (hi − lo) / 255,
+// zp = round(−lo / s), u = clamp(round(a / s) + zp, 0, 255), so a ≈ s · (u − zp) within s / 2.
+// An all-zero row gets s = 0, zp = 0, u = 0. u is [M, ldu]; columns K..ldu−1 are set to 0.
+// Rounding is to nearest even in both (the vector path equals the plain one bit for bit).
+// a must be finite (serving activations are: tanh, sigmoid and embedding rows).
+void quantize_u8_rows(Index M, Index K, const float* a, Index lda, std::uint8_t* u, Index ldu,
+                      float* scale, std::int32_t* zp);
+void quantize_u8_rows_ref(Index M, Index K, const float* a, Index lda, std::uint8_t* u, Index ldu,
+                          float* scale, std::int32_t* zp);
+// C[m, j] += (sa[m] · sw[n]) · (float)(Σ_k u[m, k] · q[n, k] − zp[m] · wsum[n]) for m < M and
+// the packed rows n = n0 + j in [n0, n1) of W (n0 a multiple of 16; std::invalid_argument
+// otherwise). u [M, ldu] with ldu ≥ W.kp (from quantize_u8_rows). The integer sum is exact, so the
+// AVX512-VNNI kernel (register blocks of up to 8 rows × 48 columns) equals the plain loop
+// (int8_gemm_u8_acc_ref) bit for bit; without VNNI int8_gemm_u8_acc runs the plain loop.
+void int8_gemm_u8_acc(Index M, const std::uint8_t* u, Index ldu, const float* sa,
+                      const std::int32_t* zp, const Int8Packed& W, Index n0, Index n1, float* C,
+                      Index ldc);
+void int8_gemm_u8_acc_ref(Index M, const std::uint8_t* u, Index ldu, const float* sa,
+                          const std::int32_t* zp, const Int8Packed& W, Index n0, Index n1,
+                          float* C, Index ldc);
+
 // Wt[H, 4H] = W_hhᵀ (row-major), blocked for cache friendliness.
 template <typename T>
 void transpose_into(CView<T> W, T* Wt) {

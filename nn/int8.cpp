@@ -43,4 +43,33 @@ Int8Matrix Int8Matrix::from(CView<float> m) {
   return x;
 }
 
+Int8Packed Int8Packed::from(const Int8Matrix& m, Index group) {
+  if (group <= 0 || m.rows % group != 0)
+    throw std::invalid_argument("Int8Packed: " + std::to_string(m.rows) +
+                                " rows do not split into groups of " + std::to_string(group));
+  Int8Packed p;
+  p.rows = m.rows;
+  p.cols = m.cols;
+  p.group = group;
+  p.group_padded = (group + 15) / 16 * 16;
+  p.kp = (m.cols + 3) / 4 * 4;
+  const Index np = p.packed_rows(), k4 = p.kp / 4;
+  p.b.assign(static_cast<std::size_t>(np * p.kp), 0);
+  p.wsum.assign(static_cast<std::size_t>(np), 0);
+  p.scale.assign(static_cast<std::size_t>(np), 0.0f);
+  for (Index r = 0; r < m.rows; ++r) {
+    const Index n = p.packed_row(r);
+    const std::int8_t* src = m.q.data() + r * m.cols;
+    std::int8_t* blk = p.b.data() + (n / 16) * k4 * 64 + (n % 16) * 4;
+    std::int32_t s = 0;
+    for (Index k = 0; k < m.cols; ++k) {
+      blk[(k / 4) * 64 + k % 4] = src[k];
+      s += src[k];
+    }
+    p.wsum[n] = s;
+    p.scale[n] = m.scale[r];
+  }
+  return p;
+}
+
 }  // namespace nn

@@ -26,4 +26,25 @@ struct Int8Matrix {
   float at(Index r, Index c) const { return scale[r] * q[r * cols + c]; }
 };
 
+// An Int8Matrix laid out for int8 × uint8 products (x86 AVX512-VNNI `vpdpbusd`: each 32-bit lane
+// sums 4 products of an unsigned activation byte and a signed weight byte), the serving path's
+// "w8a8" mode (kernels::int8_gemm_u8_acc). The matrix's rows (the outputs) are taken in groups of
+// `group` rows (an LSTM's gate blocks: group = H), each group padded to a multiple of 16 rows, so
+// that every group starts a 16-row block; the columns (K) are padded with zeros to a multiple of 4.
+//   b[((n / 16) · kp/4 + k / 4) · 64 + (n % 16) · 4 + k % 4] = q[row(n), k]   (64 bytes per
+//   16 rows × 4 columns: one 512-bit load)
+// where n is a packed row: group g, row i of it is packed row g · group_padded + i. Padding rows
+// and columns are zero, so they add nothing.
+struct Int8Packed {
+  std::vector<std::int8_t> b;
+  std::vector<std::int32_t> wsum;  // [packed rows] Σ_k q[row, k] (the zero point's correction)
+  std::vector<float> scale;        // [packed rows] the rows' scales (0 in padding)
+  Index rows = 0, cols = 0, group = 0, group_padded = 0, kp = 0;
+  Index packed_rows() const { return (rows / group) * group_padded; }
+  // Packed row of row r of the matrix.
+  Index packed_row(Index r) const { return (r / group) * group_padded + r % group; }
+  // group must divide m.rows (std::invalid_argument otherwise).
+  static Int8Packed from(const Int8Matrix& m, Index group);
+};
+
 }  // namespace nn

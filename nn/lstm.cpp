@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "nn/backend.h"
 #include "nn/elementwise.h"
@@ -345,6 +347,95 @@ void infer_unit_sliced(const SlicePack& sp, const float* W, float* packed, Index
   }
 }
 
+// ---- w8a8 serving (LstmParams::w_hh_w8a8 / w_ih_w8a8; kernels::vnni_usable()) ----
+
+void check_w8a8(const Int8Packed* W, Index rows, Index cols, const char* what) {
+  if (W && (W->rows != rows || W->cols != cols || W->group != rows / 4))
+    throw std::invalid_argument(std::string("LSTM infer: the int8 (w8a8) ") + what + " is [" +
+                                std::to_string(W->rows) + ", " + std::to_string(W->cols) +
+                                "] in groups of " + std::to_string(W->group) + ", expected [" +
+                                std::to_string(rows) + ", " + std::to_string(cols) +
+                                "] in groups of " + std::to_string(rows / 4));
+}
+
+// zx[row, :] += x[row, :] W_ihᵀ for the rows of each document's own positions (all of them
+// without lengths), with x quantized to uint8 per row: chunks of up to 192 rows, dealt to the
+// threads; each element is computed the same way whatever the thread count.
+void project_w8a8(const Int8Packed& W, Index H, const float* x, Index in, Index bs, Index sl,
+                  const Index* lengths, float* zx) {
+  constexpr Index kChunk = 192;
+  const Index G = 4 * H;
+  std::vector<std::pair<Index, Index>> chunks;  // (first row, rows)
+  for (Index b = 0; b < bs; ++b) {
+    const Index len = lengths ? lengths[b] : sl;
+    for (Index t = 0; t < len; t += kChunk) chunks.push_back({b * sl + t, std::min(kChunk, len - t)});
+  }
+  const Index nc = static_cast<Index>(chunks.size());
+  parallel_team(team_size(nc, (double)bs * sl * G * in), [&](int tid, int nth) {
+    std::vector<std::uint8_t> u(static_cast<std::size_t>(kChunk * W.kp));
+    std::vector<float> sa(kChunk);
+    std::vector<std::int32_t> zp(kChunk);
+    for (Index ci = tid; ci < nc; ci += nth) {
+      const auto [r0, m] = chunks[ci];
+      kernels::quantize_u8_rows(m, in, x + r0 * in, in, u.data(), W.kp, sa.data(), zp.data());
+      for (Index g = 0; g < 4; ++g)
+        kernels::int8_gemm_u8_acc(m, u.data(), W.kp, sa.data(), zp.data(), W, g * W.group_padded,
+                                  g * W.group_padded + H, zx + r0 * G + g * H, G);
+    }
+  });
+}
+
+// lstm_infer's time loop with W_hh in w8a8, any batch: as infer_unit_sliced, the hidden units
+// are cut into fixed slices shared among the threads, and the threads meet once per step. Each
+// thread quantizes the running rows of h_{t-1} (read from y, or h at t = 0) into its own buffer
+// (the same bytes in every thread), then computes its slices' four gate blocks for those rows
+// and their cells. zx [bs, sl, 4H], h, c [bs, H] (updated), y [bs, sl, H].
+void infer_w8a8(const Int8Packed& W, Index H, Index bs, Index sl, float* zx, float* h, float* c,
+                float* y, const Index* lengths) {
+  const Index G = 4 * H;
+  const FixedSlices slices(H, 16, 64, 8);
+  parallel_team(team_size(slices.parts, (double)bs * G * H), [&](int tid, int nth) {
+    Index q0, q1;
+    split_range(slices.parts, tid, nth, q0, q1);
+    std::vector<std::uint8_t> u(static_cast<std::size_t>(bs * W.kp));
+    std::vector<float> sa(bs);
+    std::vector<std::int32_t> zp(bs);
+    Index active = bs;
+    for (Index t = 0; t < sl; ++t) {
+      if (lengths) {
+        while (active > 0 && lengths[active - 1] <= t) --active;
+        if (active == 0) break;
+      }
+      if (t == 0)
+        kernels::quantize_u8_rows(active, H, h, H, u.data(), W.kp, sa.data(), zp.data());
+      else
+        kernels::quantize_u8_rows(active, H, y + (t - 1) * H, sl * H, u.data(), W.kp, sa.data(),
+                                  zp.data());
+      float* z = zx + t * G;
+      for (Index q = q0; q < q1; ++q) {
+        Index j0, j1;
+        slices.bounds(q, j0, j1);
+        const Index n = j1 - j0;
+        if (n <= 0) continue;
+        for (Index g = 0; g < 4; ++g)
+          kernels::int8_gemm_u8_acc(active, u.data(), W.kp, sa.data(), zp.data(), W,
+                                    g * W.group_padded + j0, g * W.group_padded + j1,
+                                    z + g * H + j0, sl * G);
+        for (Index b = 0; b < active; ++b)
+          cell_forward_units(z + b * sl * G + j0, H, n, c + b * H + j0, c + b * H + j0,
+                             y + (b * sl + t) * H + j0);
+      }
+      if (nth > 1) {  // step t+1 reads all of h_t
+#pragma omp barrier
+      }
+    }
+  });
+  for (Index b = 0; b < bs; ++b) {  // h: each row's last real output
+    const Index len = lengths ? lengths[b] : sl;
+    if (len > 0) std::copy_n(y + (b * sl + len - 1) * H, H, h + b * H);
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -581,7 +672,19 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
                              : 0);
   if (scratch.numel() < need) scratch.resize({need});
   T* zx = scratch.data();
-  if (lengths) {
+  bool projected = false;
+  if constexpr (std::is_same_v<T, float>) {
+    check_w8a8(p.w_ih_w8a8, G, in, "W_ih");
+    check_w8a8(p.w_hh_w8a8, G, H, "W_hh");
+    if (p.w_ih_w8a8) {
+      for (Index b = 0; b < (lengths ? bs : 1); ++b)
+        fill_bias_rows(p, zx + b * sl * G, lengths ? lengths[b] : bs * sl);
+      project_w8a8(*p.w_ih_w8a8, H, x.data, in, bs, sl, lengths, zx);
+      projected = true;
+    }
+  }
+  if (projected) {
+  } else if (lengths) {
     // Each row's own positions only: the padding past a row's length is never projected (nor
     // read by the steps below), and each row's product is the one it gets alone.
     for (Index b = 0; b < bs; ++b) {
@@ -595,6 +698,10 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
     gemm_parallel<T>(false, true, bs * sl, G, in, T(1), x.data, in, p.w_ih.data, in, T(1), zx, G);
   }
   if constexpr (std::is_same_v<T, float>) {
+    if (p.w_hh_w8a8) {
+      infer_w8a8(*p.w_hh_w8a8, H, bs, sl, zx, h.data, c.data, y.data, lengths);
+      return;
+    }
     if (p.w_hh_half && (p.w_hh_half->rows != G || p.w_hh_half->cols != H))
       throw std::invalid_argument("LSTM infer: the half-precision W_hh does not match weight_hh");
     if (p.w_hh_i8 && (p.w_hh_i8->rows != G || p.w_hh_i8->cols != H))

@@ -49,6 +49,13 @@ struct LstmParams {
   const HalfMatrix* w_hh_half = nullptr;
   // The same with int8 weights and per-row scales (at most one of the two is set).
   const Int8Matrix* w_hh_i8 = nullptr;
+  // Optional, serving only (float), "w8a8" (only where kernels::vnni_usable()): W_hh and/or W_ih
+  // as int8 packed for int8 × uint8 products (Int8Packed with group = h), with the activations
+  // (h_{t-1}, x) quantized to uint8 per row at each use. lstm_infer then runs the recurrent
+  // step (w_hh_w8a8) and the input projection (w_ih_w8a8) with kernels::int8_gemm_u8_acc, for
+  // any batch, instead of float (w_hh_w8a8 takes precedence over w_hh_half / w_hh_i8).
+  const Int8Packed* w_hh_w8a8 = nullptr;
+  const Int8Packed* w_ih_w8a8 = nullptr;
   Index hidden() const { return w_hh.ndim() == 2 ? w_hh.dim(1) : 0; }
   Index input() const { return w_ih.ndim() == 2 ? w_ih.dim(1) : 0; }
   // Throws std::invalid_argument naming the offending tensor if shapes are inconsistent.

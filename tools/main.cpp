@@ -105,10 +105,15 @@ void add_load_options(CLI::App& app, ulmfit::LoadOptions& opt) {
   auto* fp16 = app.add_flag("--fp16", opt.half_recurrent,
                             "keep the LSTMs' recurrent weights in half precision: faster "
                             "single-document latency, scores within ~1e-4 of float32");
-  app.add_flag("--int8", opt.int8_recurrent,
-               "keep the LSTMs' recurrent weights in int8 (one scale per row): faster still, "
-               "scores within ~1e-2 of float32")
-      ->excludes(fp16);
+  auto* int8 = app.add_flag("--int8", opt.int8_recurrent,
+                            "keep the LSTMs' recurrent weights in int8 (one scale per row): "
+                            "faster still, scores within ~1e-2 of float32")
+                   ->excludes(fp16);
+  app.add_flag("--w8a8", opt.w8a8,
+               "int8 LSTM weights and int8 activations (AVX512-VNNI CPUs only): the fastest, "
+               "~3x float32 for batches (--batch N); scores within a few 1e-2 of float32")
+      ->excludes(fp16)
+      ->excludes(int8);
   app.add_option("--max-text-bytes", opt.max_text_bytes,
                  "read at most this many bytes of a paper's text (title + abstract); longer "
                  "texts are cut, bounding the work per document")

@@ -10,6 +10,7 @@
 #include "nn/backend.h"
 #include "nn/dropout.h"
 #include "nn/embedding.h"
+#include "nn/gemm_kernels.h"
 #include "nn/loss.h"
 
 namespace ulmfit {
@@ -112,6 +113,10 @@ nn::LstmParams<T> AwdLstmEncoderT<T>::lstm_params(int l) const {
   nn::LstmParams<T> p{w_ih_[l], w_hh_[l], b_ih_[l], b_hh_[l]};
   if (!whh_half_.empty()) p.w_hh_half = &whh_half_[l];
   if (!whh_i8_.empty()) p.w_hh_i8 = &whh_i8_[l];
+  if (!whh_w8a8_.empty()) {
+    p.w_hh_w8a8 = &whh_w8a8_[l];
+    p.w_ih_w8a8 = &wih_w8a8_[l];
+  }
   return p;
 }
 
@@ -120,7 +125,8 @@ void AwdLstmEncoderT<T>::require_float_recurrent(const char* what) const {
   if (!f32_whh_)
     throw std::logic_error(std::string("AWD-LSTM ") + what +
                            ": this model was loaded for serving with half-precision or int8 "
-                           "recurrent weights only; load it again without --fp16 / --int8");
+                           "recurrent weights only; load it again without --fp16 / --int8 / "
+                           "--w8a8");
 }
 
 template <typename T>
@@ -146,11 +152,34 @@ void AwdLstmEncoderT<T>::adopt_half_recurrent(std::vector<nn::HalfMatrix> w) {
 }
 
 template <typename T>
-void AwdLstmEncoderT<T>::adopt_int8_recurrent(std::vector<nn::Int8Matrix> w) {
+void AwdLstmEncoderT<T>::adopt_int8_recurrent(std::vector<nn::Int8Matrix> w, bool w8a8) {
   check_adopted(w, "int8");
   whh_half_.clear();
-  whh_i8_ = std::move(w);
+  whh_i8_.clear();
+  whh_w8a8_.clear();
+  wih_w8a8_.clear();
+  if (w8a8)
+    pack_w8a8(std::move(w));
+  else
+    whh_i8_ = std::move(w);
   f32_whh_ = false;
+}
+
+template <typename T>
+void AwdLstmEncoderT<T>::pack_w8a8(std::vector<nn::Int8Matrix> w_hh) {
+  if constexpr (!std::is_same_v<T, float>) {
+    throw std::invalid_argument("AWD-LSTM: w8a8 needs a float model");
+  } else {
+    if (!nn::kernels::vnni_usable())
+      throw std::invalid_argument(
+          "w8a8 (int8 activations) needs a CPU with AVX512-VNNI, and this one has none (or "
+          "INSPIRE_NO_VNNI / INSPIRE_NO_AVX512 is set); use int8 weights alone (--int8)");
+    for (int l = 0; l < cfg_.n_layers; ++l) {
+      const Index h = w_hh_[l].dim(1);
+      whh_w8a8_.push_back(nn::Int8Packed::from(w_hh[l], h));
+      wih_w8a8_.push_back(nn::Int8Packed::from(nn::Int8Matrix::from(w_ih_[l]), h));
+    }
+  }
 }
 
 template <typename T>
@@ -158,16 +187,23 @@ void AwdLstmEncoderT<T>::set_recurrent_precision(RecurrentPrecision prec) {
   require_float_recurrent("set_recurrent_precision");
   whh_half_.clear();
   whh_i8_.clear();
+  whh_w8a8_.clear();
+  wih_w8a8_.clear();
   if (prec == RecurrentPrecision::f32) return;
   if constexpr (!std::is_same_v<T, float>) {
     throw std::invalid_argument("AWD-LSTM: half-precision or int8 recurrent weights need a float model");
   } else {
+    std::vector<nn::Int8Matrix> q;
     for (int l = 0; l < cfg_.n_layers; ++l) {
       if (prec == RecurrentPrecision::f16)
         whh_half_.push_back(nn::HalfMatrix::from(w_hh_[l]));
       else
-        whh_i8_.push_back(nn::Int8Matrix::from(w_hh_[l]));
+        q.push_back(nn::Int8Matrix::from(w_hh_[l]));
     }
+    if (prec == RecurrentPrecision::w8a8)
+      pack_w8a8(std::move(q));
+    else if (prec == RecurrentPrecision::i8)
+      whh_i8_ = std::move(q);
   }
 }
 template <typename T>

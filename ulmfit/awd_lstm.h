@@ -39,8 +39,11 @@ using TokenId = std::int32_t;
 using nn::Index;
 
 // How the LSTMs' recurrent weights (W_hh) are held for serving: float32 (training and the
-// reference), IEEE half precision, or int8 with one float scale per row (nn/int8.h).
-enum class RecurrentPrecision { f32, f16, i8 };
+// reference), IEEE half precision, or int8 with one float scale per row (nn/int8.h). w8a8: W_hh
+// and W_ih in int8 and the LSTM's activations quantized to uint8 per row at each product
+// (int8 × uint8 with AVX512-VNNI; only where nn::kernels::vnni_usable(), std::invalid_argument
+// elsewhere): the fastest, and the least exact.
+enum class RecurrentPrecision { f32, f16, i8, w8a8 };
 
 // THE model configuration (io/model_config.h): sizes, dropouts (already multiplied by drop_mult)
 // and, for a classifier, its head. The encoder reads vocab_size, emb_sz (also the last layer's
@@ -171,9 +174,10 @@ class AwdLstmEncoderT {
   void set_recurrent_precision(RecurrentPrecision p);
   void set_half_recurrent(bool on) { set_recurrent_precision(on ? RecurrentPrecision::f16 : RecurrentPrecision::f32); }
   RecurrentPrecision recurrent_precision() const {
-    return !whh_half_.empty() ? RecurrentPrecision::f16
-           : !whh_i8_.empty() ? RecurrentPrecision::i8
-                              : RecurrentPrecision::f32;
+    return !whh_half_.empty()  ? RecurrentPrecision::f16
+           : !whh_w8a8_.empty() ? RecurrentPrecision::w8a8
+           : !whh_i8_.empty()   ? RecurrentPrecision::i8
+                                : RecurrentPrecision::f32;
   }
   bool half_recurrent() const { return !whh_half_.empty(); }
   // Serving only: use these half-precision (int8) W_hh (one per layer, [4h_l, h_l]) and treat
@@ -181,7 +185,9 @@ class AwdLstmEncoderT {
   // forward/backward (training), tensors() (export) and set_recurrent_precision throw
   // std::logic_error; infer and lstm_infer work.
   void adopt_half_recurrent(std::vector<nn::HalfMatrix> w_hh);
-  void adopt_int8_recurrent(std::vector<nn::Int8Matrix> w_hh);
+  // w8a8: pack these int8 W_hh and the (float, loaded) W_ih for int8 × uint8 products instead
+  // (RecurrentPrecision::w8a8; throws std::invalid_argument without VNNI).
+  void adopt_int8_recurrent(std::vector<nn::Int8Matrix> w_hh, bool w8a8 = false);
   bool float_recurrent_loaded() const { return f32_whh_; }
   bool embedding_trainable() const { return train_emb_; }
   bool rnn_trainable(int l) const { return train_rnn_[l]; }
@@ -255,6 +261,8 @@ class AwdLstmEncoderT {
   mutable std::vector<nn::Tensor<T>> dweff_;  // dW_hh of the dropped matrix, before the mask
   std::vector<nn::HalfMatrix> whh_half_;   // serving copies of W_hh (set_recurrent_precision)
   std::vector<nn::Int8Matrix> whh_i8_;     // the same in int8
+  std::vector<nn::Int8Packed> whh_w8a8_, wih_w8a8_;  // w8a8: W_hh and W_ih packed (groups of h)
+  void pack_w8a8(std::vector<nn::Int8Matrix> w_hh);
   bool f32_whh_ = true;                    // false after adopt_*_recurrent
   template <typename M>
   void check_adopted(const std::vector<M>& w, const char* what) const;

@@ -57,10 +57,11 @@ std::shared_ptr<const Classifier::Impl> build(io::Bundle bundle, std::string sou
                              std::to_string(impl->temperature));
   impl->vocab = Vocab::from_itos(bundle.vocab());
   impl->class_weights = bundle.class_weights();
-  if (opt.half_recurrent && opt.int8_recurrent)
-    throw std::runtime_error("load options: choose half-precision (--fp16) or int8 (--int8) "
-                             "recurrent weights, not both");
-  const RecurrentPrecision prec = opt.int8_recurrent   ? RecurrentPrecision::i8
+  if ((int)opt.half_recurrent + (int)opt.int8_recurrent + (int)opt.w8a8 > 1)
+    throw std::runtime_error("load options: choose one of half-precision (--fp16), int8 (--int8) "
+                             "and w8a8 (--w8a8) weights, not several");
+  const RecurrentPrecision prec = opt.w8a8             ? RecurrentPrecision::w8a8
+                                  : opt.int8_recurrent ? RecurrentPrecision::i8
                                   : opt.half_recurrent ? RecurrentPrecision::f16
                                                        : RecurrentPrecision::f32;
   for (std::size_t k = 0; k < bundle.members().size(); ++k)

@@ -73,6 +73,12 @@ struct LoadOptions {
   // float32's bytes, so about 1.3x faster again than half precision for one document, for scores
   // within about 1e-2 of float32. Off by default; not together with half_recurrent.
   bool int8_recurrent = false;
+  // int8 weights for both LSTM products (W_ih and W_hh) and the activations quantized to uint8
+  // per row at each product, computed with AVX512-VNNI (int8 × uint8, 4× float's arithmetic
+  // rate on such CPUs): the fastest, mostly for batches (predict --batch N, serve --batch N),
+  // and the least exact (docs/performance.md gives its score differences). Loading fails with a
+  // clear error on a CPU without AVX512-VNNI. Not together with half_recurrent / int8_recurrent.
+  bool w8a8 = false;
   // The most bytes of a paper's text (title + " <ENDTITLE> " + abstract) that are read: a longer
   // text is cut there (at a UTF-8 character boundary) before tokenizing, so one huge document
   // cannot hold a worker for minutes or take gigabytes. The model pools only the last 1440

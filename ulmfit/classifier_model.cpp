@@ -633,7 +633,8 @@ ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle,
     });
   }
   if (precision == RecurrentPrecision::f16) m.enc_.adopt_half_recurrent(std::move(half));
-  if (precision == RecurrentPrecision::i8) m.enc_.adopt_int8_recurrent(std::move(int8));
+  if (precision == RecurrentPrecision::i8 || precision == RecurrentPrecision::w8a8)
+    m.enc_.adopt_int8_recurrent(std::move(int8), precision == RecurrentPrecision::w8a8);
   m.enc_.reset();
   return m;
 }
