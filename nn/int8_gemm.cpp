@@ -167,15 +167,18 @@ namespace {
 
 // C += (sa · sw) · (float)(sums − zp · wsum) for MR rows × NR blocks of 16 columns (sums
 // [MR][NR][16]); ncols: the valid columns from the first block on (masked stores past them).
+template <int MR, int NR>
 __attribute__((target("avx512f,avx512bw,avx512vl"), noinline)) void w8a8_epilogue(
-    int MR, int NR, const std::int32_t* sums, const float* sa, const std::int32_t* zp,
-    const std::int32_t* wsum, const float* sw, float* C, Index ldc, Index ncols) {
+    const std::int32_t* sums, const float* sa, const std::int32_t* zp, const std::int32_t* wsum,
+    const float* sw, float* C, Index ldc, Index ncols) {
+#pragma GCC unroll 8
   for (int j = 0; j < NR; ++j) {
     const Index left = ncols - 16 * j;
     const __mmask16 mk =
         left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
     const __m512i ws = _mm512_loadu_si512(wsum + 16 * j);
     const __m512 swv = _mm512_loadu_ps(sw + 16 * j);
+#pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const __m512i v = _mm512_sub_epi32(_mm512_load_si512(sums + (i * NR + j) * 16),
                                          _mm512_mullo_epi32(_mm512_set1_epi32(zp[i]), ws));
@@ -222,7 +225,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void w8a8_micro(
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
     for (int j = 0; j < NR; ++j) _mm512_store_si512(sums + (i * NR + j) * 16, acc[i][j]);
-  w8a8_epilogue(MR, NR, sums, sa, zp, wsum, sw, C, ldc, ncols);
+  w8a8_epilogue<MR, NR>(sums, sa, zp, wsum, sw, C, ldc, ncols);
 }
 
 using Micro = void (*)(Index, const std::uint8_t*, Index, const std::int8_t*, const float*,
