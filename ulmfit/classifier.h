@@ -74,7 +74,7 @@ struct LoadOptions {
   // within about 1e-2 of float32. Off by default; not together with half_recurrent.
   bool int8_recurrent = false;
   // int8 weights for both LSTM products (W_ih and W_hh) and the activations quantized to uint8
-  // per row at each product, computed with AVX512-VNNI (int8 × uint8, 4× float's arithmetic
+  // per row at each product, computed with AVX512-VNNI (int8 × uint8, ~3.7× float's arithmetic
   // rate on such CPUs): the fastest, mostly for batches (predict --batch N, serve --batch N),
   // and the least exact (docs/performance.md gives its score differences). Loading fails with a
   // clear error on a CPU without AVX512-VNNI. Not together with half_recurrent / int8_recurrent.
