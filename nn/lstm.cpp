@@ -298,6 +298,15 @@ void backward_unit_sliced(const SlicePack& sp, const float* W, float* packed, In
   });
 }
 
+// h [bs, H] <- each row's last real output in y [bs, sl, H] (rows of length 0 keep h).
+void last_outputs_to_state(Index bs, Index sl, Index H, const float* y, const Index* lengths,
+                           float* h) {
+  for (Index b = 0; b < bs; ++b) {
+    const Index len = lengths ? lengths[b] : sl;
+    if (len > 0) std::copy_n(y + (b * sl + len - 1) * H, H, h + b * H);
+  }
+}
+
 // lstm_infer's time loop on the unit slices: zx [bs, sl, 4H] (batch-first) holds the input
 // projections; h, c [bs, H] the states (updated); y [bs, sl, H] the outputs. The rows of
 // h_{t-1} are kept contiguous in hbuf [2, bs, H] (slot t & 1 is read at step t, the other
@@ -341,10 +350,7 @@ void infer_unit_sliced(const SlicePack& sp, const float* W, float* packed, Index
       }
     }
   });
-  for (Index b = 0; b < bs; ++b) {  // h: each row's last real output
-    const Index len = lengths ? lengths[b] : sl;
-    if (len > 0) std::copy_n(y + (b * sl + len - 1) * H, H, h + b * H);
-  }
+  last_outputs_to_state(bs, sl, H, y, lengths, h);
 }
 
 // ---- w8a8 serving (LstmParams::w_hh_w8a8 / w_ih_w8a8; kernels::vnni_usable()) ----
@@ -430,10 +436,7 @@ void infer_w8a8(const Int8Packed& W, Index H, Index bs, Index sl, float* zx, flo
       }
     }
   });
-  for (Index b = 0; b < bs; ++b) {  // h: each row's last real output
-    const Index len = lengths ? lengths[b] : sl;
-    if (len > 0) std::copy_n(y + (b * sl + len - 1) * H, H, h + b * H);
-  }
+  last_outputs_to_state(bs, sl, H, y, lengths, h);
 }
 
 }  // namespace
