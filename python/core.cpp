@@ -64,10 +64,11 @@ bool is_torch_file(const std::string& path) {
 class Model {
  public:
   // path empty: the model embedded in this build.
-  Model(const std::string& path, bool fp16, bool int8) {
+  Model(const std::string& path, bool fp16, bool int8, bool w8a8) {
     ulmfit::LoadOptions opt;
     opt.half_recurrent = fp16;
     opt.int8_recurrent = int8;
+    opt.w8a8 = w8a8;  // refused with std::invalid_argument (ValueError) without AVX512-VNNI
     if (path.empty()) {
       if (ulmfit::default_model_bytes().empty())
         throw std::runtime_error(
@@ -374,8 +375,8 @@ NB_MODULE(_core, m) {
         "The file name the embedded default model was built from ('' when none).");
 
   nb::class_<Model>(m, "Model", "A loaded classifier (immutable; safe to share between threads).")
-      .def(nb::init<const std::string&, bool, bool>(), nb::arg("path"), nb::arg("fp16"),
-           nb::arg("int8") = false,
+      .def(nb::init<const std::string&, bool, bool, bool>(), nb::arg("path"), nb::arg("fp16"),
+           nb::arg("int8") = false, nb::arg("w8a8") = false,
            nb::call_guard<nb::gil_scoped_release>(),
            "Loads a model bundle or a fastai learner ('' = the embedded default model).")
       .def_prop_ro("labels",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +70,35 @@ def test_int8_scores_equal_the_commands(cli, papers, tmp_path):
     assert clf.int8 and not clf.fp16
     expected = cli_predict(cli, tmp_path, papers, "--int8")
     assert [clf.predict_coreness(t, a) for t, a in papers] == expected
+
+
+def test_w8a8_scores_equal_the_commands_or_both_refuse(cli, default_clf, papers, tmp_path):
+    try:
+        clf = Classifier(w8a8=True)
+    except ValueError as e:  # a CPU without AVX512-VNNI: the command refuses too
+        assert "AVX512-VNNI" in str(e)
+        r = subprocess.run([str(cli), "predict-coreness", "x", "y", "--w8a8"],
+                           capture_output=True, text=True)
+        assert r.returncode != 0 and "AVX512-VNNI" in r.stderr
+        return
+    assert clf.w8a8 and not clf.int8 and not clf.fp16
+    got = [clf.predict_coreness(t, a) for t, a in papers]
+    assert got == cli_predict(cli, tmp_path, papers, "--w8a8")
+    # int8 products are used (scores move), and they stay near float32
+    diffs = [abs(g["scores"][k] - f["scores"][k])
+             for g, f in zip(got, (default_clf.predict_coreness(t, a) for t, a in papers))
+             for k in g["scores"]]
+    assert 0 < max(diffs) < 0.1
+
+
+def test_w8a8_without_vnni_is_refused_with_the_reason():
+    # INSPIRE_NO_VNNI hides the instructions (read once per process, so in a child process)
+    code = ("from inspire_classifier import Classifier\n"
+            "try:\n    Classifier(w8a8=True)\nexcept ValueError as e:\n    print('refused:', e)\n")
+    env = dict(os.environ, INSPIRE_NO_VNNI="1")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("refused:") and "AVX512-VNNI" in r.stdout
 
 
 def test_padded_batch_is_close_to_one_at_a_time(default_clf, papers):
@@ -223,6 +254,10 @@ def test_bad_arguments_raise_the_right_exceptions(default_clf):
         Classifier(int8=1)
     with pytest.raises(ValueError, match="not both"):
         Classifier(fp16=True, int8=True)
+    with pytest.raises(TypeError, match="w8a8"):
+        Classifier(w8a8="yes")
+    with pytest.raises(ValueError, match="w8a8"):
+        Classifier(int8=True, w8a8=True)
     with pytest.raises(TypeError, match="threads"):
         Classifier(threads="2")
     with pytest.raises(ValueError, match="threads"):
