@@ -213,10 +213,207 @@ void rec_gemm_f32(Index M, Index N, Index K, const float* A, Index lda, const fl
 #endif
 }
 
+void half_gemv_acc_ref(const HalfMatrix& W, Index r0, Index r1, const float* h, float* z) {
+  const Index R = std::min(r1, W.rows), K = W.cols;
+  for (Index r = std::max<Index>(r0, 0); r < R; ++r) {
+    if (W.panels) {  // the panel kernels' order: even and odd k apart (fused), then added
+      float se = 0, so = 0;
+      for (Index k = 0; k < K; ++k) {
+        if (k % 2 == 0)
+          se = std::fma(W.at(r, k), h[k], se);
+        else
+          so = std::fma(W.at(r, k), h[k], so);
+      }
+      z[r] += se + so;
+      continue;
+    }
+    const std::uint16_t* w = W.data.data() + r * K;
+    float s = 0;
+    for (Index k = 0; k < K; ++k) s += half_to_float(w[k]) * h[k];
+    z[r] += s;
+  }
+}
+
+namespace {
+
+#if defined(__x86_64__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// 16 half-precision weights widened to float (vcvtph2ps, AVX512F).
+__attribute__((target("avx512f"))) inline __m512 half_load16(const std::uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+// Four rows at a time share each load of h; 32 columns per iteration in two independent
+// accumulators per row (8 FMA chains in flight), 16-column and scalar tails after. Half the
+// instructions of the AVX2 loop per weight: on a CPU with two 512-bit FMA pipes the step is then
+// bound by reading W_hh, not by converting it.
+__attribute__((target("avx512f"))) void half_gemv512(const HalfMatrix& W, Index r0, Index R,
+                                                     const float* h, float* z) {
+  const Index K = W.cols, K32 = K / 32 * 32, K16 = K / 16 * 16;
+  const std::uint16_t* w = W.data.data();
+  Index r = r0;
+  for (; r + 4 <= R; r += 4) {
+    const std::uint16_t* w0 = w + r * K;
+    const std::uint16_t *w1 = w0 + K, *w2 = w0 + 2 * K, *w3 = w0 + 3 * K;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    Index k = 0;
+    for (; k < K32; k += 32) {
+      const __m512 h0 = _mm512_loadu_ps(h + k), h1 = _mm512_loadu_ps(h + k + 16);
+      a0 = _mm512_fmadd_ps(half_load16(w0 + k), h0, a0);
+      a1 = _mm512_fmadd_ps(half_load16(w1 + k), h0, a1);
+      a2 = _mm512_fmadd_ps(half_load16(w2 + k), h0, a2);
+      a3 = _mm512_fmadd_ps(half_load16(w3 + k), h0, a3);
+      b0 = _mm512_fmadd_ps(half_load16(w0 + k + 16), h1, b0);
+      b1 = _mm512_fmadd_ps(half_load16(w1 + k + 16), h1, b1);
+      b2 = _mm512_fmadd_ps(half_load16(w2 + k + 16), h1, b2);
+      b3 = _mm512_fmadd_ps(half_load16(w3 + k + 16), h1, b3);
+    }
+    for (; k < K16; k += 16) {
+      const __m512 h0 = _mm512_loadu_ps(h + k);
+      a0 = _mm512_fmadd_ps(half_load16(w0 + k), h0, a0);
+      a1 = _mm512_fmadd_ps(half_load16(w1 + k), h0, a1);
+      a2 = _mm512_fmadd_ps(half_load16(w2 + k), h0, a2);
+      a3 = _mm512_fmadd_ps(half_load16(w3 + k), h0, a3);
+    }
+    float s[4] = {_mm512_reduce_add_ps(_mm512_add_ps(a0, b0)),
+                  _mm512_reduce_add_ps(_mm512_add_ps(a1, b1)),
+                  _mm512_reduce_add_ps(_mm512_add_ps(a2, b2)),
+                  _mm512_reduce_add_ps(_mm512_add_ps(a3, b3))};
+    for (int i = 0; i < 4; ++i) {
+      for (Index kk = K16; kk < K; ++kk) s[i] += half_to_float(w0[i * K + kk]) * h[kk];
+      z[r + i] += s[i];
+    }
+  }
+  half_gemv_acc_ref(W, r, R, h, z);  // rows left over
+}
+
+// ---- panel layout (HalfMatrix::to_panels): 16 rows per panel, [K][16] ----
+// Up to 8 panels at once, each a contiguous stream: at each k, h[k] broadcast times the panel's 16
+// weights; even and odd k in two accumulators per panel (up to 16 FMA chains), added at the
+// end. No horizontal sums: a panel's 16 sums are one register.
+template <int NP>
+__attribute__((target("avx512f"))) inline void half_panels512(const std::uint16_t* p, Index K,
+                                                               const float* h, __m512* out) {
+  const Index stride = HalfMatrix::kPanel * K;
+  __m512 a[NP], b[NP];
+#pragma GCC unroll 8
+  for (int i = 0; i < NP; ++i) a[i] = b[i] = _mm512_setzero_ps();
+  Index k = 0;
+  for (; k + 2 <= K; k += 2) {
+    const __m512 h0 = _mm512_set1_ps(h[k]), h1 = _mm512_set1_ps(h[k + 1]);
+    const std::uint16_t* q = p + k * 16;
+#pragma GCC unroll 8
+    for (int i = 0; i < NP; ++i) {
+      a[i] = _mm512_fmadd_ps(half_load16(q + i * stride), h0, a[i]);
+      b[i] = _mm512_fmadd_ps(half_load16(q + i * stride + 16), h1, b[i]);
+    }
+  }
+  if (k < K) {
+    const __m512 h0 = _mm512_set1_ps(h[k]);
+#pragma GCC unroll 8
+    for (int i = 0; i < NP; ++i) a[i] = _mm512_fmadd_ps(half_load16(p + i * stride + k * 16), h0, a[i]);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < NP; ++i) out[i] = _mm512_add_ps(a[i], b[i]);
+}
+
+// z[r] += row r's sum for r in [r0, R): whole panels are computed, only the rows asked for are
+// added (masked), so a row's bits never depend on the range it was asked with.
+__attribute__((target("avx512f"))) void half_gemv_panels512(const HalfMatrix& W, Index r0, Index R,
+                                                            const float* h, float* z) {
+  const Index K = W.cols, P = HalfMatrix::kPanel;
+  const Index pend = (R + P - 1) / P;
+  for (Index p = r0 / P; p < pend;) {
+    // up to 8 panels per pass, the passes of a range as even as possible (9 panels: 5 + 4)
+    const Index rem = pend - p, passes = (rem + 7) / 8;
+    const int np = (int)((rem + passes - 1) / passes);
+    const std::uint16_t* base = W.data.data() + p * P * K;
+    __m512 s[8];
+    switch (np) {
+      case 8: half_panels512<8>(base, K, h, s); break;
+      case 7: half_panels512<7>(base, K, h, s); break;
+      case 6: half_panels512<6>(base, K, h, s); break;
+      case 5: half_panels512<5>(base, K, h, s); break;
+      case 4: half_panels512<4>(base, K, h, s); break;
+      case 3: half_panels512<3>(base, K, h, s); break;
+      case 2: half_panels512<2>(base, K, h, s); break;
+      default: half_panels512<1>(base, K, h, s); break;
+    }
+    for (int i = 0; i < np; ++i) {
+      const Index row0 = (p + i) * P;
+      const Index lo = std::max(r0, row0) - row0, hi = std::min(R, row0 + P) - row0;
+      const __mmask16 m = (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+      _mm512_mask_storeu_ps(z + row0, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, z + row0), s[i]));
+    }
+    p += np;
+  }
+}
+#pragma GCC diagnostic pop
+#endif
+
+}  // namespace
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+// The panel layout on AVX2/F16C: one panel (two 8-float halves) at a time, the same per-lane
+// arithmetic as half_panels512 (even and odd k apart, fused, then added), so the same bits.
+void half_gemv_panels_avx2(const HalfMatrix& W, Index r0, Index R, const float* h, float* z) {
+  const Index K = W.cols, P = HalfMatrix::kPanel;
+  auto load8 = [](const std::uint16_t* q) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
+  };
+  for (Index p = r0 / P; p * P < R; ++p) {
+    const std::uint16_t* base = W.data.data() + p * P * K;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+    Index k = 0;
+    for (; k + 2 <= K; k += 2) {
+      const __m256 h0 = _mm256_set1_ps(h[k]), h1 = _mm256_set1_ps(h[k + 1]);
+      const std::uint16_t* q = base + k * 16;
+      a0 = _mm256_fmadd_ps(load8(q), h0, a0);
+      a1 = _mm256_fmadd_ps(load8(q + 8), h0, a1);
+      b0 = _mm256_fmadd_ps(load8(q + 16), h1, b0);
+      b1 = _mm256_fmadd_ps(load8(q + 24), h1, b1);
+    }
+    if (k < K) {
+      const __m256 h0 = _mm256_set1_ps(h[k]);
+      a0 = _mm256_fmadd_ps(load8(base + k * 16), h0, a0);
+      a1 = _mm256_fmadd_ps(load8(base + k * 16 + 8), h0, a1);
+    }
+    alignas(32) float s[16];
+    _mm256_store_ps(s, _mm256_add_ps(a0, b0));
+    _mm256_store_ps(s + 8, _mm256_add_ps(a1, b1));
+    const Index row0 = p * P;
+    for (Index i = std::max(r0, row0); i < std::min(R, row0 + P); ++i) z[i] += s[i - row0];
+  }
+}
+#endif
+
 void half_gemv_acc(const HalfMatrix& W, Index r0, Index r1, const float* h, float* z) {
   const Index R = std::min(r1, W.rows), K = W.cols;
   const std::uint16_t* w = W.data.data();
   Index r = std::max<Index>(r0, 0);
+  if (r >= R) return;
+  if (W.panels) {
+#if defined(__x86_64__)
+    if (avx512_usable()) {
+      half_gemv_panels512(W, r, R, h, z);
+      return;
+    }
+#endif
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+    half_gemv_panels_avx2(W, r, R, h, z);
+#else
+    half_gemv_acc_ref(W, r, R, h, z);
+#endif
+    return;
+  }
+#if defined(__x86_64__)
+  if (avx512_usable()) {
+    half_gemv512(W, r, R, h, z);
+    return;
+  }
+#endif
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
   const Index K8 = K / 8 * 8;
   auto hsum = [](__m256 v) {
@@ -245,11 +442,9 @@ void half_gemv_acc(const HalfMatrix& W, Index r0, Index r1, const float* h, floa
     }
   }
 #endif
-  for (; r < R; ++r) {  // rows left over (all rows without F16C)
-    float s = 0;
-    for (Index k = 0; k < K; ++k) s += half_to_float(w[r * K + k]) * h[k];
-    z[r] += s;
-  }
+  (void)w;
+  (void)K;
+  half_gemv_acc_ref(W, r, R, h, z);  // rows left over (all rows without F16C)
 }
 
 

@@ -106,8 +106,11 @@ void rec_gemm_packed(Index M, Index N, Index K, const float* A, Index lda, const
 
 // z[r] += Σ_k W[r, k] · h[k] for the rows r in [r0, r1) of W, in half precision (row-major
 // [R, K]): the batch-1 recurrent step of the serving path. Four rows at a time share each load of
-// h (AVX2/F16C where present).
+// h (AVX-512 where usable, else AVX2/F16C, else plain). Each row is summed by one call in a fixed
+// order, so the result never depends on how rows are shared among threads. half_gemv_acc_ref is
+// the plain loop (k in order), the spec the vector paths are tested against.
 void half_gemv_acc(const HalfMatrix& W, Index r0, Index r1, const float* h, float* z);
+void half_gemv_acc_ref(const HalfMatrix& W, Index r0, Index r1, const float* h, float* z);
 
 // z[r] += scale[r] · Σ_k q[r, k] · h[k] for the rows r in [r0, r1) of the int8 W (nn/int8.h):
 // the batch-1 recurrent step with int8 weights. Each row is summed by one call in a fixed order

@@ -742,9 +742,9 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
   RecB<T> wt{wbuf, G, false};
   if constexpr (std::is_same_v<T, float>) {
     if (p.w_hh_half) {  // Wt[k, r] = W_hh[r, k], widened from half precision (shape checked above)
-      const std::uint16_t* w = p.w_hh_half->data.data();
+      const HalfMatrix& w = *p.w_hh_half;  // row-major or panels
       for (Index r = 0; r < G; ++r)
-        for (Index k = 0; k < H; ++k) wbuf[k * G + r] = half_to_float(w[r * H + k]);
+        for (Index k = 0; k < H; ++k) wbuf[k * G + r] = w.at(r, k);
     } else if (p.w_hh_i8) {  // the same, from int8 · scale
       for (Index r = 0; r < G; ++r)
         for (Index k = 0; k < H; ++k) wbuf[k * G + r] = p.w_hh_i8->at(r, k);

@@ -13,6 +13,7 @@
 #include <immintrin.h>
 #endif
 
+#include "nn/gemm_kernels.h"
 #include "nn/lstm.h"
 #include "nn/rng.h"
 
@@ -72,16 +73,24 @@ TEST(Half, LstmInferMatchesFloatOnRoundedWeights) {
     Tensor<float> w_round({G, H});
     for (Index r = 0; r < G; ++r)
       for (Index c = 0; c < H; ++c) w_round[r * H + c] = half.at(r, c);
+    HalfMatrix panels = half;  // the serving layout (what --fp16 loads)
+    panels.to_panels();
 
     LstmParams<float> ref{w_ih.view(), w_round.view(), b_ih.view(), b_hh.view()};
-    LstmParams<float> fast{w_ih.view(), w_hh.view(), b_ih.view(), b_hh.view()};
-    fast.w_hh_half = &half;
-    Tensor<float> h1({1, H}), c1({1, H}), h2({1, H}), c2({1, H}), y1({1, sl, H}), y2({1, sl, H});
-    Tensor<float> s1, s2;
+    Tensor<float> h1({1, H}), c1({1, H}), y1({1, sl, H}), s1;
     lstm_infer<float>(ref, x.view(), h1.view(), c1.view(), y1.view(), s1);
-    lstm_infer<float>(fast, x.view(), h2.view(), c2.view(), y2.view(), s2);
-    for (Index i = 0; i < y1.numel(); ++i) ASSERT_NEAR(y1[i], y2[i], 2e-6) << "H " << H << " i " << i;
-    for (Index i = 0; i < H; ++i) ASSERT_NEAR(c1[i], c2[i], 2e-6);
+    Tensor<float> h2({1, H}), c2({1, H}), y2({1, sl, H});
+    for (const HalfMatrix* m : {&half, &panels}) {
+      LstmParams<float> fast{w_ih.view(), w_hh.view(), b_ih.view(), b_hh.view()};
+      fast.w_hh_half = m;
+      Tensor<float> s2;
+      h2.view().zero();
+      c2.view().zero();
+      lstm_infer<float>(fast, x.view(), h2.view(), c2.view(), y2.view(), s2);
+      for (Index i = 0; i < y1.numel(); ++i)
+        ASSERT_NEAR(y1[i], y2[i], 2e-6) << "H " << H << " panels " << m->panels << " i " << i;
+      for (Index i = 0; i < H; ++i) ASSERT_NEAR(c1[i], c2[i], 2e-6);
+    }
 
     // ...and differs from the unrounded float32 run by about the rounding (so it is used).
     Tensor<float> h3({1, H}), c3({1, H}), y3({1, sl, H}), s3;
@@ -122,4 +131,68 @@ TEST(Half, MismatchedHalfMatrixIsRefused) {
   LstmParams<float> p{w_ih.view(), w_hh.view(), b.view(), b.view()};
   p.w_hh_half = &wrong;
   EXPECT_THROW(lstm_infer<float>(p, x.view(), h.view(), c.view(), y.view(), s), std::invalid_argument);
+}
+
+// to_panels keeps every value (at() reads either layout), pads the last panel with zeros, and
+// is idempotent.
+TEST(Half, PanelLayoutKeepsTheValues) {
+  for (Index R : {Index(1), Index(16), Index(23), Index(48)}) {
+    const Index K = 5;
+    Tensor<float> m({R, K});
+    Rng rng(R);
+    for (Index i = 0; i < m.numel(); ++i) m[i] = (float)rng.uniform(-2, 2);
+    HalfMatrix a = HalfMatrix::from(m.view()), b = a;
+    b.to_panels();
+    ASSERT_TRUE(b.panels);
+    ASSERT_EQ((Index)b.data.size(), (R + 15) / 16 * 16 * K);
+    for (Index r = 0; r < R; ++r)
+      for (Index k = 0; k < K; ++k) ASSERT_EQ(a.at(r, k), b.at(r, k)) << r << "," << k;
+    for (Index r = R; r < (R + 15) / 16 * 16; ++r)
+      for (Index k = 0; k < K; ++k)
+        ASSERT_EQ(b.data[(r / 16) * 16 * K + k * 16 + r % 16], 0) << "padding row " << r;
+    const auto before = b.data;
+    b.to_panels();
+    EXPECT_EQ(b.data, before);
+  }
+}
+
+// The GEMV on panels (AVX-512, or AVX2/F16C under INSPIRE_NO_AVX512: the avx2.* run) gives the
+// bits of its reference (even and odd k summed apart, fused, then added) for any row range, so
+// a row's value never depends on how the rows are shared among threads; it touches only rows
+// [r0, r1) and accumulates. The row-major GEMV is within rounding of the same sums.
+TEST(Half, GemvMatchesTheReference) {
+  for (Index K : {Index(1), Index(2), Index(7), Index(16), Index(45), Index(256), Index(1150)}) {
+    const Index R = 150;
+    Tensor<float> m({R, K});
+    Rng rng(3 + K);
+    for (Index i = 0; i < m.numel(); ++i) m[i] = (float)rng.uniform(-0.5, 0.5);
+    HalfMatrix rows = HalfMatrix::from(m.view()), panels = rows;
+    panels.to_panels();
+    std::vector<float> h(K);
+    for (auto& x : h) x = (float)rng.uniform(-1, 1);
+    for (auto [r0, r1] : {std::pair<Index, Index>{0, R}, {3, 18}, {16, 144}, {5, 6}, {130, 400}}) {
+      std::vector<float> zp(R, 0.25f), zpr(R, 0.25f), zr(R, 0.25f), zrr(R, 0.25f);
+      kernels::half_gemv_acc(panels, r0, r1, h.data(), zp.data());
+      kernels::half_gemv_acc_ref(panels, r0, r1, h.data(), zpr.data());
+      kernels::half_gemv_acc(rows, r0, r1, h.data(), zr.data());
+      kernels::half_gemv_acc_ref(rows, r0, r1, h.data(), zrr.data());
+      for (Index r = 0; r < R; ++r) {
+        if (r < r0 || r >= std::min(r1, R)) {
+          ASSERT_EQ(zp[r], 0.25f) << "row " << r << " outside [" << r0 << ", " << r1 << ")";
+          ASSERT_EQ(zr[r], 0.25f) << "row " << r << " outside [" << r0 << ", " << r1 << ")";
+          continue;
+        }
+        ASSERT_EQ(zp[r], zpr[r]) << "K " << K << " row " << r << " range " << r0 << ".." << r1;
+        double d = 0, mag = 0;
+        for (Index k = 0; k < K; ++k) {
+          d += (double)rows.at(r, k) * h[k];
+          mag += std::fabs((double)rows.at(r, k) * h[k]);
+        }
+        const double tol = 1e-6 * (mag + 1);
+        ASSERT_NEAR(zp[r], 0.25 + d, tol) << "K " << K << " row " << r;
+        ASSERT_NEAR(zr[r], 0.25 + d, tol) << "K " << K << " row " << r;
+        ASSERT_NEAR(zrr[r], 0.25 + d, tol) << "K " << K << " row " << r;
+      }
+    }
+  }
 }

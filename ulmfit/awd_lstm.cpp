@@ -148,6 +148,7 @@ void AwdLstmEncoderT<T>::adopt_half_recurrent(std::vector<nn::HalfMatrix> w) {
   check_adopted(w, "half-precision");
   whh_i8_.clear();
   whh_half_ = std::move(w);
+  for (auto& m : whh_half_) m.to_panels();  // the serving layout (nn/half.h)
   f32_whh_ = false;
 }
 
@@ -196,7 +197,10 @@ void AwdLstmEncoderT<T>::set_recurrent_precision(RecurrentPrecision prec) {
     std::vector<nn::Int8Matrix> q;
     for (int l = 0; l < cfg_.n_layers; ++l) {
       if (prec == RecurrentPrecision::f16)
+      {
         whh_half_.push_back(nn::HalfMatrix::from(w_hh_[l]));
+        whh_half_.back().to_panels();  // the serving layout (nn/half.h)
+      }
       else
         q.push_back(nn::Int8Matrix::from(w_hh_[l]));
     }
