@@ -150,9 +150,7 @@ void infer_batch1(const LstmParams<float>& p, float* zx, Index sl, float* h, flo
           else if (wh)
             half_gemv_acc(*wh, r0, r0 + n, hp, z);
           else
-            Eigen::Map<Vec>(z + r0, n).noalias() +=
-                Eigen::Map<const RowMat>(p.w_hh.data + r0 * H, n, H) *
-                Eigen::Map<const Vec>(hp, H);
+            kernels::f32_gemv_acc(p.w_hh.data, H, r0, r0 + n, hp, z);
         }
         cell_forward_units(z + j0, H, n, c + j0, c + j0, y + t * H + j0);
       }

@@ -10,6 +10,7 @@
 #include <omp.h>
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -95,3 +96,38 @@ TEST(GemmThreads, PredictionsAreBitwiseTheSameWithAnyThreadCount) {
 }
 
 }  // namespace
+
+// The float32 batch-1 recurrent GEMV (kernels::f32_gemv_acc, AVX-512 with prefetching, or the
+// plain fused loop): each row within rounding of a double sum, only rows [r0, r1) touched, and a
+// row's bits the same whatever range (so whatever slice of the hidden units) it is computed in.
+TEST(GemmThreads, FloatGemvIsExactEnoughAndIndependentOfTheRowRange) {
+  std::mt19937 gen(7);
+  std::uniform_real_distribution<float> u(-0.5f, 0.5f);
+  for (nn::Index K : {nn::Index(1), nn::Index(15), nn::Index(16), nn::Index(33), nn::Index(400),
+                      nn::Index(1150)}) {
+    const nn::Index R = 37;
+    std::vector<float> W(R * K), h(K);
+    for (auto& x : W) x = u(gen);
+    for (auto& x : h) x = u(gen);
+    std::vector<float> whole(R, 0.5f);
+    nn::kernels::f32_gemv_acc(W.data(), K, 0, R, h.data(), whole.data());
+    for (nn::Index r = 0; r < R; ++r) {
+      double d = 0.5, mag = 0.5;
+      for (nn::Index k = 0; k < K; ++k) {
+        d += (double)W[r * K + k] * h[k];
+        mag += std::fabs((double)W[r * K + k] * h[k]);
+      }
+      ASSERT_NEAR(whole[r], d, 1e-6 * mag) << "K " << K << " row " << r;
+    }
+    for (auto [r0, r1] : {std::pair<nn::Index, nn::Index>{3, 18}, {5, 6}, {9, 37}, {0, 8}}) {
+      std::vector<float> part(R, 0.5f);
+      nn::kernels::f32_gemv_acc(W.data(), K, r0, r1, h.data(), part.data());
+      for (nn::Index r = 0; r < R; ++r) {
+        if (r < r0 || r >= r1)
+          ASSERT_EQ(part[r], 0.5f) << "row " << r << " outside [" << r0 << ", " << r1 << ")";
+        else
+          ASSERT_EQ(part[r], whole[r]) << "K " << K << " row " << r << " in [" << r0 << ", " << r1 << ")";
+      }
+    }
+  }
+}
