@@ -465,8 +465,10 @@ __attribute__((target("avx512f"))) inline void f32_rows512(const float* w0, Inde
   for (int i = 0; i < NR; ++i) a[i] = b[i] = _mm512_setzero_ps();
   for (Index k = 0; k < K32; k += 32) {
     // Prefetch the next block of rows (contiguous after these) at the pace this block is read:
-    // NR·128 bytes per 32 columns. Row-major blocks cross a page every few KB, and the hardware
-    // prefetchers restart at each; with this the step reads W_hh at ~1.3x the rate.
+    // NR·128 bytes per 32 columns, into L1 (four rows: 18 KB at h = 1152). Row-major rows cross
+    // a page every few KB and the hardware prefetchers restart at each: in a stand-alone loop
+    // over two 21 MB matrices this read them 1.35x faster (one thread); in the whole paper the
+    // difference was within the noise of the shared machine (docs/performance.md).
     const char* q = next + k * 4 * NR;
 #pragma GCC unroll 16
     for (int i = 0; i < 2 * NR; ++i) _mm_prefetch(q + 64 * i, _MM_HINT_T0);
@@ -496,11 +498,7 @@ __attribute__((target("avx512f"))) inline void f32_rows512(const float* w0, Inde
 __attribute__((target("avx512f"))) void f32_gemv512(const float* W, Index K, Index r0, Index R,
                                                     const float* h, float* z) {
   Index r = r0;
-  float s[8];
-  for (; r + 8 <= R; r += 8) {
-    f32_rows512<8>(W + r * K, K, h, reinterpret_cast<const char*>(W + (r + 8) * K), s);
-    for (int i = 0; i < 8; ++i) z[r + i] += s[i];
-  }
+  float s[4];
   for (; r + 4 <= R; r += 4) {
     f32_rows512<4>(W + r * K, K, h, reinterpret_cast<const char*>(W + (r + 4) * K), s);
     for (int i = 0; i < 4; ++i) z[r + i] += s[i];

@@ -113,7 +113,7 @@ void half_gemv_acc(const HalfMatrix& W, Index r0, Index r1, const float* h, floa
 void half_gemv_acc_ref(const HalfMatrix& W, Index r0, Index r1, const float* h, float* z);
 
 // z[r] += Σ_k W[r, k] · h[k] for the rows r in [r0, r1) of the float row-major W [·, K]: the
-// batch-1 recurrent step in float32. AVX-512 where usable (eight or four rows at a time,
+// batch-1 recurrent step in float32. AVX-512 where usable (four rows at a time,
 // prefetching the next rows: it may prefetch, never read, past row r1), else AVX2 (the same
 // shape, 8 lanes), else the plain fused loop f32_gemv_acc_ref (k in order); on each, a row's
 // arithmetic does not depend on the range it is asked with.
