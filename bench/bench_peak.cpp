@@ -5,13 +5,21 @@
 //   peak/bf16_dot      AVX512-BF16 (vdpbf16ps): 16 lanes x 2 bf16 products x 2 FLOP, fp32 sums
 //   peak/int8_dot      AVX512-VNNI (vpdpbusd): 16 lanes x 4 uint8·int8 products x 2 ops, int32
 //                      sums (the --w8a8 serving kernels; the counter counts these integer ops)
+//   peak/read/<MB>     one thread summing a buffer of that size, over and over (AVX-512 loads):
+//                      the rate at which this core reads from L2 (1 MB), L3 (11 MB: one fp16
+//                      W_hh; 21 MB: one float32 W_hh) or memory (45 MB: all of float32 W_hh).
+//                      Batch-1 serving streams W_hh at every step, so this bounds it.
 //
 // The GFLOP/s counter is the ceiling a GEMM kernel of that kind could approach; issue #21 asks
 // whether bf16 would lift the training and batched-serving targets above the fp32 ceiling. A case
 // is skipped (state.SkipWithError) on a CPU without the instructions. Run with OMP_NUM_THREADS=1.
 #include <benchmark/benchmark.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <new>
+#include <vector>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -24,6 +32,26 @@ namespace {
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 constexpr int kAcc = 24;
+
+// 64-byte aligned storage for the read case (aligned loads).
+struct AlignedAlloc {
+  using value_type = float;
+  AlignedAlloc() = default;
+  template <class U>
+  AlignedAlloc(const U&) {}
+  float* allocate(std::size_t n) {
+    void* p = std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+    if (!p) throw std::bad_alloc();
+    return static_cast<float*>(p);
+  }
+  void deallocate(float* p, std::size_t) { std::free(p); }
+  template <class U>
+  struct rebind {
+    using other = AlignedAlloc;
+  };
+  bool operator==(const AlignedAlloc&) const { return true; }
+  bool operator!=(const AlignedAlloc&) const { return false; }
+};
 constexpr long kIters = 1 << 20;
 
 __attribute__((target("avx512f"))) float fp32_fma_loop() {
@@ -76,13 +104,44 @@ float int8_dot_loop() {
   return (float)s;
 }
 
+// Sums n floats (n a multiple of 64) with four independent accumulators.
+__attribute__((target("avx512f"))) float read_sum(const float* a, std::size_t n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  for (std::size_t i = 0; i < n; i += 64) {
+    s0 = _mm512_add_ps(s0, _mm512_load_ps(a + i));
+    s1 = _mm512_add_ps(s1, _mm512_load_ps(a + i + 16));
+    s2 = _mm512_add_ps(s2, _mm512_load_ps(a + i + 32));
+    s3 = _mm512_add_ps(s3, _mm512_load_ps(a + i + 48));
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+void peak_read(benchmark::State& st) {
+  if (!__builtin_cpu_supports("avx512f")) {
+    st.SkipWithError("this CPU lacks AVX-512");
+    return;
+  }
+  const std::size_t n = static_cast<std::size_t>(st.range(0)) * (1 << 20) / sizeof(float);
+  std::vector<float, AlignedAlloc> buf(n, 1e-6f);
+  benchmark::DoNotOptimize(read_sum(buf.data(), n));  // warm: in cache where it fits
+  for (auto _ : st) benchmark::DoNotOptimize(read_sum(buf.data(), n));
+  st.counters["GB/s"] = benchmark::Counter((double)n * sizeof(float) / 1e9,
+                                           benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void run(benchmark::State& st, bool have, float (*loop)(), double flop_per_lane_op,
          int acc = kAcc) {
   if (!have) {
     st.SkipWithError("this CPU lacks the instructions");
     return;
   }
-  for (auto _ : st) benchmark::DoNotOptimize(loop());
+  for (auto _ : st) {
+    // The loops are pure functions of constants: without an opaque pointer GCC may hoist the
+    // call out of this loop (it did once this file grew), timing nothing.
+    float (*f)() = loop;
+    benchmark::DoNotOptimize(f);
+    benchmark::DoNotOptimize(f());
+  }
   const double flop = (double)kIters * acc * 16 * flop_per_lane_op;
   st.counters["GFLOP/s"] = benchmark::Counter(flop / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
@@ -106,6 +165,7 @@ void peak_int8(benchmark::State& st) {
 BENCHMARK(peak_fp32)->Name("peak/fp32_fma")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(peak_bf16)->Name("peak/bf16_dot")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(peak_int8)->Name("peak/int8_dot")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(peak_read)->Name("peak/read")->Arg(1)->Arg(11)->Arg(21)->Arg(45)->Unit(benchmark::kMillisecond)->UseRealTime();
 #endif
 
 BENCHMARK_MAIN();

@@ -130,8 +130,6 @@ void infer_batch1(const LstmParams<float>& p, float* zx, Index sl, float* h, flo
   const FixedSlices slices(H, 16, 64, 8);
   const HalfMatrix* wh = p.w_hh_half;
   const Int8Matrix* wq = p.w_hh_i8;
-  using Vec = Eigen::Matrix<float, Eigen::Dynamic, 1>;
-  using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   parallel_team(team_size(slices.parts, (double)G * H), [&](int tid, int nth) {
     Index q0, q1;
     split_range(slices.parts, tid, nth, q0, q1);
