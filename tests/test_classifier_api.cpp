@@ -395,7 +395,22 @@ TEST_F(ClassifierApi, HalfRecurrentWeightsKeepThePredictions) {
   ulmfit::LoadOptions lo;
   lo.half_recurrent = true;
   auto half = ulmfit::Classifier::load(path_, lo);
-  EXPECT_LT(max_score_diff(half, /*same_labels=*/true), 1e-3);
+  const double maxdiff = max_score_diff(half, /*same_labels=*/true);
+  EXPECT_GT(maxdiff, 0.0);  // the half-precision weights are used
+  EXPECT_LT(maxdiff, 1e-3);
+
+  // Loading straight into half precision (the weights go from the file into 16-row panels) and
+  // converting a float model afterwards give the same layout and the same bits.
+  auto bundle = io::Bundle::load(path_);
+  auto m = ulmfit::ClassifierModel::from_bundle(bundle, ulmfit::RecurrentPrecision::f16);
+  EXPECT_EQ(m.encoder().recurrent_precision(), ulmfit::RecurrentPrecision::f16);
+  auto f = ulmfit::ClassifierModel::from_bundle(bundle);
+  f.set_recurrent_precision(ulmfit::RecurrentPrecision::f16);
+  for (const std::vector<std::int32_t>& doc :
+       {std::vector<std::int32_t>{2, 9, 10, 11, 12, 13, 14, 15, 9, 20}, std::vector<std::int32_t>{2, 17}}) {
+    auto a = m.infer(doc), b = f.infer(doc);
+    for (int k = 0; k < 3; ++k) EXPECT_EQ(a[k], b[k]);
+  }
 }
 
 // --int8: the same predictions, scores within 1e-2 of float32 (int8 W_hh, one scale per row).

@@ -115,13 +115,18 @@ TEST(Half, BatchedLstmInferReadsOnlyTheHalfWeights) {
   HalfMatrix half = HalfMatrix::from(w_hh.view());
   Tensor<float> w_round({G, H});
   for (Index i = 0; i < w_round.numel(); ++i) w_round[i] = half_to_float(half.data[i]);
+  HalfMatrix panels = half;  // the serving layout: the batch path reads it through at()
+  panels.to_panels();
   LstmParams<float> ref{w_ih.view(), w_round.view(), b_ih.view(), b_hh.view()};
-  LstmParams<float> fast{w_ih.view(), zero_hh.view(), b_ih.view(), b_hh.view()};
-  fast.w_hh_half = &half;
-  Tensor<float> h1({bs, H}), c1({bs, H}), h2({bs, H}), c2({bs, H}), y1({bs, sl, H}), y2({bs, sl, H}), s1, s2;
+  Tensor<float> h1({bs, H}), c1({bs, H}), y1({bs, sl, H}), s1;
   lstm_infer<float>(ref, x.view(), h1.view(), c1.view(), y1.view(), s1);
-  lstm_infer<float>(fast, x.view(), h2.view(), c2.view(), y2.view(), s2);
-  for (Index i = 0; i < y1.numel(); ++i) ASSERT_NEAR(y1[i], y2[i], 2e-6) << i;
+  for (const HalfMatrix* m : {&half, &panels}) {
+    LstmParams<float> fast{w_ih.view(), zero_hh.view(), b_ih.view(), b_hh.view()};
+    fast.w_hh_half = m;
+    Tensor<float> h2({bs, H}), c2({bs, H}), y2({bs, sl, H}), s2;
+    lstm_infer<float>(fast, x.view(), h2.view(), c2.view(), y2.view(), s2);
+    for (Index i = 0; i < y1.numel(); ++i) ASSERT_NEAR(y1[i], y2[i], 2e-6) << "panels " << m->panels << " " << i;
+  }
 }
 
 TEST(Half, MismatchedHalfMatrixIsRefused) {

@@ -598,12 +598,21 @@ ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle,
       } else {
         const Index rows = t.value.dim(0), cols = t.value.dim(1);
         if (precision == RecurrentPrecision::f16) {
+          // Straight into the serving layout (16-row panels, nn/half.h): no row-major copy.
           nn::HalfMatrix hm;
           hm.rows = rows;
           hm.cols = cols;
-          hm.data.resize(static_cast<std::size_t>(src.numel()));
+          hm.panels = true;
+          constexpr Index P = nn::HalfMatrix::kPanel;
+          hm.data.assign(static_cast<std::size_t>((rows + P - 1) / P * P * cols), 0);
+          std::vector<std::uint16_t> block;
           in_blocks([&](Index i0, Index i1) {
-            nn::floats_to_half(src.data + i0, hm.data.data() + i0, i1 - i0);
+            block.resize(static_cast<std::size_t>(i1 - i0));
+            nn::floats_to_half(src.data + i0, block.data(), i1 - i0);
+            for (Index i = i0; i < i1; ++i) {
+              const Index r = i / cols, c = i % cols;
+              hm.data[(r / P) * P * cols + c * P + r % P] = block[i - i0];
+            }
           });
           half.push_back(std::move(hm));  // the float32 view stays untouched (never resident)
         } else {
