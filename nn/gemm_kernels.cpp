@@ -580,6 +580,18 @@ void f32_gemv_acc_ref(const float* W, Index K, Index r0, Index r1, const float* 
 void int8_gemv_acc_ref(const Int8Matrix& W, Index r0, Index r1, const float* h, float* z) {
   const Index R = std::min(r1, W.rows), K = W.cols;
   for (Index r = std::max<Index>(r0, 0); r < R; ++r) {
+    if (W.panels) {  // the panel kernels' order: even and odd k apart (fused), then scaled (fused)
+      float se = 0, so = 0;
+      for (Index k = 0; k < K; ++k) {
+        const float w = static_cast<float>(W.qat(r, k));
+        if (k % 2 == 0)
+          se = std::fma(w, h[k], se);
+        else
+          so = std::fma(w, h[k], so);
+      }
+      z[r] = std::fma(se + so, W.scale[r], z[r]);
+      continue;
+    }
     const std::int8_t* w = W.q.data() + r * K;
     float s = 0;
     for (Index k = 0; k < K; ++k) s += static_cast<float>(w[k]) * h[k];
@@ -638,10 +650,124 @@ __attribute__((target("avx512f"))) void int8_gemv512(const Int8Matrix& W, Index 
 
 }  // namespace
 
+namespace {
+#if defined(__x86_64__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// int8 W_hh in panels (Int8Matrix::to_panels): as half_panels512, 16 int8 weights widened per
+// instruction pair, even and odd k apart; the panel's 16 sums scaled and added with one FMA.
+template <int NP>
+__attribute__((target("avx512f"))) inline void int8_panels512(const std::int8_t* p, Index K,
+                                                              const float* h, __m512* out) {
+  const Index stride = Int8Matrix::kPanel * K;
+  __m512 a[NP], b[NP];
+#pragma GCC unroll 8
+  for (int i = 0; i < NP; ++i) a[i] = b[i] = _mm512_setzero_ps();
+  Index k = 0;
+  for (; k + 2 <= K; k += 2) {
+    const __m512 h0 = _mm512_set1_ps(h[k]), h1 = _mm512_set1_ps(h[k + 1]);
+    const std::int8_t* q = p + k * 16;
+#pragma GCC unroll 8
+    for (int i = 0; i < NP; ++i) {
+      a[i] = _mm512_fmadd_ps(int8_load16(q + i * stride), h0, a[i]);
+      b[i] = _mm512_fmadd_ps(int8_load16(q + i * stride + 16), h1, b[i]);
+    }
+  }
+  if (k < K) {
+    const __m512 h0 = _mm512_set1_ps(h[k]);
+#pragma GCC unroll 8
+    for (int i = 0; i < NP; ++i) a[i] = _mm512_fmadd_ps(int8_load16(p + i * stride + k * 16), h0, a[i]);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < NP; ++i) out[i] = _mm512_add_ps(a[i], b[i]);
+}
+
+__attribute__((target("avx512f"))) void int8_gemv_panels512(const Int8Matrix& W, Index r0, Index R,
+                                                            const float* h, float* z) {
+  const Index K = W.cols, P = Int8Matrix::kPanel;
+  const Index pend = (R + P - 1) / P;
+  for (Index p = r0 / P; p < pend;) {
+    const Index rem = pend - p, passes = (rem + 7) / 8;  // as half_gemv_panels512
+    const int np = (int)((rem + passes - 1) / passes);
+    const std::int8_t* base = W.q.data() + p * P * K;
+    __m512 s[8];
+    switch (np) {
+      case 8: int8_panels512<8>(base, K, h, s); break;
+      case 7: int8_panels512<7>(base, K, h, s); break;
+      case 6: int8_panels512<6>(base, K, h, s); break;
+      case 5: int8_panels512<5>(base, K, h, s); break;
+      case 4: int8_panels512<4>(base, K, h, s); break;
+      case 3: int8_panels512<3>(base, K, h, s); break;
+      case 2: int8_panels512<2>(base, K, h, s); break;
+      default: int8_panels512<1>(base, K, h, s); break;
+    }
+    for (int i = 0; i < np; ++i) {
+      const Index row0 = (p + i) * P;
+      const Index lo = std::max(r0, row0) - row0, hi = std::min(R, row0 + P) - row0;
+      const __mmask16 m = (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+      const __m512 sc = _mm512_maskz_loadu_ps(m, W.scale.data() + row0);
+      _mm512_mask_storeu_ps(z + row0, m,
+                            _mm512_fmadd_ps(s[i], sc, _mm512_maskz_loadu_ps(m, z + row0)));
+    }
+    p += np;
+  }
+}
+#pragma GCC diagnostic pop
+#endif
+
+#if defined(__AVX2__) && defined(__FMA__)
+// The AVX2 twin: one panel at a time, the same per-lane arithmetic (so the same bits).
+void int8_gemv_panels_avx2(const Int8Matrix& W, Index r0, Index R, const float* h, float* z) {
+  const Index K = W.cols, P = Int8Matrix::kPanel;
+  auto load8 = [](const std::int8_t* q) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q))));
+  };
+  for (Index p = r0 / P; p * P < R; ++p) {
+    const std::int8_t* base = W.q.data() + p * P * K;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+    Index k = 0;
+    for (; k + 2 <= K; k += 2) {
+      const __m256 h0 = _mm256_set1_ps(h[k]), h1 = _mm256_set1_ps(h[k + 1]);
+      const std::int8_t* q = base + k * 16;
+      a0 = _mm256_fmadd_ps(load8(q), h0, a0);
+      a1 = _mm256_fmadd_ps(load8(q + 8), h0, a1);
+      b0 = _mm256_fmadd_ps(load8(q + 16), h1, b0);
+      b1 = _mm256_fmadd_ps(load8(q + 24), h1, b1);
+    }
+    if (k < K) {
+      const __m256 h0 = _mm256_set1_ps(h[k]);
+      a0 = _mm256_fmadd_ps(load8(base + k * 16), h0, a0);
+      a1 = _mm256_fmadd_ps(load8(base + k * 16 + 8), h0, a1);
+    }
+    alignas(32) float s[16];
+    _mm256_store_ps(s, _mm256_add_ps(a0, b0));
+    _mm256_store_ps(s + 8, _mm256_add_ps(a1, b1));
+    const Index row0 = p * P;
+    for (Index i = std::max(r0, row0); i < std::min(R, row0 + P); ++i)
+      z[i] = std::fma(s[i - row0], W.scale[i], z[i]);
+  }
+}
+#endif
+}  // namespace
+
 void int8_gemv_acc(const Int8Matrix& W, Index r0, Index r1, const float* h, float* z) {
   const Index R = std::min(r1, W.rows), K = W.cols;
   Index r = std::max<Index>(r0, 0);
   if (r >= R) return;
+  if (W.panels) {
+#if defined(__x86_64__)
+    if (avx512_usable()) {
+      int8_gemv_panels512(W, r, R, h, z);
+      return;
+    }
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+    int8_gemv_panels_avx2(W, r, R, h, z);
+#else
+    int8_gemv_acc_ref(W, r, R, h, z);
+#endif
+    return;
+  }
 #if defined(__x86_64__)
   if (avx512_usable()) {
     int8_gemv512(W, r, R, h, z);

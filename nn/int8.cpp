@@ -4,10 +4,13 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace nn {
 
 void Int8Matrix::quantize_rows(const float* m, Index r0, Index r1) {
+  if (panels) throw std::logic_error("Int8Matrix::quantize_rows: the matrix is in panels");
   for (Index r = r0; r < r1; ++r) {
     const float* w = m + (r - r0) * cols;
     float amax = 0;
@@ -43,7 +46,21 @@ Int8Matrix Int8Matrix::from(CView<float> m) {
   return x;
 }
 
+void Int8Matrix::to_panels() {
+  if (panels) return;
+  const Index np = (rows + kPanel - 1) / kPanel;
+  std::vector<std::int8_t> out(static_cast<std::size_t>(np * kPanel * cols), 0);
+  for (Index r = 0; r < rows; ++r) {
+    std::int8_t* o = out.data() + (r / kPanel) * kPanel * cols + r % kPanel;
+    const std::int8_t* src = q.data() + r * cols;
+    for (Index c = 0; c < cols; ++c) o[c * kPanel] = src[c];
+  }
+  q = std::move(out);
+  panels = true;
+}
+
 Int8Packed Int8Packed::from(const Int8Matrix& m, Index group) {
+  if (m.panels) throw std::logic_error("Int8Packed: the matrix is in panels, not row-major");
   if (group <= 0 || m.rows % group != 0)
     throw std::invalid_argument("Int8Packed: " + std::to_string(m.rows) +
                                 " rows do not split into groups of " + std::to_string(group));

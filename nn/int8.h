@@ -14,16 +14,26 @@ namespace nn {
 // max_k |W[r, k]| / 127, so W[r, k] ≈ scale[r] · q[r, k] with an error of at most scale[r] / 2
 // (round to nearest; an all-zero row has scale 0). Only the weights are quantized: the GEMV
 // multiplies them with the float activations and accumulates in float.
+//
+// Two layouts of `q`, as nn::HalfMatrix: row-major [rows, cols], or, after to_panels(), panels of
+// 16 rows stored column by column ([cols][16], rows past `rows` zero) for the serving GEMV
+// (kernels::int8_gemv_acc). `scale` is per row in both.
 struct Int8Matrix {
-  std::vector<std::int8_t> q;  // row-major [rows, cols]
+  std::vector<std::int8_t> q;  // row-major [rows, cols], or panels (above)
   std::vector<float> scale;    // [rows]
   Index rows = 0, cols = 0;
+  bool panels = false;
+  static constexpr Index kPanel = 16;
   // m must be 2-D and finite (std::invalid_argument otherwise, naming the first bad element).
   static Int8Matrix from(CView<float> m);
-  // Row r of m quantized into this matrix (rows/cols already set, q and scale sized): for
-  // building one row block at a time from a mapped file.
+  // Row r of m quantized into this matrix (rows/cols already set, q and scale sized, row-major):
+  // for building one row block at a time from a mapped file.
   void quantize_rows(const float* m, Index r0, Index r1);
-  float at(Index r, Index c) const { return scale[r] * q[r * cols + c]; }
+  std::int8_t qat(Index r, Index c) const {
+    return panels ? q[(r / kPanel) * kPanel * cols + c * kPanel + r % kPanel] : q[r * cols + c];
+  }
+  float at(Index r, Index c) const { return scale[r] * qat(r, c); }
+  void to_panels();  // row-major -> panels (no-op when already)
 };
 
 // An Int8Matrix laid out for int8 × uint8 products (x86 AVX512-VNNI `vpdpbusd`: each 32-bit lane
@@ -43,7 +53,7 @@ struct Int8Packed {
   Index packed_rows() const { return (rows / group) * group_padded; }
   // Packed row of row r of the matrix.
   Index packed_row(Index r) const { return (r / group) * group_padded + r % group; }
-  // group must divide m.rows (std::invalid_argument otherwise).
+  // group must divide m.rows (std::invalid_argument otherwise); m row-major.
   static Int8Packed from(const Int8Matrix& m, Index group);
 };
 

@@ -99,6 +99,57 @@ TEST(Int8, GemvMatchesTheReference) {
   }
 }
 
+// to_panels keeps every weight and scale (qat/at read either layout), pads with zeros, is
+// idempotent; a matrix in panels cannot be packed for w8a8 nor re-quantized.
+TEST(Int8, PanelLayoutKeepsTheValues) {
+  for (Index R : {Index(1), Index(16), Index(23), Index(48)}) {
+    const Index K = 5;
+    Int8Matrix a = Int8Matrix::from(random_matrix(R, K, 40 + R, 1.0f).view()), b = a;
+    b.to_panels();
+    ASSERT_TRUE(b.panels);
+    ASSERT_EQ((Index)b.q.size(), (R + 15) / 16 * 16 * K);
+    for (Index r = 0; r < R; ++r)
+      for (Index k = 0; k < K; ++k) ASSERT_EQ(a.at(r, k), b.at(r, k)) << r << "," << k;
+    for (Index r = R; r < (R + 15) / 16 * 16; ++r)
+      for (Index k = 0; k < K; ++k) ASSERT_EQ(b.q[(r / 16) * 16 * K + k * 16 + r % 16], 0);
+    const auto before = b.q;
+    b.to_panels();
+    EXPECT_EQ(b.q, before);
+    EXPECT_THROW(Int8Packed::from(b, R), std::logic_error);
+  }
+}
+
+// The GEMV on panels (AVX-512, or AVX2 under INSPIRE_NO_AVX512: avx2.*) gives the bits of its
+// reference for any row range, touches only rows [r0, r1), and is within rounding of the sums.
+TEST(Int8, PanelGemvMatchesTheReference) {
+  for (Index K : {Index(1), Index(2), Index(7), Index(16), Index(45), Index(256), Index(1150)}) {
+    const Index R = 150;
+    Int8Matrix q = Int8Matrix::from(random_matrix(R, K, 60 + K, 0.5f).view());
+    q.to_panels();
+    Rng rng(K);
+    std::vector<float> h(K);
+    for (auto& x : h) x = (float)rng.uniform(-1, 1);
+    for (auto [r0, r1] : {std::pair<Index, Index>{0, R}, {3, 18}, {16, 144}, {5, 6}, {130, 400}}) {
+      std::vector<float> z(R, 0.25f), zr(R, 0.25f);
+      kernels::int8_gemv_acc(q, r0, r1, h.data(), z.data());
+      kernels::int8_gemv_acc_ref(q, r0, r1, h.data(), zr.data());
+      for (Index r = 0; r < R; ++r) {
+        if (r < r0 || r >= std::min(r1, R)) {
+          ASSERT_EQ(z[r], 0.25f) << "row " << r << " outside [" << r0 << ", " << r1 << ")";
+          continue;
+        }
+        ASSERT_EQ(z[r], zr[r]) << "K " << K << " row " << r << " range " << r0 << ".." << r1;
+        double d = 0, mag = 0;
+        for (Index k = 0; k < K; ++k) {
+          d += (double)q.at(r, k) * h[k];
+          mag += std::fabs((double)q.at(r, k) * h[k]);
+        }
+        ASSERT_NEAR(z[r], 0.25 + d, 1e-6 * (mag + 1)) << "K " << K << " row " << r;
+      }
+    }
+  }
+}
+
 // lstm_infer with p.w_hh_i8 equals float32 lstm_infer on the dequantized weights, at batch 1
 // (the per-step int8 GEMV) and batch 3 (widened once per call; p.w_hh left zero, so unread).
 TEST(Int8, LstmInferMatchesFloatOnDequantizedWeights) {
@@ -113,16 +164,23 @@ TEST(Int8, LstmInferMatchesFloatOnDequantizedWeights) {
       Tensor<float> w_deq({G, H}), zero_hh({G, H});
       for (Index r = 0; r < G; ++r)
         for (Index c = 0; c < H; ++c) w_deq[r * H + c] = q.at(r, c);
+      Int8Matrix qp = q;  // the serving layout (what --int8 loads)
+      qp.to_panels();
       LstmParams<float> ref{w_ih.view(), w_deq.view(), b_ih.view(), b_hh.view()};
-      LstmParams<float> fast{w_ih.view(), zero_hh.view(), b_ih.view(), b_hh.view()};
-      fast.w_hh_i8 = &q;
-      Tensor<float> h1({bs, H}), c1({bs, H}), h2({bs, H}), c2({bs, H}), y1({bs, sl, H}),
-          y2({bs, sl, H}), s1, s2;
+      Tensor<float> h1({bs, H}), c1({bs, H}), y1({bs, sl, H}), s1;
       lstm_infer<float>(ref, x.view(), h1.view(), c1.view(), y1.view(), s1);
-      lstm_infer<float>(fast, x.view(), h2.view(), c2.view(), y2.view(), s2);
-      for (Index i = 0; i < y1.numel(); ++i)
-        ASSERT_NEAR(y1[i], y2[i], 5e-6) << "H " << H << " bs " << bs << " i " << i;
-      for (Index i = 0; i < bs * H; ++i) ASSERT_NEAR(c1[i], c2[i], 5e-6);
+      Tensor<float> h2({bs, H}), c2({bs, H}), y2({bs, sl, H});
+      for (const Int8Matrix* m : {&q, &qp}) {
+        LstmParams<float> fast{w_ih.view(), zero_hh.view(), b_ih.view(), b_hh.view()};
+        fast.w_hh_i8 = m;
+        Tensor<float> s2;
+        h2.view().zero();
+        c2.view().zero();
+        lstm_infer<float>(fast, x.view(), h2.view(), c2.view(), y2.view(), s2);
+        for (Index i = 0; i < y1.numel(); ++i)
+          ASSERT_NEAR(y1[i], y2[i], 5e-6) << "H " << H << " bs " << bs << " panels " << m->panels << " i " << i;
+        for (Index i = 0; i < bs * H; ++i) ASSERT_NEAR(c1[i], c2[i], 5e-6);
+      }
 
       // ...and differs from the unquantized run by about the quantization (so it is used).
       LstmParams<float> exact{w_ih.view(), w_hh.view(), b_ih.view(), b_hh.view()};

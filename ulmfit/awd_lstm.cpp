@@ -159,10 +159,12 @@ void AwdLstmEncoderT<T>::adopt_int8_recurrent(std::vector<nn::Int8Matrix> w, boo
   whh_i8_.clear();
   whh_w8a8_.clear();
   wih_w8a8_.clear();
-  if (w8a8)
+  if (w8a8) {
     pack_w8a8(std::move(w));
-  else
+  } else {
     whh_i8_ = std::move(w);
+    for (auto& m : whh_i8_) m.to_panels();  // the serving layout (nn/int8.h)
+  }
   f32_whh_ = false;
 }
 
@@ -196,18 +198,19 @@ void AwdLstmEncoderT<T>::set_recurrent_precision(RecurrentPrecision prec) {
   } else {
     std::vector<nn::Int8Matrix> q;
     for (int l = 0; l < cfg_.n_layers; ++l) {
-      if (prec == RecurrentPrecision::f16)
-      {
+      if (prec == RecurrentPrecision::f16) {
         whh_half_.push_back(nn::HalfMatrix::from(w_hh_[l]));
         whh_half_.back().to_panels();  // the serving layout (nn/half.h)
-      }
-      else
+      } else {
         q.push_back(nn::Int8Matrix::from(w_hh_[l]));
+      }
     }
     if (prec == RecurrentPrecision::w8a8)
       pack_w8a8(std::move(q));
-    else if (prec == RecurrentPrecision::i8)
+    else if (prec == RecurrentPrecision::i8) {
       whh_i8_ = std::move(q);
+      for (auto& m : whh_i8_) m.to_panels();  // the serving layout (nn/int8.h)
+    }
   }
 }
 template <typename T>
