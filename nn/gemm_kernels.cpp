@@ -447,8 +447,6 @@ void half_gemv_acc(const HalfMatrix& W, Index r0, Index r1, const float* h, floa
   half_gemv_acc_ref(W, r, R, h, z);  // rows left over (all rows without F16C)
 }
 
-
-
 namespace {
 #if defined(__x86_64__)
 #pragma GCC diagnostic push
