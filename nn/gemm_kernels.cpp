@@ -289,63 +289,88 @@ __attribute__((target("avx512f"))) void half_gemv512(const HalfMatrix& W, Index 
   half_gemv_acc_ref(W, r, R, h, z);  // rows left over
 }
 
-// ---- panel layout (HalfMatrix::to_panels): 16 rows per panel, [K][16] ----
-// Up to 8 panels at once, each a contiguous stream: at each k, h[k] broadcast times the panel's 16
-// weights; even and odd k in two accumulators per panel (up to 16 FMA chains), added at the
-// end. No horizontal sums: a panel's 16 sums are one register.
-template <int NP>
-__attribute__((target("avx512f"))) inline void half_panels512(const std::uint16_t* p, Index K,
-                                                               const float* h, __m512* out) {
-  const Index stride = HalfMatrix::kPanel * K;
+#pragma GCC diagnostic pop
+#endif
+
+}  // namespace
+
+// ---- The 16-row panel layout (HalfMatrix::to_panels, Int8Matrix::to_panels): the serving GEMV ----
+// Panel p holds rows 16p..16p+15 column by column ([K][16]). Up to 8 panels per pass, each a
+// contiguous stream: at each k, h[k] broadcast times the panel's 16 weights widened to float;
+// even and odd k in two accumulators per panel (up to 16 FMA chains), added at the end. No
+// horizontal sums: a panel's 16 sums are one register. Whole panels are computed and only the
+// rows asked for are added (masked), so a row's bits never depend on the range it was asked with.
+// With `scale` (int8) each row's sum is scaled and added in one FMA. The AVX2 twin computes one
+// panel at a time with the same per-lane arithmetic, so the same bits; the *_ref functions are
+// the spec.
+namespace {
+
+#if defined(__x86_64__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"  // _mm512_undefined_* inside the intrinsics
+__attribute__((target("avx512f"))) inline __m512 widen16(const std::uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+__attribute__((target("avx512f"))) inline __m512 widen16(const std::int8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+
+template <int NP, typename W>
+__attribute__((target("avx512f"))) inline void panels512(const W* p, Index K, const float* h,
+                                                          __m512* out) {
+  const Index stride = 16 * K;
   __m512 a[NP], b[NP];
 #pragma GCC unroll 8
   for (int i = 0; i < NP; ++i) a[i] = b[i] = _mm512_setzero_ps();
   Index k = 0;
   for (; k + 2 <= K; k += 2) {
     const __m512 h0 = _mm512_set1_ps(h[k]), h1 = _mm512_set1_ps(h[k + 1]);
-    const std::uint16_t* q = p + k * 16;
+    const W* q = p + k * 16;
 #pragma GCC unroll 8
     for (int i = 0; i < NP; ++i) {
-      a[i] = _mm512_fmadd_ps(half_load16(q + i * stride), h0, a[i]);
-      b[i] = _mm512_fmadd_ps(half_load16(q + i * stride + 16), h1, b[i]);
+      a[i] = _mm512_fmadd_ps(widen16(q + i * stride), h0, a[i]);
+      b[i] = _mm512_fmadd_ps(widen16(q + i * stride + 16), h1, b[i]);
     }
   }
   if (k < K) {
     const __m512 h0 = _mm512_set1_ps(h[k]);
 #pragma GCC unroll 8
-    for (int i = 0; i < NP; ++i) a[i] = _mm512_fmadd_ps(half_load16(p + i * stride + k * 16), h0, a[i]);
+    for (int i = 0; i < NP; ++i) a[i] = _mm512_fmadd_ps(widen16(p + i * stride + k * 16), h0, a[i]);
   }
 #pragma GCC unroll 8
   for (int i = 0; i < NP; ++i) out[i] = _mm512_add_ps(a[i], b[i]);
 }
 
-// z[r] += row r's sum for r in [r0, R): whole panels are computed, only the rows asked for are
-// added (masked), so a row's bits never depend on the range it was asked with.
-__attribute__((target("avx512f"))) void half_gemv_panels512(const HalfMatrix& W, Index r0, Index R,
-                                                            const float* h, float* z) {
-  const Index K = W.cols, P = HalfMatrix::kPanel;
-  const Index pend = (R + P - 1) / P;
-  for (Index p = r0 / P; p < pend;) {
+template <typename W>
+__attribute__((target("avx512f"))) void gemv_panels512(const W* data, Index K, Index r0, Index R,
+                                                       const float* scale, const float* h,
+                                                       float* z) {
+  const Index pend = (R + 15) / 16;
+  for (Index p = r0 / 16; p < pend;) {
     // up to 8 panels per pass, the passes of a range as even as possible (9 panels: 5 + 4)
     const Index rem = pend - p, passes = (rem + 7) / 8;
     const int np = (int)((rem + passes - 1) / passes);
-    const std::uint16_t* base = W.data.data() + p * P * K;
+    const W* base = data + p * 16 * K;
     __m512 s[8];
     switch (np) {
-      case 8: half_panels512<8>(base, K, h, s); break;
-      case 7: half_panels512<7>(base, K, h, s); break;
-      case 6: half_panels512<6>(base, K, h, s); break;
-      case 5: half_panels512<5>(base, K, h, s); break;
-      case 4: half_panels512<4>(base, K, h, s); break;
-      case 3: half_panels512<3>(base, K, h, s); break;
-      case 2: half_panels512<2>(base, K, h, s); break;
-      default: half_panels512<1>(base, K, h, s); break;
+      case 8: panels512<8>(base, K, h, s); break;
+      case 7: panels512<7>(base, K, h, s); break;
+      case 6: panels512<6>(base, K, h, s); break;
+      case 5: panels512<5>(base, K, h, s); break;
+      case 4: panels512<4>(base, K, h, s); break;
+      case 3: panels512<3>(base, K, h, s); break;
+      case 2: panels512<2>(base, K, h, s); break;
+      default: panels512<1>(base, K, h, s); break;
     }
     for (int i = 0; i < np; ++i) {
-      const Index row0 = (p + i) * P;
-      const Index lo = std::max(r0, row0) - row0, hi = std::min(R, row0 + P) - row0;
+      const Index row0 = (p + i) * 16;
+      const Index lo = std::max(r0, row0) - row0, hi = std::min(R, row0 + 16) - row0;
       const __mmask16 m = (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-      _mm512_mask_storeu_ps(z + row0, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, z + row0), s[i]));
+      const __m512 zz = _mm512_maskz_loadu_ps(m, z + row0);
+      const __m512 r = scale ? _mm512_fmadd_ps(s[i], _mm512_maskz_loadu_ps(m, scale + row0), zz)
+                             : _mm512_add_ps(zz, s[i]);
+      _mm512_mask_storeu_ps(z + row0, m, r);
     }
     p += np;
   }
@@ -353,41 +378,65 @@ __attribute__((target("avx512f"))) void half_gemv_panels512(const HalfMatrix& W,
 #pragma GCC diagnostic pop
 #endif
 
-}  // namespace
-
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-// The panel layout on AVX2/F16C: one panel (two 8-float halves) at a time, the same per-lane
-// arithmetic as half_panels512 (even and odd k apart, fused, then added), so the same bits.
-void half_gemv_panels_avx2(const HalfMatrix& W, Index r0, Index R, const float* h, float* z) {
-  const Index K = W.cols, P = HalfMatrix::kPanel;
-  auto load8 = [](const std::uint16_t* q) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
-  };
-  for (Index p = r0 / P; p * P < R; ++p) {
-    const std::uint16_t* base = W.data.data() + p * P * K;
+inline __m256 widen8(const std::uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline __m256 widen8(const std::int8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
+template <typename W>
+void gemv_panels_avx2(const W* data, Index K, Index r0, Index R, const float* scale,
+                      const float* h, float* z) {
+  for (Index p = r0 / 16; p * 16 < R; ++p) {
+    const W* base = data + p * 16 * K;
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
     Index k = 0;
     for (; k + 2 <= K; k += 2) {
       const __m256 h0 = _mm256_set1_ps(h[k]), h1 = _mm256_set1_ps(h[k + 1]);
-      const std::uint16_t* q = base + k * 16;
-      a0 = _mm256_fmadd_ps(load8(q), h0, a0);
-      a1 = _mm256_fmadd_ps(load8(q + 8), h0, a1);
-      b0 = _mm256_fmadd_ps(load8(q + 16), h1, b0);
-      b1 = _mm256_fmadd_ps(load8(q + 24), h1, b1);
+      const W* q = base + k * 16;
+      a0 = _mm256_fmadd_ps(widen8(q), h0, a0);
+      a1 = _mm256_fmadd_ps(widen8(q + 8), h0, a1);
+      b0 = _mm256_fmadd_ps(widen8(q + 16), h1, b0);
+      b1 = _mm256_fmadd_ps(widen8(q + 24), h1, b1);
     }
     if (k < K) {
       const __m256 h0 = _mm256_set1_ps(h[k]);
-      a0 = _mm256_fmadd_ps(load8(base + k * 16), h0, a0);
-      a1 = _mm256_fmadd_ps(load8(base + k * 16 + 8), h0, a1);
+      a0 = _mm256_fmadd_ps(widen8(base + k * 16), h0, a0);
+      a1 = _mm256_fmadd_ps(widen8(base + k * 16 + 8), h0, a1);
     }
     alignas(32) float s[16];
     _mm256_store_ps(s, _mm256_add_ps(a0, b0));
     _mm256_store_ps(s + 8, _mm256_add_ps(a1, b1));
-    const Index row0 = p * P;
-    for (Index i = std::max(r0, row0); i < std::min(R, row0 + P); ++i) z[i] += s[i - row0];
+    const Index row0 = p * 16;
+    for (Index i = std::max(r0, row0); i < std::min(R, row0 + 16); ++i)
+      z[i] = scale ? std::fma(s[i - row0], scale[i], z[i]) : z[i] + s[i - row0];
   }
 }
 #endif
+
+// Rows [r0, R) of a panel-layout matrix on the best vector path this CPU has; false when there
+// is none (the caller runs the reference).
+template <typename W>
+bool gemv_panels(const W* data, Index K, Index r0, Index R, const float* scale, const float* h,
+                 float* z) {
+#if defined(__x86_64__)
+  if (avx512_usable()) {
+    gemv_panels512(data, K, r0, R, scale, h, z);
+    return true;
+  }
+#endif
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+  gemv_panels_avx2(data, K, r0, R, scale, h, z);
+  return true;
+#else
+  (void)data, (void)K, (void)r0, (void)R, (void)scale, (void)h, (void)z;
+  return false;
+#endif
+}
+
+}  // namespace
 
 void half_gemv_acc(const HalfMatrix& W, Index r0, Index r1, const float* h, float* z) {
   const Index R = std::min(r1, W.rows), K = W.cols;
@@ -395,17 +444,7 @@ void half_gemv_acc(const HalfMatrix& W, Index r0, Index r1, const float* h, floa
   Index r = std::max<Index>(r0, 0);
   if (r >= R) return;
   if (W.panels) {
-#if defined(__x86_64__)
-    if (avx512_usable()) {
-      half_gemv_panels512(W, r, R, h, z);
-      return;
-    }
-#endif
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-    half_gemv_panels_avx2(W, r, R, h, z);
-#else
-    half_gemv_acc_ref(W, r, R, h, z);
-#endif
+    if (!gemv_panels(W.data.data(), K, r, R, nullptr, h, z)) half_gemv_acc_ref(W, r, R, h, z);
     return;
   }
 #if defined(__x86_64__)
@@ -451,6 +490,7 @@ namespace {
 #if defined(__x86_64__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"  // _mm256_undefined_pd inside _mm512_reduce_add_ps
 // Rows of a float row-major W: each row's sum is two 16-lane FMA chains over k (alternate 16-column
 // chunks), then a 16-column remainder chunk (masked) into the first, then one horizontal sum. The
 // arithmetic of a row never depends on which rows it is computed with.
@@ -648,122 +688,12 @@ __attribute__((target("avx512f"))) void int8_gemv512(const Int8Matrix& W, Index 
 
 }  // namespace
 
-namespace {
-#if defined(__x86_64__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-// int8 W_hh in panels (Int8Matrix::to_panels): as half_panels512, 16 int8 weights widened per
-// instruction pair, even and odd k apart; the panel's 16 sums scaled and added with one FMA.
-template <int NP>
-__attribute__((target("avx512f"))) inline void int8_panels512(const std::int8_t* p, Index K,
-                                                              const float* h, __m512* out) {
-  const Index stride = Int8Matrix::kPanel * K;
-  __m512 a[NP], b[NP];
-#pragma GCC unroll 8
-  for (int i = 0; i < NP; ++i) a[i] = b[i] = _mm512_setzero_ps();
-  Index k = 0;
-  for (; k + 2 <= K; k += 2) {
-    const __m512 h0 = _mm512_set1_ps(h[k]), h1 = _mm512_set1_ps(h[k + 1]);
-    const std::int8_t* q = p + k * 16;
-#pragma GCC unroll 8
-    for (int i = 0; i < NP; ++i) {
-      a[i] = _mm512_fmadd_ps(int8_load16(q + i * stride), h0, a[i]);
-      b[i] = _mm512_fmadd_ps(int8_load16(q + i * stride + 16), h1, b[i]);
-    }
-  }
-  if (k < K) {
-    const __m512 h0 = _mm512_set1_ps(h[k]);
-#pragma GCC unroll 8
-    for (int i = 0; i < NP; ++i) a[i] = _mm512_fmadd_ps(int8_load16(p + i * stride + k * 16), h0, a[i]);
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < NP; ++i) out[i] = _mm512_add_ps(a[i], b[i]);
-}
-
-__attribute__((target("avx512f"))) void int8_gemv_panels512(const Int8Matrix& W, Index r0, Index R,
-                                                            const float* h, float* z) {
-  const Index K = W.cols, P = Int8Matrix::kPanel;
-  const Index pend = (R + P - 1) / P;
-  for (Index p = r0 / P; p < pend;) {
-    const Index rem = pend - p, passes = (rem + 7) / 8;  // as half_gemv_panels512
-    const int np = (int)((rem + passes - 1) / passes);
-    const std::int8_t* base = W.q.data() + p * P * K;
-    __m512 s[8];
-    switch (np) {
-      case 8: int8_panels512<8>(base, K, h, s); break;
-      case 7: int8_panels512<7>(base, K, h, s); break;
-      case 6: int8_panels512<6>(base, K, h, s); break;
-      case 5: int8_panels512<5>(base, K, h, s); break;
-      case 4: int8_panels512<4>(base, K, h, s); break;
-      case 3: int8_panels512<3>(base, K, h, s); break;
-      case 2: int8_panels512<2>(base, K, h, s); break;
-      default: int8_panels512<1>(base, K, h, s); break;
-    }
-    for (int i = 0; i < np; ++i) {
-      const Index row0 = (p + i) * P;
-      const Index lo = std::max(r0, row0) - row0, hi = std::min(R, row0 + P) - row0;
-      const __mmask16 m = (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-      const __m512 sc = _mm512_maskz_loadu_ps(m, W.scale.data() + row0);
-      _mm512_mask_storeu_ps(z + row0, m,
-                            _mm512_fmadd_ps(s[i], sc, _mm512_maskz_loadu_ps(m, z + row0)));
-    }
-    p += np;
-  }
-}
-#pragma GCC diagnostic pop
-#endif
-
-#if defined(__AVX2__) && defined(__FMA__)
-// The AVX2 twin: one panel at a time, the same per-lane arithmetic (so the same bits).
-void int8_gemv_panels_avx2(const Int8Matrix& W, Index r0, Index R, const float* h, float* z) {
-  const Index K = W.cols, P = Int8Matrix::kPanel;
-  auto load8 = [](const std::int8_t* q) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q))));
-  };
-  for (Index p = r0 / P; p * P < R; ++p) {
-    const std::int8_t* base = W.q.data() + p * P * K;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
-    Index k = 0;
-    for (; k + 2 <= K; k += 2) {
-      const __m256 h0 = _mm256_set1_ps(h[k]), h1 = _mm256_set1_ps(h[k + 1]);
-      const std::int8_t* q = base + k * 16;
-      a0 = _mm256_fmadd_ps(load8(q), h0, a0);
-      a1 = _mm256_fmadd_ps(load8(q + 8), h0, a1);
-      b0 = _mm256_fmadd_ps(load8(q + 16), h1, b0);
-      b1 = _mm256_fmadd_ps(load8(q + 24), h1, b1);
-    }
-    if (k < K) {
-      const __m256 h0 = _mm256_set1_ps(h[k]);
-      a0 = _mm256_fmadd_ps(load8(base + k * 16), h0, a0);
-      a1 = _mm256_fmadd_ps(load8(base + k * 16 + 8), h0, a1);
-    }
-    alignas(32) float s[16];
-    _mm256_store_ps(s, _mm256_add_ps(a0, b0));
-    _mm256_store_ps(s + 8, _mm256_add_ps(a1, b1));
-    const Index row0 = p * P;
-    for (Index i = std::max(r0, row0); i < std::min(R, row0 + P); ++i)
-      z[i] = std::fma(s[i - row0], W.scale[i], z[i]);
-  }
-}
-#endif
-}  // namespace
-
 void int8_gemv_acc(const Int8Matrix& W, Index r0, Index r1, const float* h, float* z) {
   const Index R = std::min(r1, W.rows), K = W.cols;
   Index r = std::max<Index>(r0, 0);
   if (r >= R) return;
   if (W.panels) {
-#if defined(__x86_64__)
-    if (avx512_usable()) {
-      int8_gemv_panels512(W, r, R, h, z);
-      return;
-    }
-#endif
-#if defined(__AVX2__) && defined(__FMA__)
-    int8_gemv_panels_avx2(W, r, R, h, z);
-#else
-    int8_gemv_acc_ref(W, r, R, h, z);
-#endif
+    if (!gemv_panels(W.q.data(), K, r, R, W.scale.data(), h, z)) int8_gemv_acc_ref(W, r, R, h, z);
     return;
   }
 #if defined(__x86_64__)
