@@ -234,66 +234,6 @@ void half_gemv_acc_ref(const HalfMatrix& W, Index r0, Index r1, const float* h, 
   }
 }
 
-namespace {
-
-#if defined(__x86_64__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-// 16 half-precision weights widened to float (vcvtph2ps, AVX512F).
-__attribute__((target("avx512f"))) inline __m512 half_load16(const std::uint16_t* p) {
-  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-}
-
-// Four rows at a time share each load of h; 32 columns per iteration in two independent
-// accumulators per row (8 FMA chains in flight), 16-column and scalar tails after. Half the
-// instructions of the AVX2 loop per weight: on a CPU with two 512-bit FMA pipes the step is then
-// bound by reading W_hh, not by converting it.
-__attribute__((target("avx512f"))) void half_gemv512(const HalfMatrix& W, Index r0, Index R,
-                                                     const float* h, float* z) {
-  const Index K = W.cols, K32 = K / 32 * 32, K16 = K / 16 * 16;
-  const std::uint16_t* w = W.data.data();
-  Index r = r0;
-  for (; r + 4 <= R; r += 4) {
-    const std::uint16_t* w0 = w + r * K;
-    const std::uint16_t *w1 = w0 + K, *w2 = w0 + 2 * K, *w3 = w0 + 3 * K;
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    Index k = 0;
-    for (; k < K32; k += 32) {
-      const __m512 h0 = _mm512_loadu_ps(h + k), h1 = _mm512_loadu_ps(h + k + 16);
-      a0 = _mm512_fmadd_ps(half_load16(w0 + k), h0, a0);
-      a1 = _mm512_fmadd_ps(half_load16(w1 + k), h0, a1);
-      a2 = _mm512_fmadd_ps(half_load16(w2 + k), h0, a2);
-      a3 = _mm512_fmadd_ps(half_load16(w3 + k), h0, a3);
-      b0 = _mm512_fmadd_ps(half_load16(w0 + k + 16), h1, b0);
-      b1 = _mm512_fmadd_ps(half_load16(w1 + k + 16), h1, b1);
-      b2 = _mm512_fmadd_ps(half_load16(w2 + k + 16), h1, b2);
-      b3 = _mm512_fmadd_ps(half_load16(w3 + k + 16), h1, b3);
-    }
-    for (; k < K16; k += 16) {
-      const __m512 h0 = _mm512_loadu_ps(h + k);
-      a0 = _mm512_fmadd_ps(half_load16(w0 + k), h0, a0);
-      a1 = _mm512_fmadd_ps(half_load16(w1 + k), h0, a1);
-      a2 = _mm512_fmadd_ps(half_load16(w2 + k), h0, a2);
-      a3 = _mm512_fmadd_ps(half_load16(w3 + k), h0, a3);
-    }
-    float s[4] = {_mm512_reduce_add_ps(_mm512_add_ps(a0, b0)),
-                  _mm512_reduce_add_ps(_mm512_add_ps(a1, b1)),
-                  _mm512_reduce_add_ps(_mm512_add_ps(a2, b2)),
-                  _mm512_reduce_add_ps(_mm512_add_ps(a3, b3))};
-    for (int i = 0; i < 4; ++i) {
-      for (Index kk = K16; kk < K; ++kk) s[i] += half_to_float(w0[i * K + kk]) * h[kk];
-      z[r + i] += s[i];
-    }
-  }
-  half_gemv_acc_ref(W, r, R, h, z);  // rows left over
-}
-
-#pragma GCC diagnostic pop
-#endif
-
-}  // namespace
-
 // ---- The 16-row panel layout (HalfMatrix::to_panels, Int8Matrix::to_panels): the serving GEMV ----
 // Panel p holds rows 16p..16p+15 column by column ([K][16]). Up to 8 panels per pass, each a
 // contiguous stream: at each k, h[k] broadcast times the panel's 16 weights widened to float;
@@ -447,12 +387,6 @@ void half_gemv_acc(const HalfMatrix& W, Index r0, Index r1, const float* h, floa
     if (!gemv_panels(W.data.data(), K, r, R, nullptr, h, z)) half_gemv_acc_ref(W, r, R, h, z);
     return;
   }
-#if defined(__x86_64__)
-  if (avx512_usable()) {
-    half_gemv512(W, r, R, h, z);
-    return;
-  }
-#endif
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
   const Index K8 = K / 8 * 8;
   auto hsum = [](__m256 v) {
@@ -655,27 +589,20 @@ inline void int8_finish4(const Int8Matrix& W, Index r, Index k0, const float* h,
 // GCC 12 warns of the _mm512_undefined_* inside these intrinsics under a target attribute.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-// 16 int8 weights widened to float.
-__attribute__((target("avx512f"))) inline __m512 int8_load16(const std::int8_t* p) {
-  return _mm512_cvtepi32_ps(
-      _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-}
-
 // Four rows at a time share each load of h; 16 columns per step (int8 -> int32 -> float, FMA).
 __attribute__((target("avx512f"))) void int8_gemv512(const Int8Matrix& W, Index r0, Index R,
                                                      const float* h, float* z) {
   const Index K = W.cols, K16 = K / 16 * 16;
-  auto load16 = int8_load16;
   Index r = r0;
   for (; r + 4 <= R; r += 4) {
     const std::int8_t* w0 = W.q.data() + r * K;
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (Index k = 0; k < K16; k += 16) {
       const __m512 hv = _mm512_loadu_ps(h + k);
-      a0 = _mm512_fmadd_ps(load16(w0 + k), hv, a0);
-      a1 = _mm512_fmadd_ps(load16(w0 + K + k), hv, a1);
-      a2 = _mm512_fmadd_ps(load16(w0 + 2 * K + k), hv, a2);
-      a3 = _mm512_fmadd_ps(load16(w0 + 3 * K + k), hv, a3);
+      a0 = _mm512_fmadd_ps(widen16(w0 + k), hv, a0);
+      a1 = _mm512_fmadd_ps(widen16(w0 + K + k), hv, a1);
+      a2 = _mm512_fmadd_ps(widen16(w0 + 2 * K + k), hv, a2);
+      a3 = _mm512_fmadd_ps(widen16(w0 + 3 * K + k), hv, a3);
     }
     float s[4] = {_mm512_reduce_add_ps(a0), _mm512_reduce_add_ps(a1), _mm512_reduce_add_ps(a2),
                   _mm512_reduce_add_ps(a3)};

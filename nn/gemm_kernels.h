@@ -104,11 +104,12 @@ void rec_pack(const float* B, Index ldb, bool trans, Index K, Index N, float* ou
 void rec_gemm_packed(Index M, Index N, Index K, const float* A, Index lda, const float* Bp,
                      float beta, float* C, Index ldc);
 
-// z[r] += Σ_k W[r, k] · h[k] for the rows r in [r0, r1) of W, in half precision (row-major
-// [R, K]): the batch-1 recurrent step of the serving path. Four rows at a time share each load of
-// h (AVX-512 where usable, else AVX2/F16C, else plain). Each row is summed by one call in a fixed
-// order, so the result never depends on how rows are shared among threads. half_gemv_acc_ref is
-// the plain loop (k in order), the spec the vector paths are tested against.
+// z[r] += Σ_k W[r, k] · h[k] for the rows r in [r0, r1) of W, in half precision: the batch-1
+// recurrent step of the serving path. W in 16-row panels (HalfMatrix::to_panels, what serving
+// loads): the panel kernel (AVX-512, else AVX2/F16C with the same bits). Row-major W: four rows
+// at a time (AVX2/F16C), else plain. A row's result never depends on how rows are shared among
+// threads. half_gemv_acc_ref is the spec the vector paths are tested against (for panels: even and
+// odd k summed apart, fused, then added).
 void half_gemv_acc(const HalfMatrix& W, Index r0, Index r1, const float* h, float* z);
 void half_gemv_acc_ref(const HalfMatrix& W, Index r0, Index r1, const float* h, float* z);
 

@@ -63,20 +63,12 @@ HalfMatrix HalfMatrix::from(CView<float> m) {
 }
 
 float HalfMatrix::at(Index r, Index c) const {
-  if (panels) return half_to_float(data[(r / kPanel) * kPanel * cols + c * kPanel + r % kPanel]);
-  return half_to_float(data[r * cols + c]);
+  return half_to_float(data[panels ? panel_index(r, c, cols) : r * cols + c]);
 }
 
 void HalfMatrix::to_panels() {
   if (panels) return;
-  const Index np = (rows + kPanel - 1) / kPanel;
-  std::vector<std::uint16_t> out(static_cast<std::size_t>(np * kPanel * cols), 0);
-  for (Index r = 0; r < rows; ++r) {
-    std::uint16_t* o = out.data() + (r / kPanel) * kPanel * cols + r % kPanel;
-    const std::uint16_t* src = data.data() + r * cols;
-    for (Index c = 0; c < cols; ++c) o[c * kPanel] = src[c];
-  }
-  data = std::move(out);
+  data = to_panel_layout(data, rows, cols);
   panels = true;
 }
 

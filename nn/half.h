@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "nn/panels.h"
 #include "nn/tensor.h"
 
 namespace nn {
@@ -22,7 +23,6 @@ struct HalfMatrix {
   std::vector<std::uint16_t> data;  // row-major [rows, cols], or panels (above)
   Index rows = 0, cols = 0;
   bool panels = false;
-  static constexpr Index kPanel = 16;
   static HalfMatrix from(CView<float> m);  // m must be 2-D; row-major
   float at(Index r, Index c) const;        // either layout
   void to_panels();                        // row-major -> panels (no-op when already)

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
-#include <utility>
 #include <vector>
 
 namespace nn {
@@ -48,14 +47,7 @@ Int8Matrix Int8Matrix::from(CView<float> m) {
 
 void Int8Matrix::to_panels() {
   if (panels) return;
-  const Index np = (rows + kPanel - 1) / kPanel;
-  std::vector<std::int8_t> out(static_cast<std::size_t>(np * kPanel * cols), 0);
-  for (Index r = 0; r < rows; ++r) {
-    std::int8_t* o = out.data() + (r / kPanel) * kPanel * cols + r % kPanel;
-    const std::int8_t* src = q.data() + r * cols;
-    for (Index c = 0; c < cols; ++c) o[c * kPanel] = src[c];
-  }
-  q = std::move(out);
+  q = to_panel_layout(q, rows, cols);
   panels = true;
 }
 

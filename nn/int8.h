@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "nn/panels.h"
 #include "nn/tensor.h"
 
 namespace nn {
@@ -23,14 +24,13 @@ struct Int8Matrix {
   std::vector<float> scale;    // [rows]
   Index rows = 0, cols = 0;
   bool panels = false;
-  static constexpr Index kPanel = 16;
   // m must be 2-D and finite (std::invalid_argument otherwise, naming the first bad element).
   static Int8Matrix from(CView<float> m);
   // Row r of m quantized into this matrix (rows/cols already set, q and scale sized, row-major):
   // for building one row block at a time from a mapped file.
   void quantize_rows(const float* m, Index r0, Index r1);
   std::int8_t qat(Index r, Index c) const {
-    return panels ? q[(r / kPanel) * kPanel * cols + c * kPanel + r % kPanel] : q[r * cols + c];
+    return panels ? q[panel_index(r, c, cols)] : q[r * cols + c];
   }
   float at(Index r, Index c) const { return scale[r] * qat(r, c); }
   void to_panels();  // row-major -> panels (no-op when already)

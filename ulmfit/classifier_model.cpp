@@ -603,16 +603,13 @@ ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle,
           hm.rows = rows;
           hm.cols = cols;
           hm.panels = true;
-          constexpr Index P = nn::HalfMatrix::kPanel;
-          hm.data.assign(static_cast<std::size_t>((rows + P - 1) / P * P * cols), 0);
+          hm.data.assign(static_cast<std::size_t>(nn::panel_size(rows, cols)), 0);
           std::vector<std::uint16_t> block;
           in_blocks([&](Index i0, Index i1) {
             block.resize(static_cast<std::size_t>(i1 - i0));
             nn::floats_to_half(src.data + i0, block.data(), i1 - i0);
-            for (Index i = i0; i < i1; ++i) {
-              const Index r = i / cols, c = i % cols;
-              hm.data[(r / P) * P * cols + c * P + r % P] = block[i - i0];
-            }
+            for (Index i = i0; i < i1; ++i)
+              hm.data[nn::panel_index(i / cols, i % cols, cols)] = block[i - i0];
           });
           half.push_back(std::move(hm));  // the float32 view stays untouched (never resident)
         } else {
