@@ -80,12 +80,16 @@ inline void rec_gemm_avx2(Index M, Index N, Index K, const float* A, Index lda, 
 template <int MR, int NV>
 __attribute__((target("avx512f"))) void rec_micro512(Index K, const float* A, Index lda,
                                                      const float* Bp, float* C, Index ldc,
-                                                     bool zero, __mmask16 last) {
+                                                     bool zero, const float* row0,
+                                                     __mmask16 last) {
+  // The sums start from 0 (zero), from C, or from the row vector row0 (the same for every row).
   __m512 acc[MR][NV];
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) {
       const __mmask16 m = v == NV - 1 ? last : (__mmask16)0xFFFF;
-      acc[i][v] = zero ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, C + i * ldc + 16 * v);
+      acc[i][v] = row0   ? _mm512_maskz_loadu_ps(m, row0 + 16 * v)
+                  : zero ? _mm512_setzero_ps()
+                         : _mm512_maskz_loadu_ps(m, C + i * ldc + 16 * v);
     }
   for (Index k = 0; k < K; ++k) {
     const float* b = Bp + k * (16 * NV);
@@ -106,22 +110,24 @@ __attribute__((target("avx512f"))) void rec_micro512(Index K, const float* A, In
 template <int NV>
 __attribute__((target("avx512f"))) void rec_rows512(Index mr, Index K, const float* A, Index lda,
                                                     const float* Bp, float* C, Index ldc,
-                                                    bool zero, __mmask16 last) {
+                                                    bool zero, const float* row0,
+                                                    __mmask16 last) {
   switch (mr) {
-    case 8: rec_micro512<8, NV>(K, A, lda, Bp, C, ldc, zero, last); break;
-    case 7: rec_micro512<7, NV>(K, A, lda, Bp, C, ldc, zero, last); break;
-    case 6: rec_micro512<6, NV>(K, A, lda, Bp, C, ldc, zero, last); break;
-    case 5: rec_micro512<5, NV>(K, A, lda, Bp, C, ldc, zero, last); break;
-    case 4: rec_micro512<4, NV>(K, A, lda, Bp, C, ldc, zero, last); break;
-    case 3: rec_micro512<3, NV>(K, A, lda, Bp, C, ldc, zero, last); break;
-    case 2: rec_micro512<2, NV>(K, A, lda, Bp, C, ldc, zero, last); break;
-    default: rec_micro512<1, NV>(K, A, lda, Bp, C, ldc, zero, last); break;
+    case 8: rec_micro512<8, NV>(K, A, lda, Bp, C, ldc, zero, row0, last); break;
+    case 7: rec_micro512<7, NV>(K, A, lda, Bp, C, ldc, zero, row0, last); break;
+    case 6: rec_micro512<6, NV>(K, A, lda, Bp, C, ldc, zero, row0, last); break;
+    case 5: rec_micro512<5, NV>(K, A, lda, Bp, C, ldc, zero, row0, last); break;
+    case 4: rec_micro512<4, NV>(K, A, lda, Bp, C, ldc, zero, row0, last); break;
+    case 3: rec_micro512<3, NV>(K, A, lda, Bp, C, ldc, zero, row0, last); break;
+    case 2: rec_micro512<2, NV>(K, A, lda, Bp, C, ldc, zero, row0, last); break;
+    default: rec_micro512<1, NV>(K, A, lda, Bp, C, ldc, zero, row0, last); break;
   }
 }
 
 __attribute__((target("avx512f"))) void rec_gemm_packed512(Index M, Index N, Index K,
                                                            const float* A, Index lda,
-                                                           const float* Bp, bool zero, float* C,
+                                                           const float* Bp, bool zero,
+                                                           const float* row0, float* C,
                                                            Index ldc) {
   for (Index j = 0; j < N; j += kRecPanel) {
     const Index cols = N - j < kRecPanel ? N - j : kRecPanel;  // real columns of this panel
@@ -129,13 +135,14 @@ __attribute__((target("avx512f"))) void rec_gemm_packed512(Index M, Index N, Ind
     const int tail = (int)(cols - 16 * (nv - 1));  // 1..16 columns in the last vector
     const __mmask16 last = (__mmask16)(tail == 16 ? 0xFFFF : (1u << tail) - 1u);
     const float* panel = Bp + j * K;  // earlier panels are full: kRecPanel columns each
+    const float* r0j = row0 ? row0 + j : nullptr;
     for (Index i = 0; i < M; i += 8) {
       const Index mr = M - i < 8 ? M - i : 8;
       const float* a = A + i * lda;
       float* c = C + i * ldc + j;
-      if (nv == 3) rec_rows512<3>(mr, K, a, lda, panel, c, ldc, zero, last);
-      else if (nv == 2) rec_rows512<2>(mr, K, a, lda, panel, c, ldc, zero, last);
-      else rec_rows512<1>(mr, K, a, lda, panel, c, ldc, zero, last);
+      if (nv == 3) rec_rows512<3>(mr, K, a, lda, panel, c, ldc, zero, r0j, last);
+      else if (nv == 2) rec_rows512<2>(mr, K, a, lda, panel, c, ldc, zero, r0j, last);
+      else rec_rows512<1>(mr, K, a, lda, panel, c, ldc, zero, r0j, last);
     }
   }
 }
@@ -180,15 +187,14 @@ void rec_pack(const float* B, Index ldb, bool trans, Index K, Index N, float* ou
   }
 }
 
-void rec_gemm_packed(Index M, Index N, Index K, const float* A, Index lda, const float* Bp,
-                     float beta, float* C, Index ldc) {
+namespace {
+// C = start + A·B, the sums starting from row0 (every row) when given, else from 0 (zero) or C.
+void rec_gemm_packed_from(Index M, Index N, Index K, const float* A, Index lda, const float* Bp,
+                          bool zero, const float* row0, float* C, Index ldc) {
   if (M <= 0 || N <= 0) return;
-  if (beta != 0.f && beta != 1.f)
-    for (Index i = 0; i < M; ++i)
-      for (Index j = 0; j < N; ++j) C[i * ldc + j] *= beta;
 #if defined(__x86_64__)
   if (rec_packed_supported()) {
-    rec_gemm_packed512(M, N, K, A, lda, Bp, beta == 0.f, C, ldc);
+    rec_gemm_packed512(M, N, K, A, lda, Bp, zero, row0, C, ldc);
     return;
   }
 #endif
@@ -198,10 +204,25 @@ void rec_gemm_packed(Index M, Index N, Index K, const float* A, Index lda, const
       const Index p = j / kRecPanel * kRecPanel;
       const Index w = (std::min(kRecPanel, N - p) + 15) / 16 * 16;
       const float* panel = Bp + p * K;
-      float s = beta == 0.f ? 0.f : C[i * ldc + j];
+      float s = row0 ? row0[j] : zero ? 0.f : C[i * ldc + j];
       for (Index k = 0; k < K; ++k) s = std::fma(A[i * lda + k], panel[k * w + (j - p)], s);
       C[i * ldc + j] = s;
     }
+}
+}  // namespace
+
+void rec_gemm_packed(Index M, Index N, Index K, const float* A, Index lda, const float* Bp,
+                     float beta, float* C, Index ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (beta != 0.f && beta != 1.f)
+    for (Index i = 0; i < M; ++i)
+      for (Index j = 0; j < N; ++j) C[i * ldc + j] *= beta;
+  rec_gemm_packed_from(M, N, K, A, lda, Bp, beta == 0.f, nullptr, C, ldc);
+}
+
+void rec_gemm_packed_bias(Index M, Index N, Index K, const float* A, Index lda, const float* Bp,
+                          const float* bias, float* C, Index ldc) {
+  rec_gemm_packed_from(M, N, K, A, lda, Bp, false, bias, C, ldc);
 }
 
 void rec_gemm_f32(Index M, Index N, Index K, const float* A, Index lda, const float* B, Index ldb,

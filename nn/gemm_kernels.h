@@ -103,6 +103,10 @@ void rec_pack(const float* B, Index ldb, bool trans, Index K, Index N, float* ou
 // C[M, N] = A[M, K] · B (+ C when beta == 1; other betas scale C first), B packed by rec_pack.
 void rec_gemm_packed(Index M, Index N, Index K, const float* A, Index lda, const float* Bp,
                      float beta, float* C, Index ldc);
+// C[M, N] = bias + A[M, K] · B (bias [N] added to every row, the sums starting from it; the
+// bits of filling C's rows with bias and calling rec_gemm_packed with beta 1).
+void rec_gemm_packed_bias(Index M, Index N, Index K, const float* A, Index lda, const float* Bp,
+                          const float* bias, float* C, Index ldc);
 
 // z[r] += Σ_k W[r, k] · h[k] for the rows r in [r0, r1) of W, in half precision: the batch-1
 // recurrent step of the serving path. W in 16-row panels (HalfMatrix::to_panels, what serving

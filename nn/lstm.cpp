@@ -77,6 +77,58 @@ void fill_bias_rows(const LstmParams<T>& p, T* z, Index rows) {
   }
 }
 
+// The input projection z[rows, 4h] = x[rows, in] · W_ihᵀ + b_ih + b_hh, with AVX-512 (float,
+// kernels::rec_packed_supported()): W_ihᵀ packed once (pack_projection, the threads sharing the
+// panels), then the packed kernel on blocks of rows, its sums starting from the bias, so no bias
+// rows are written and read back (project_packed). A row's bits depend neither on the blocks nor
+// on the threads. pack: rec_pack_floats(in, 4h) floats; bias: 4h.
+void pack_projection(const LstmParams<float>& p, float* pack, float* bias) {
+  const Index G = p.b_ih.numel(), in = p.input();
+  for (Index k = 0; k < G; ++k) bias[k] = p.b_ih.data[k] + p.b_hh.data[k];
+  const Index panels = (G + kernels::kRecPanel - 1) / kernels::kRecPanel;
+  parallel_team(team_size(panels, (double)G * in * 64), [&](int tid, int nth) {
+    Index q0, q1;
+    split_range(panels, tid, nth, q0, q1);
+    const Index j0 = q0 * kernels::kRecPanel, j1 = std::min(G, q1 * kernels::kRecPanel);
+    if (j1 > j0)  // the panels before j0 are full, so columns j0.. start at j0·in
+      kernels::rec_pack(p.w_ih.data + j0 * in, in, /*trans=*/true, in, j1 - j0, pack + j0 * in);
+  });
+}
+
+void project_packed(const LstmParams<float>& p, const float* pack, const float* bias,
+                    const float* x, Index rows, float* z) {
+  const Index G = p.b_ih.numel(), in = p.input();
+  constexpr Index kRows = 256;  // a block of x (1.2 MB at in = 1152) stays in L2
+  parallel_team(team_size(rows, (double)rows * G * in), [&](int tid, int nth) {
+    Index r0, r1;
+    split_range(rows, tid, nth, r0, r1);
+    for (Index r = r0; r < r1; r += kRows)
+      kernels::rec_gemm_packed_bias(std::min(kRows, r1 - r), G, in, x + r * in, in, pack, bias,
+                                    z + r * G, G);
+  });
+}
+
+// The same projection for any T: packed where it can be (pack, bias: scratch, grown once), else
+// bias rows and one GEMM.
+template <typename T>
+void project_inputs(const LstmParams<T>& p, const T* x, Index rows, T* z, Tensor<T>& pack,
+                    Tensor<T>& bias) {
+  const Index G = p.b_ih.numel(), in = p.input();
+  if (rows <= 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (kernels::rec_packed_supported()) {
+      const Index need = kernels::rec_pack_floats(in, G);
+      if (pack.numel() < need) pack.resize({need});
+      if (bias.numel() < G) bias.resize({G});
+      pack_projection(p, pack.data(), bias.data());
+      project_packed(p, pack.data(), bias.data(), x, rows, z);
+      return;
+    }
+  }
+  fill_bias_rows(p, z, rows);
+  gemm_parallel<T>(false, true, rows, G, in, T(1), x, in, p.w_ih.data, in, T(1), z, G);
+}
+
 // The right-hand side of the per-step product h·B, prepared once per window: with AVX-512 (float)
 // packed into column panels (kernels::rec_pack), else plain (row stride ldb). W is stored
 // [rows, cols]; B = Wᵀ when `trans` (the forward's W_hhᵀ), else W (the backward's dZ·W_hh).
@@ -493,9 +545,8 @@ void lstm_forward(const LstmParams<T>& p, CView<T> x, CView<T> h0, CView<T> c0, 
     if (!cn.empty()) std::copy_n(cs, bs * H, cn.data);
     return;
   }
-  // z = x W_ihᵀ + b_ih + b_hh for the whole window: bias rows, then ONE GEMM.
-  fill_bias_rows(p, gs, sl * bs);
-  gemm_parallel<T>(false, true, sl * bs, G, in, T(1), xs, in, p.w_ih.data, in, T(1), gs, G);
+  // z = x W_ihᵀ + b_ih + b_hh for the whole window at once.
+  project_inputs<T>(p, xs, sl * bs, gs, cache.wi, cache.bias);
   if constexpr (std::is_same_v<T, float>) {
     if (use_unit_slices<T>(bs, H)) {  // a few rows: the threads share each step by hidden units
       const SlicePack sp(H);
@@ -666,8 +717,12 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
     return;
   }
   // scratch: [bs, sl, G] input projections (batch-first: rows of x as they are), + [bs, G]
+  // then (bs > 1) W_hh for the steps: packed, sliced or transposed, where W_ih packed for the
+  // projection (float, AVX-512) lies before that.
+  const bool packed_proj = std::is_same_v<T, float> && bs > 1 && kernels::rec_packed_supported();
   const Index need = bs * sl * G + bs * G +
-                     (bs > 1 ? std::max({H * G, kernels::rec_pack_floats(H, G), SlicePack(H).floats()})
+                     (bs > 1 ? std::max({H * G, kernels::rec_pack_floats(H, G), SlicePack(H).floats(),
+                                         packed_proj ? kernels::rec_pack_floats(in, G) : Index(0)})
                              : 0);
   if (scratch.numel() < need) scratch.resize({need});
   T* zx = scratch.data();
@@ -679,6 +734,17 @@ void lstm_infer(const LstmParams<T>& p, CView<T> x, View<T> h, View<T> c, View<T
       for (Index b = 0; b < (lengths ? bs : 1); ++b)
         fill_bias_rows(p, zx + b * sl * G, lengths ? lengths[b] : bs * sl);
       project_w8a8(*p.w_ih_w8a8, H, x.data, in, bs, sl, lengths, zx);
+      projected = true;
+    } else if (packed_proj) {  // a batch: W_ih packed once, each row's own positions only
+      float* pack = zx + bs * sl * G + bs * G;  // the W_hh buffer, filled after this
+      float* bias = zx + bs * sl * G;           // the [bs, G] scratch, used after this
+      pack_projection(p, pack, bias);
+      if (lengths) {
+        for (Index b = 0; b < bs; ++b)
+          project_packed(p, pack, bias, x.data + b * sl * in, lengths[b], zx + b * sl * G);
+      } else {
+        project_packed(p, pack, bias, x.data, bs * sl, zx);
+      }
       projected = true;
     }
   }

@@ -82,6 +82,8 @@ struct LstmCache {
   Tensor<T> db;     // [4h]           backward bias-gradient sum
   Tensor<T> wt;     // W_hhᵀ of this window for the per-step product (AVX-512: packed panels,
                     // nn/gemm_kernels.h; else [h, 4h]); backward re-packs W_hh into it
+  Tensor<T> wi;     // W_ihᵀ packed for the window's input projection (AVX-512 float only)
+  Tensor<T> bias;   // [4h] b_ih + b_hh, where that projection's sums start
   // A non-CPU backend's own cache of the window (e.g. the CUDA backend's device buffers); the
   // CPU backend never touches it, and the host tensors above stay empty on such a backend.
   std::shared_ptr<void> backend_state;

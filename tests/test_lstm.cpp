@@ -279,6 +279,18 @@ TEST(Lstm, PackedRecurrentProductMatchesReference) {
               else
                 ASSERT_NEAR(got[i], want[i], 1e-5 * (1 + K)) << "M " << M << " N " << N << " K " << K;
             }
+            if (beta == 0.f) continue;
+            // Sums started from a bias row (the input projection's): the bits of bias rows
+            // then beta 1; and C's old contents are not read.
+            Tensor<float> bias{N}, rows{M, N}, from_bias{M, N};
+            fill(bias, rng);
+            for (Index i = 0; i < M; ++i)
+              for (Index n = 0; n < N; ++n) rows[i * N + n] = bias[n], from_bias[i * N + n] = NAN;
+            kernels::rec_gemm_packed(M, N, K, A.data(), K, packed.data(), 1.f, rows.data(), N);
+            kernels::rec_gemm_packed_bias(M, N, K, A.data(), K, packed.data(), bias.data(),
+                                          from_bias.data(), N);
+            for (Index i = 0; i < M * N; ++i)
+              ASSERT_EQ(from_bias[i], rows[i]) << "M " << M << " N " << N << " K " << K << " at " << i;
           }
 }
 
@@ -286,11 +298,12 @@ TEST(Lstm, PackedRecurrentProductMatchesReference) {
 // hidden units (nn/lstm.cpp, forward_unit_sliced / backward_unit_sliced) instead of splitting
 // their rows. With 2 and 3 threads they must give the bits of the one-thread row loop for
 // everything (outputs, states, all gradients). H = 200 gives uneven slices (80, 64, 56: a
-// masked panel tail); bs 2, 6, 16 and 32 (a row block of 8 and its remainders). Without
+// masked panel tail); bs 2, 6, 16 and 32 (a row block of 8 and its remainders); sl 9, so that
+// bs 32 is 288 rows, more than one 256-row block of the packed input projection. Without
 // AVX-512 (the avx2.* registration) only the row path runs, and with one row per thread it is
 // not bitwise thread-invariant (ThreadCountInvariant), so only the one-thread runs compare.
 TEST(Lstm, UnitSlicedSmallBatchIsTheRowPathBitwise) {
-  const Index in = 24, H = 200, sl = 5;
+  const Index in = 24, H = 200, sl = 9;
   for (Index bs : {2, 6, 16, 32}) {
     Rng rng(41 + bs);
     Layer<float> L(in, H);
