@@ -162,3 +162,98 @@ TEST(Pipeline, ResumeContinuesExactly) {
   fs::remove_all(b);
   fs::remove_all(empty);
 }
+
+// Checkpoints inside an epoch (TrainOptions::checkpoint_every_*): a run killed between two of
+// them and resumed ends bit-identical to an uninterrupted run without them (the LM's hidden
+// state, carried from window to window, is restored with the loader's place and the epoch's
+// loss so far). By steps and by time; a damaged carried state is refused with a message.
+TEST(Pipeline, ResumeInsideAnEpochContinuesExactly) {
+  ModelConfig cfg = ModelConfig::lm(40, 0.7);
+  cfg.emb_sz = 8, cfg.n_hid = 12, cfg.n_layers = 2;
+  nn::Rng data_rng(5);
+  std::vector<Doc> train(30), valid(6);
+  for (auto* set : {&train, &valid})
+    for (auto& d : *set) {
+      d.push_back(2);
+      int len = 5 + (int)data_rng.below(20);
+      for (int i = 0; i < len; ++i) d.push_back(9 + (int)data_rng.below(31));
+    }
+  std::vector<std::string> itos;
+  for (int i = 0; i < 40; ++i) itos.push_back("t" + std::to_string(i));
+  const Vocab vocab = Vocab::from_itos(itos);
+  auto stages = lm_finetune_stages(1, 1e-2, 2, 1e-3);  // 3 epochs over 2 stages
+  struct Run {
+    std::vector<float> w;
+    std::vector<double> train_loss;  // per epoch, as the curves record it
+  };
+  auto train_run = [&](const fs::path& dir, bool resume, std::int64_t every_steps, double every_s,
+                       std::int64_t kill_at_step) {
+    AwdLstmLM lm(cfg);
+    nn::Rng rng(7);
+    lm.init(rng);
+    TrainOptions o;
+    o.out_dir = dir.string();
+    o.quiet = true;
+    o.resume = resume;
+    o.seed = 11;
+    o.checkpoint_every_steps = every_steps;
+    o.checkpoint_every_s = every_s;
+    o.on_step = [&](std::int64_t step) {
+      if (step == kill_at_step) throw std::runtime_error("killed");
+    };
+    Run r;
+    o.on_epoch = [&](const std::string&, int, const std::map<std::string, double>& m) {
+      r.train_loss.push_back(m.at("train_loss"));
+    };
+    train_language_model(lm, vocab, train, valid, 4, 6, stages, o);
+    r.w.assign(lm.values().begin(), lm.values().end());
+    return r;
+  };
+  fs::path a = fresh_dir("inside_a"), b = fresh_dir("inside_b");
+  const Run straight = train_run(a, false, 0, 0, -1);
+  ASSERT_EQ(straight.train_loss.size(), 3u);
+  // 3 epochs of ~18 batches: kills inside the frozen stage's epoch, inside the first unfrozen
+  // epoch (its first batches: the stage's optimizer state is the checkpoint's), and late.
+  struct Kill {
+    std::int64_t every_steps;
+    double every_s;
+    std::int64_t at;
+  };
+  for (const Kill k : {Kill{4, 0, 7}, Kill{5, 0, 22}, Kill{3, 0, 40}, Kill{0, 1e-9, 9}}) {
+    SCOPED_TRACE("checkpoint every " + std::to_string(k.every_steps) + " steps / " +
+                 std::to_string(k.every_s) + " s, killed at step " + std::to_string(k.at));
+    fs::remove_all(b);
+    EXPECT_THROW(train_run(b, false, k.every_steps, k.every_s, k.at), std::runtime_error);
+    nlohmann::json ck = nlohmann::json::parse(std::ifstream(b / "checkpoint.json"));
+    ASSERT_GT(ck.value("in_epoch", 0), 0) << ck.dump();
+    ASSERT_TRUE(fs::exists(b / ck.at("carry").get<std::string>())) << ck.dump();
+    const Run resumed = train_run(b, true, k.every_steps, k.every_s, -1);
+    ASSERT_EQ(straight.w.size(), resumed.w.size());
+    size_t diff = 0;
+    for (size_t i = 0; i < straight.w.size(); ++i) diff += straight.w[i] != resumed.w[i];
+    EXPECT_EQ(diff, 0u) << diff << " weights differ";
+    // The epoch killed inside reports the loss of all its batches, as the straight run does.
+    ASSERT_FALSE(resumed.train_loss.empty());
+    EXPECT_EQ(resumed.train_loss, std::vector<double>(straight.train_loss.end() - resumed.train_loss.size(),
+                                                      straight.train_loss.end()));
+    // Finished: the pointer is at the last epoch's end and no carried state is left behind.
+    ck = nlohmann::json::parse(std::ifstream(b / "checkpoint.json"));
+    EXPECT_EQ(ck.value("in_epoch", 0), 0);
+    for (const auto& f : fs::directory_iterator(b))
+      EXPECT_NE(f.path().extension(), ".carry") << f.path();
+  }
+  // A damaged carried state is refused, naming the file's problem.
+  fs::remove_all(b);
+  EXPECT_THROW(train_run(b, false, 4, 0, 6), std::runtime_error);
+  nlohmann::json ck = nlohmann::json::parse(std::ifstream(b / "checkpoint.json"));
+  const fs::path carry = b / ck.at("carry").get<std::string>();
+  fs::resize_file(carry, fs::file_size(carry) - 4);
+  try {
+    train_run(b, true, 4, 0, -1);
+    ADD_FAILURE() << "resumed from a truncated carry file";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("carried LM state"), std::string::npos) << e.what();
+  }
+  fs::remove_all(a);
+  fs::remove_all(b);
+}

@@ -258,6 +258,41 @@ TEST(Cli, NumericFlagsOutOfRangeAreUsageErrors) {
   fs::remove_all(d);
 }
 
+// --checkpoint-every takes steps or a duration; anything else is a usage error naming the flag.
+// A run with it finishes with its last checkpoint at an epoch's end and no carried state left.
+TEST(Cli, CheckpointEveryTakesStepsOrADuration) {
+  fs::path d = fresh_dir("rel_ckpt_every");
+  std::string text;
+  for (int i = 0; i < 40; ++i)
+    text += "{\"title\": \"Paper " + std::to_string(i) + "\", \"abstract\": \"We measure the " +
+            std::to_string(i % 7) + " decay of the boson and the quark in collisions at high energy.\"}\n";
+  spit(d / "in.jsonl", text);
+  const std::string in = (d / "in.jsonl").string(), out = (d / "o").string();
+  for (const char* bad : {"0", "-3", "1.5", "5x", "m", "0s", "1e3", ".5h"}) {
+    int rc = 0;
+    std::string err;
+    run2(kBin + " finetune-lm --preset tiny -q -d " + in + " -o " + out + " --checkpoint-every=" + bad,
+         d, &rc, &err);
+    EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 2) << bad << " -> " << rc << "\n" << err;
+    EXPECT_NE(err.find("--checkpoint-every"), std::string::npos) << bad << "\n" << err;
+  }
+  EXPECT_FALSE(fs::exists(out));
+  for (const char* good : {"2", "0.5s"}) {
+    int rc = 0;
+    std::string err;
+    run2(kBin + " finetune-lm --preset tiny -q --threads 1 -d " + in + " -o " + out +
+             " --frozen-epochs 0 --epochs 1 --bs 2 --bptt 8 --checkpoint-every " + good,
+         d, &rc, &err);
+    EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0) << good << " -> " << rc << "\n" << err;
+    const json ck = json::parse(slurp(fs::path(out) / "checkpoint.json"));
+    EXPECT_EQ(ck.value("in_epoch", 0), 0) << ck.dump();
+    for (const auto& f : fs::directory_iterator(out))
+      EXPECT_NE(f.path().extension(), ".carry") << f.path();
+    fs::remove_all(out);
+  }
+  fs::remove_all(d);
+}
+
 // ---- 15. control bytes from the input are escaped in messages ----------------------------
 TEST(Cli, ControlBytesInErrorsAreEscaped) {
   Tiny t("rel_escape");
@@ -740,6 +775,17 @@ TEST(TrainReliability, CheckpointPathsAreConfinedToTheRunFolder) {
       EXPECT_NE(std::string(e.what()).find(std::string("field '") + field + "'"), std::string::npos)
           << e.what();
     }
+  }
+  // The carried state of a checkpoint inside an epoch is confined the same way.
+  ck = good;
+  ck["epoch"] = -1, ck["in_epoch"] = 1, ck["epoch_loss"] = 0.5;
+  ck["carry"] = "../outside/ckpt-x-1.carry";
+  spit(d / "checkpoint.json", ck.dump());
+  try {
+    t.go(d, true, -1, t.train, t.vocab);
+    ADD_FAILURE() << "carry outside the run folder was followed";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("field 'carry'"), std::string::npos) << e.what();
   }
   // A symlink inside the run folder, pointing out of it, is refused too.
   ck = good;

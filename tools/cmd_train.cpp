@@ -3,9 +3,13 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <iostream>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "dist/comm.h"
@@ -42,6 +46,29 @@ std::string recipe_footer() {
          Recipe().describe();
 }
 
+// --checkpoint-every: "N" training steps, or a duration "N[.N]s|m|h" (seconds); "" is neither.
+std::pair<std::int64_t, double> parse_checkpoint_every(const std::string& v) {
+  if (v.empty()) return {0, 0.0};
+  const auto bad = [&]() {
+    throw std::invalid_argument("--checkpoint-every '" + v + "': give a number of training steps "
+                                "(e.g. 500) or a duration (e.g. 90s, 30m, 2h)");
+  };
+  std::size_t digits = 0;
+  while (digits < v.size() && (std::isdigit((unsigned char)v[digits]) || v[digits] == '.')) ++digits;
+  const std::string num = v.substr(0, digits), unit = v.substr(digits);
+  if (num.empty() || num.size() > 15 || std::count(num.begin(), num.end(), '.') > 1 ||
+      num.front() == '.' || num.back() == '.')
+    bad();
+  const double x = std::stod(num);
+  if (unit.empty()) {
+    if (num.find('.') != std::string::npos || x < 1) bad();
+    return {(std::int64_t)x, 0.0};
+  }
+  const double scale = unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : 0;
+  if (scale == 0 || !(x > 0)) bad();
+  return {0, x * scale};
+}
+
 // Options shared by the commands.
 struct Common {
   std::string preset_name = "original";
@@ -50,6 +77,7 @@ struct Common {
   bool resume = false, quiet = false;
   int threads = 0;
   std::int64_t max_steps = 0;
+  std::string checkpoint_every;
   double valid_pct = 0.2;
   std::int64_t emb_sz = 0, n_hid = 0, n_layers = 0;
 
@@ -65,6 +93,20 @@ struct Common {
     app.add_option("--threads", threads, "OpenMP threads (default: all cores; under mpirun: per rank)");
     cli::add_device_option(app);
     app.add_option("--max-steps", max_steps, "stop after this many training batches (smoke tests)");
+    app.add_option("--checkpoint-every", checkpoint_every,
+                   "also checkpoint inside an epoch: every N training steps (e.g. 500), or every "
+                   "so long (e.g. 90s, 30m, 2h); --resume continues from such a checkpoint "
+                   "exactly (default: at epoch ends only; one process, not under mpirun)")
+        ->check(CLI::Validator(
+            [](std::string& v) -> std::string {
+              try {
+                parse_checkpoint_every(v);
+                return "";
+              } catch (const std::invalid_argument& e) {
+                return e.what();
+              }
+            },
+            "N|DURATION"));
     app.add_option("--valid-pct", valid_pct,
                    "share of records WITHOUT a `split` field that go to validation")
         ->capture_default_str();
@@ -96,6 +138,7 @@ struct Common {
     o.quiet = quiet || dist::world().rank() != 0;  // under mpirun, rank 0 alone prints
     o.log = stderr_log(o.quiet);
     o.max_steps = max_steps;
+    std::tie(o.checkpoint_every_steps, o.checkpoint_every_s) = parse_checkpoint_every(checkpoint_every);
     o.provenance = provenance(argc, argv, data);
     return o;
   }

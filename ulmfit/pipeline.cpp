@@ -40,6 +40,8 @@ TrainOptions train_options(const RunOptions& o, const std::string& dir, double w
   t.wd = wd;
   t.provenance = o.provenance;
   t.max_steps = o.max_steps;
+  t.checkpoint_every_steps = o.checkpoint_every_steps;
+  t.checkpoint_every_s = o.checkpoint_every_s;
   t.on_epoch = o.on_epoch;
   t.metadata[kRecipeMetadataKey] = r.to_json().dump();
   return t;

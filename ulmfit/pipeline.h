@@ -35,6 +35,9 @@ struct RunOptions {
   bool quiet = false;        // no progress bars
   LogFn log;                 // summaries and warnings (empty: silent)
   std::int64_t max_steps = 0;  // stop each training run after this many batches (0: no limit)
+  // Checkpoints inside an epoch too (TrainOptions::checkpoint_every_*; 0: at epoch ends only).
+  std::int64_t checkpoint_every_steps = 0;
+  double checkpoint_every_s = 0;
   std::string provenance;    // stored in the bundles; see make_provenance()
   // Called after every epoch's validation and checkpoint with (stage, epoch, metrics).
   std::function<void(const std::string&, int, const std::map<std::string, double>&)> on_epoch;

@@ -53,7 +53,8 @@ void Progress::update(long steps, long tokens, double loss) {
 void Progress::render(bool final_line) {
   double el = elapsed_s();
   double frac = total_ ? std::min(1.0, (double)done_ / total_) : 0.0;
-  double eta = (done_ > 0 && total_ > done_) ? el * (total_ - done_) / done_ : 0.0;
+  const long ran = done_ - base_;  // steps of this process (a resumed run starts at base_)
+  double eta = (ran > 0 && total_ > done_) ? el * (total_ - done_) / ran : 0.0;
   char rate[64] = "";
   if (tokens_ > 0 && el > 0) std::snprintf(rate, sizeof rate, " %.0f tok/s", tokens_ / el);
   char loss[48] = "";

@@ -17,6 +17,9 @@ class Progress {
            double plain_interval_s = 10.0);
   // Advance by `steps` items; `tokens` adds to the throughput counter; loss < 0 means unknown.
   void update(long steps, long tokens = 0, double loss = -1);
+  // A resumed run: `done` items were done before this process (counted as done, not in the
+  // ETA's rate). Call before the first update().
+  void resume_at(long done) { done_ = base_ = done; }
   // Print the final line (idempotent).
   void finish();
   ~Progress() { finish(); }
@@ -28,7 +31,7 @@ class Progress {
  private:
   void render(bool final_line);
   std::string label_;
-  long total_, done_ = 0, tokens_ = 0;
+  long total_, done_ = 0, base_ = 0, tokens_ = 0;
   double loss_ = -1, smooth_loss_ = -1;
   std::FILE* out_;
   bool quiet_, tty_, finished_ = false;

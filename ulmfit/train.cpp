@@ -1,6 +1,7 @@
 #include "ulmfit/train.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -116,6 +117,12 @@ struct Checkpoint {
   nlohmann::json provenance;  // what the run is made from (see run_provenance)
   int world_size = 1;         // data-parallel ranks of the run (docs/distributed.md)
   std::vector<nn::Rng::State> rank_rngs;  // every rank's dropout RNG (world_size > 1)
+  // Inside an epoch (TrainOptions::checkpoint_every_*): `in_epoch` batches of epoch `epoch + 1`
+  // of `stage` are done (0: the checkpoint is at an epoch's end), their summed loss, and the file
+  // of the state carried from batch to batch (the LM's hidden state; may be empty).
+  std::int64_t in_epoch = 0;
+  double epoch_loss = 0;
+  std::string carry;
 };
 
 // ---- checkpoint provenance (issue 20, item 5) ----------------------------------------------
@@ -191,7 +198,8 @@ void check_provenance(const std::string& ckpt, const nlohmann::json& stored,
 
 // ---- checkpoint confinement (issue 20, item 10) --------------------------------------------
 // File names read from checkpoint.json are never trusted as paths: each must be a plain name
-// of the kind this code writes (ckpt-<stage>-<epoch>.safetensors / .optim, best.safetensors),
+// of the kind this code writes (ckpt-<stage>-<epoch>[-b<batch>].safetensors / .optim / .carry,
+// best.safetensors),
 // and what it names in the run folder must be a regular file (not a symlink out of it).
 std::string confined_name(const std::string& ckpt, const std::string& dir, const std::string& field,
                           const std::string& name, const char* suffix, bool may_be_empty) {
@@ -223,6 +231,7 @@ void confine_checkpoint(const std::string& dir, const Checkpoint& c) {
   confined_name(ckpt, dir, "model", c.model, ".safetensors", false);
   confined_name(ckpt, dir, "optim", c.optim, ".optim", false);
   confined_name(ckpt, dir, "best_model", c.best_model, ".safetensors", true);
+  confined_name(ckpt, dir, "carry", c.carry, ".carry", true);
 }
 
 std::string ckpt_path(const std::string& dir) { return (fs::path(dir) / "checkpoint.json").string(); }
@@ -241,6 +250,11 @@ void write_checkpoint(const std::string& dir, const Checkpoint& c, const std::st
   j["best"] = c.best;
   j["best_model"] = c.best_model;
   j["provenance"] = c.provenance;
+  if (c.in_epoch > 0) {
+    j["in_epoch"] = c.in_epoch;
+    j["epoch_loss"] = c.epoch_loss;
+    j["carry"] = c.carry;
+  }
   if (c.world_size > 1) {
     j["world_size"] = c.world_size;
     j["rank_rngs"] = nlohmann::json::array();
@@ -276,6 +290,12 @@ std::optional<Checkpoint> read_checkpoint(const std::string& dir, const std::str
     c.best = j.at("best");
     c.best_model = j.at("best_model");
     if (j.contains("provenance")) c.provenance = j["provenance"];
+    c.in_epoch = j.value("in_epoch", std::int64_t{0});
+    if (c.in_epoch < 0) throw std::runtime_error("in_epoch must not be negative");
+    if (c.in_epoch > 0) {
+      c.epoch_loss = j.at("epoch_loss");
+      c.carry = j.at("carry");
+    }
     c.world_size = j.value("world_size", 1);
     if (c.world_size > 1) {
       const auto& rr = j.at("rank_rngs");
@@ -397,6 +417,10 @@ struct Hooks {
   std::function<void(const nlohmann::json&)> restore_loader;
   std::function<void(const std::string&)> save_model;
   std::function<void(const std::string&)> load_model;
+  // The state a run carries from one batch to the next inside an epoch (the LM's hidden state),
+  // for checkpoints inside an epoch; empty where there is none (the classifier's batches).
+  std::function<std::vector<std::uint8_t>()> save_carry;
+  std::function<void(const std::vector<std::uint8_t>&)> load_carry;
   // Data parallelism (docs/distributed.md): the flat gradient arena and this rank's share of
   // the global batch (rows_r / bs: the weight of its gradient and loss in the average).
   std::function<nn::View<float>()> grads;
@@ -419,6 +443,16 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
   auto in_dir = [&](const std::string& f) { return (fs::path(opt.out_dir) / f).string(); };
   nn::Adam& adam = *h.adam;
   const bool lead = comm.rank() == 0, parallel = comm.size() > 1;
+  if (opt.checkpoint_every_steps < 0 || !(opt.checkpoint_every_s >= 0) ||
+      !std::isfinite(opt.checkpoint_every_s))
+    throw std::invalid_argument("train: the checkpoint interval must be a number of steps or "
+                                "seconds >= 0 (0: at epoch ends only)");
+  const bool inside_ckpts = opt.checkpoint_every_steps > 0 || opt.checkpoint_every_s > 0;
+  if (inside_ckpts && parallel)
+    throw std::invalid_argument(
+        "train: checkpoints inside an epoch need a single process (this run has " +
+        std::to_string(comm.size()) + " ranks, each with its own rows' state); under mpirun "
+        "checkpoints come at epoch ends");
   const bool quiet = opt.quiet || !lead;  // rank 0 alone prints
   dist::Communicator* gcomm = &comm;      // the gradients' communicator (NCCL for GPU memory)
   if (parallel && comm.memory() != adam.backend().memory())
@@ -428,6 +462,8 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
   DriverResult res;
 
   int start_stage = 0, start_epoch = 0;
+  bool resume_inside = false;  // the checkpoint lies inside epoch start_epoch of start_stage
+  std::vector<std::uint8_t> carry;
   if (opt.resume) {
     auto c = read_checkpoint(opt.out_dir, h.kind);
     if (!c) throw std::runtime_error(ckpt_path(opt.out_dir) + ": no checkpoint to resume from");
@@ -450,14 +486,89 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
     h.restore_loader(ck.loader);
     start_stage = ck.stage;
     start_epoch = ck.epoch + 1;
-    if (start_epoch >= stages[ck.stage].epochs) start_stage++, start_epoch = 0;
+    resume_inside = ck.in_epoch > 0;
+    if (resume_inside) {  // inside epoch start_epoch: the loader stands at batch in_epoch
+      const auto bad = [&](const std::string& why) {
+        throw std::runtime_error(ckpt_path(opt.out_dir) + ": a checkpoint inside an epoch " + why);
+      };
+      if (start_epoch >= stages[ck.stage].epochs) bad("of an epoch the stage does not have");
+      if (ck.in_epoch >= h.iters_per_epoch)
+        bad("at batch " + std::to_string(ck.in_epoch) + " of an epoch of " +
+            std::to_string(h.iters_per_epoch) + " batches");
+      if (LoaderState::from_json(h.loader_state()).batch != (std::uint64_t)ck.in_epoch)
+        bad("whose loader is not at batch " + std::to_string(ck.in_epoch));
+      if (ck.carry.empty() != !h.save_carry)
+        bad(h.save_carry ? "without the state this run carries from batch to batch (carry)"
+                         : "with a carried state this run has none of");
+      if (!ck.carry.empty()) carry = read_binary(in_dir(ck.carry));
+    } else if (start_epoch >= stages[ck.stage].epochs) {
+      start_stage++, start_epoch = 0;
+    }
     if (fs::exists(in_dir("curves.csv"))) curves = Curves::read_csv(in_dir("curves.csv"));
     res.best = ck.best;
-    if (!quiet)
-      std::fprintf(stderr, "resuming from %s: after %s epoch %d (step %lld)\n",
-                   ckpt_path(opt.out_dir).c_str(), stages[ck.stage].name.c_str(), ck.epoch + 1,
-                   (long long)ck.step);
+    if (!quiet) {
+      if (resume_inside)
+        std::fprintf(stderr, "resuming from %s: %s epoch %d at batch %lld of %lld (step %lld)\n",
+                     ckpt_path(opt.out_dir).c_str(), stages[ck.stage].name.c_str(),
+                     start_epoch + 1, (long long)ck.in_epoch, (long long)h.iters_per_epoch,
+                     (long long)ck.step);
+      else
+        std::fprintf(stderr, "resuming from %s: after %s epoch %d (step %lld)\n",
+                     ckpt_path(opt.out_dir).c_str(), stages[ck.stage].name.c_str(), ck.epoch + 1,
+                     (long long)ck.step);
+    }
   }
+  // Writes the checkpoint files, then the pointer, then removes the previous checkpoint's files.
+  // `in_epoch` > 0: inside epoch e (its batches done so far, their summed loss); else after it.
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point last_ckpt = Clock::now();
+  auto write_ckpt = [&](int s, int e, std::int64_t step_now, std::int64_t in_epoch,
+                        double epoch_loss) {
+    const std::string tag = stages[s].name + "-" + std::to_string(e + 1) +
+                            (in_epoch > 0 ? "-b" + std::to_string(in_epoch) : std::string());
+    Checkpoint prev = ck;
+    ck.stage = s;
+    ck.epoch = in_epoch > 0 ? e - 1 : e;
+    ck.step = step_now;
+    ck.model = "ckpt-" + tag + ".safetensors";
+    ck.optim = "ckpt-" + tag + ".optim";
+    ck.in_epoch = in_epoch;
+    ck.epoch_loss = in_epoch > 0 ? epoch_loss : 0.0;
+    ck.carry = in_epoch > 0 && h.save_carry ? "ckpt-" + tag + ".carry" : std::string();
+    ck.model_rng = h.rng->state();
+    ck.loader = h.loader_state();
+    ck.world_size = comm.size();
+    ck.rank_rngs.clear();
+    if (parallel) {  // every rank's dropout RNG, for an exact --resume
+      const nn::Rng::State mine = h.rng->state();
+      auto all = comm.gather(std::string((const char*)mine.data(), sizeof mine), 0);
+      for (const auto& a : all) {
+        nn::Rng::State r{};
+        if (a.size() != sizeof r) throw std::runtime_error("checkpoint: bad RNG state from a rank");
+        std::memcpy(r.data(), a.data(), sizeof r);
+        ck.rank_rngs.push_back(r);
+      }
+    }
+    // The model, optimizer state and RNG streams are identical on every rank (or gathered):
+    // rank 0 alone writes.
+    if (lead) {
+      h.save_model(in_dir(ck.model));
+      auto os = adam.save_state();
+      io::write_file_atomically(in_dir(ck.optim), os.data(), os.size());
+      if (!ck.carry.empty()) {
+        const auto cb = h.save_carry();
+        io::write_file_atomically(in_dir(ck.carry), cb.data(), cb.size());
+      }
+    }
+    return prev;
+  };
+  // After the pointer names the new files: the previous checkpoint's files go.
+  auto drop_prev = [&](const Checkpoint& prev) {
+    if (!lead) return;
+    for (auto [was, now] : {std::pair{&prev.model, &ck.model}, std::pair{&prev.optim, &ck.optim},
+                            std::pair{&prev.carry, &ck.carry}})
+      if (*was != *now) remove_quietly(opt.out_dir, *was);
+  };
 
   ck.provenance = h.provenance;
   std::int64_t step = ck.step;
@@ -466,7 +577,7 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
     const Stage& st = stages[s];
     // A new stage: fastai's freeze_to clears the optimizer state. When resuming in the middle
     // of a stage, the state was restored above instead.
-    bool resumed_mid_stage = opt.resume && s == start_stage && start_epoch > 0;
+    bool resumed_mid_stage = opt.resume && s == start_stage && (start_epoch > 0 || resume_inside);
     if (!resumed_mid_stage) adam.freeze_to(st.freeze_to);
     h.set_frozen(st);
     // The part of the gradient arena this stage all-reduces: the span of the trainable
@@ -491,12 +602,20 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
     nn::OneCycle sched(st.lr, h.n_groups);
     const std::int64_t n_iter = h.iters_per_epoch;
     for (int e = (s == start_stage ? start_epoch : 0); e < st.epochs && !stop; ++e) {
-      h.begin_epoch();
+      double epoch_loss = 0;
+      std::int64_t it = 0;
+      if (resume_inside) {  // the loader stands where the checkpoint was taken: no new epoch
+        if (h.load_carry) h.load_carry(carry);
+        it = ck.in_epoch;
+        epoch_loss = ck.epoch_loss;
+      } else {
+        h.begin_epoch();
+      }
       char label[96];
       std::snprintf(label, sizeof label, "%s epoch %d/%d", st.name.c_str(), e + 1, st.epochs);
       Progress prog(label, (long)n_iter, stderr, quiet, opt.progress_interval_s);
-      double epoch_loss = 0;
-      std::int64_t it = 0;
+      if (resume_inside) prog.resume_at((long)it);
+      resume_inside = false;
       for (;;) {
         sched.apply(adam, nn::one_cycle_position(e, std::min(it, n_iter - 1), n_iter, st.epochs));
         adam.zero_grad();
@@ -523,6 +642,17 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
           stop = true;
           break;
         }
+        if (inside_ckpts && it < n_iter &&
+            ((opt.checkpoint_every_steps > 0 && step % opt.checkpoint_every_steps == 0) ||
+             (opt.checkpoint_every_s > 0 &&
+              std::chrono::duration<double>(Clock::now() - last_ckpt).count() >=
+                  opt.checkpoint_every_s))) {
+          const Checkpoint prev = write_ckpt(s, e, step, it, epoch_loss);
+          if (lead) write_checkpoint(opt.out_dir, ck, h.kind);
+          drop_prev(prev);
+          last_ckpt = Clock::now();
+        }
+        if (opt.on_step) opt.on_step(step);
       }
       prog.finish();
       auto m = h.evaluate();
@@ -544,34 +674,7 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
       res.last = m;
 
       // ---- checkpoint: files first, the pointer last ----
-      std::string tag = st.name + "-" + std::to_string(e + 1);
-      Checkpoint prev = ck;
-      ck.stage = s;
-      ck.epoch = e;
-      ck.step = step;
-      ck.model = "ckpt-" + tag + ".safetensors";
-      ck.optim = "ckpt-" + tag + ".optim";
-      ck.model_rng = h.rng->state();
-      ck.loader = h.loader_state();
-      ck.world_size = comm.size();
-      ck.rank_rngs.clear();
-      if (parallel) {  // every rank's dropout RNG, for an exact --resume
-        const nn::Rng::State mine = h.rng->state();
-        auto all = comm.gather(std::string((const char*)mine.data(), sizeof mine), 0);
-        for (const auto& a : all) {
-          nn::Rng::State r{};
-          if (a.size() != sizeof r) throw std::runtime_error("checkpoint: bad RNG state from a rank");
-          std::memcpy(r.data(), a.data(), sizeof r);
-          ck.rank_rngs.push_back(r);
-        }
-      }
-      // The model, optimizer state and RNG streams are identical on every rank (or gathered):
-      // rank 0 alone writes.
-      if (lead) {
-        h.save_model(in_dir(ck.model));
-        auto os = adam.save_state();
-        io::write_file_atomically(in_dir(ck.optim), os.data(), os.size());
-      }
+      const Checkpoint prev = write_ckpt(s, e, step, 0, 0.0);
       auto sc = m.find("score");
       if (sc != m.end() && sc->second > ck.best) {
         ck.best = sc->second;
@@ -584,9 +687,9 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
         curves.write_csv(in_dir("curves.csv"));
         curves.write_svg(in_dir("curves.svg"), h.title);
         write_checkpoint(opt.out_dir, ck, h.kind);
-        if (prev.model != ck.model) remove_quietly(opt.out_dir, prev.model);
-        if (prev.optim != ck.optim) remove_quietly(opt.out_dir, prev.optim);
       }
+      drop_prev(prev);
+      last_ckpt = Clock::now();
       // After the checkpoint: a callback that throws here behaves like a kill after this epoch.
       if (opt.on_epoch) opt.on_epoch(st.name, e, m);
     }
@@ -675,6 +778,52 @@ LmResult train_language_model(AwdLstmLM& lm, const Vocab& vocab, const std::vect
     io::write_bundle(path, contents);
   };
   h.load_model = [&](const std::string& path) { load_lm_weights(lm, io::Bundle::load(path)); };
+  // Inside an epoch the LM carries each row's hidden state (h, c of every layer) from one
+  // window to the next: "ICCARRY1", rows and layers (int64), then per layer h and c as float32
+  // (this machine's byte order; a checkpoint is read back where it was written).
+  h.save_carry = [&]() {
+    const AwdLstmState<float>& st = lm.encoder().state();
+    std::vector<std::uint8_t> out;
+    auto put = [&](const void* p, std::size_t n) {
+      const auto* b = static_cast<const std::uint8_t*>(p);
+      out.insert(out.end(), b, b + n);
+    };
+    put("ICCARRY1", 8);
+    const std::int64_t n_rows = st.batch(), layers = (std::int64_t)st.h.size();
+    put(&n_rows, 8);
+    put(&layers, 8);
+    for (std::size_t l = 0; l < st.h.size(); ++l) {
+      put(st.h[l].data(), sizeof(float) * (std::size_t)st.h[l].numel());
+      put(st.c[l].data(), sizeof(float) * (std::size_t)st.c[l].numel());
+    }
+    return out;
+  };
+  h.load_carry = [&](const std::vector<std::uint8_t>& in) {
+    const auto bad = [](const std::string& why) {
+      throw std::runtime_error("checkpoint: the carried LM state " + why);
+    };
+    std::int64_t n_rows = 0, layers = 0;
+    if (in.size() < 24 || std::memcmp(in.data(), "ICCARRY1", 8) != 0) bad("is not an ICCARRY1 file");
+    std::memcpy(&n_rows, in.data() + 8, 8);
+    std::memcpy(&layers, in.data() + 16, 8);
+    if (layers != L) bad("has " + std::to_string(layers) + " layers, the model " + std::to_string(L));
+    if (n_rows != (std::int64_t)rows.size())
+      bad("has " + std::to_string(n_rows) + " rows, the batch " + std::to_string(rows.size()));
+    std::size_t want = 24;
+    for (int l = 0; l < L; ++l) want += 2 * sizeof(float) * (std::size_t)(n_rows * lm.config().layer_hidden(l));
+    if (in.size() != want)
+      bad("is " + std::to_string(in.size()) + " bytes, " + std::to_string(want) + " expected");
+    lm.reset();
+    lm.encoder().resize_state(n_rows);
+    AwdLstmState<float>& st = lm.encoder().state();
+    std::size_t at = 24;
+    for (int l = 0; l < L; ++l)
+      for (auto* t : {&st.h[l], &st.c[l]}) {
+        const std::size_t n = sizeof(float) * (std::size_t)t->numel();
+        std::memcpy(t->data(), in.data() + at, n);
+        at += n;
+      }
+  };
 
   auto r = run_stages(stages, opt, h);
   LmResult res;

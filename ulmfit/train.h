@@ -6,6 +6,8 @@
 // Checkpoints (in TrainOptions::out_dir):
 //   ckpt-<stage>-<epoch>.safetensors   model bundle after that epoch
 //   ckpt-<stage>-<epoch>.optim         optimizer state (nn::Adam::save_state)
+//   ckpt-<stage>-<epoch>-b<batch>.*    the same inside an epoch (TrainOptions::checkpoint_every_*),
+//                                      with .carry: the state carried from batch to batch
 //   checkpoint.json                    the pointer, written LAST and atomically: stage, epoch, RNG
 //                                      and loader states, best score so far
 //   curves.csv, curves.svg             training curves
@@ -71,6 +73,15 @@ struct TrainOptions {
   std::function<void(const std::string&, int, const std::map<std::string, double>&)> on_epoch;
   // Stop after this many training batches in total (0 = no limit; for smoke tests / --max-steps).
   std::int64_t max_steps = 0;
+  // Checkpoints inside an epoch too, for epochs longer than a run may last (one process only):
+  // after every `checkpoint_every_steps` training steps (0: never) and whenever
+  // `checkpoint_every_s` seconds have passed since the last checkpoint (0: never). --resume
+  // continues from one exactly: the loader's place, the dropout RNG, the optimizer, the epoch's
+  // loss so far and the hidden state an LM carries from batch to batch are saved with it.
+  std::int64_t checkpoint_every_steps = 0;
+  double checkpoint_every_s = 0;
+  // Called after every training step with the global step count (a throw is a kill there: tests).
+  std::function<void(std::int64_t)> on_step;
   // Data-parallel ranks (docs/distributed.md); nullptr: dist::world(), i.e. one process unless
   // started by mpirun in an MPI build. Each rank takes its contiguous share of every batch's
   // rows, one all-reduce averages the gradients per step; rank 0 alone prints and writes files.
