@@ -163,6 +163,64 @@ TEST(Pipeline, ResumeContinuesExactly) {
   fs::remove_all(empty);
 }
 
+// The classifier's batches carry no state from one to the next: its checkpoints inside an
+// epoch hold the loader's place, RNG, optimizer and epoch loss, and resume exactly too.
+TEST(Pipeline, ClassifierResumeInsideAnEpochContinuesExactly) {
+  ModelConfig cfg = ModelConfig::classifier(40, 0.5);
+  cfg.emb_sz = 8, cfg.n_hid = 12, cfg.n_layers = 2;
+  cfg.bptt = 6, cfg.max_len = 18;
+  nn::Rng data_rng(9);
+  std::vector<Doc> train(40), valid(8);
+  std::vector<std::int32_t> train_y(40), valid_y(8);
+  for (auto* set : {&train, &valid})
+    for (auto& d : *set) {
+      d.push_back(2);
+      int len = 5 + (int)data_rng.below(20);
+      for (int i = 0; i < len; ++i) d.push_back(9 + (int)data_rng.below(31));
+    }
+  for (auto& y : train_y) y = (std::int32_t)data_rng.below(3);
+  for (auto& y : valid_y) y = (std::int32_t)data_rng.below(3);
+  std::vector<std::string> itos;
+  for (int i = 0; i < 40; ++i) itos.push_back("t" + std::to_string(i));
+  const Vocab vocab = Vocab::from_itos(itos);
+  const auto stages = classifier_stages(2);  // 5 epochs over 4 stages, 10 batches each
+  auto train_run = [&](const fs::path& dir, bool resume, std::int64_t every, std::int64_t kill_at) {
+    ClassifierModel m(cfg);
+    nn::Rng rng(7);
+    m.init(rng);
+    TrainOptions o;
+    o.out_dir = dir.string();
+    o.quiet = true;
+    o.resume = resume;
+    o.seed = 11;
+    o.checkpoint_every_steps = every;
+    o.on_step = [&](std::int64_t step) {
+      if (step == kill_at) throw std::runtime_error("killed");
+    };
+    train_classifier(m, vocab, train, train_y, valid, valid_y, 4, stages, o);
+    auto v = m.tensors();
+    std::vector<float> w;
+    for (const auto& t : v) w.insert(w.end(), t.value.begin(), t.value.end());
+    return w;
+  };
+  fs::path a = fresh_dir("clas_inside_a"), b = fresh_dir("clas_inside_b");
+  const auto straight = train_run(a, false, 0, -1);
+  for (const std::int64_t kill : {7, 24, 46}) {  // inside epochs 1, 3 (stage 3's first) and 5
+    fs::remove_all(b);
+    EXPECT_THROW(train_run(b, false, 3, kill), std::runtime_error);
+    const nlohmann::json ck = nlohmann::json::parse(std::ifstream(b / "checkpoint.json"));
+    ASSERT_GT(ck.value("in_epoch", 0), 0) << ck.dump();
+    EXPECT_EQ(ck.at("carry"), "") << ck.dump();
+    const auto resumed = train_run(b, true, 3, -1);
+    ASSERT_EQ(straight.size(), resumed.size());
+    size_t diff = 0;
+    for (size_t i = 0; i < straight.size(); ++i) diff += straight[i] != resumed[i];
+    EXPECT_EQ(diff, 0u) << "killed at step " << kill << ": " << diff << " weights differ";
+  }
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
+
 // Checkpoints inside an epoch (TrainOptions::checkpoint_every_*): a run killed between two of
 // them and resumed ends bit-identical to an uninterrupted run without them (the LM's hidden
 // state, carried from window to window, is restored with the loader's place and the epoch's
