@@ -66,6 +66,24 @@ TEST(PipelineApi, SplitsFollowTheSplitFieldAndLeaveHeldOutTitlesOut) {
   EXPECT_EQ(read_sides({(dir / "c.txt").string()}, 0.5, 42, false).train.size() +
                 read_sides({(dir / "c.txt").string()}, 0.5, 42, false).valid.size(),
             2u);
+  // An LM reads text only: labels that are not ours (IMDb's) are no error. A general corpus
+  // (pretraining) shares records of other splits ("unsup") by valid_pct; "test" is never read.
+  std::vector<nlohmann::json> imdb = {rec("r1", "pos", "train"), rec("r2", "neg", "test"),
+                                      rec("r3", "unsup", "unsup"), rec("r4", "unsup", "unsup")};
+  write_jsonl(dir / "imdb.jsonl", imdb);
+  const std::string f = (dir / "imdb.jsonl").string();
+  auto lab = read_sides({(dir / "d.jsonl").string(), f}, 0.2, 42, true);
+  EXPECT_EQ(lab.bad, 4u);  // pos, neg, unsup: not INSPIRE's labels
+  auto lm = read_sides({f}, 0.0, 42, false);
+  EXPECT_EQ(lm.bad, 0u);
+  EXPECT_EQ(lm.train.size(), 1u);  // r1; the unsup records are another dataset's split
+  EXPECT_EQ(lm.skipped, 3u);
+  EXPECT_EQ(lm.train_labels, std::vector<std::int32_t>{-1});
+  auto general = read_sides({f}, 0.0, 42, false, {}, /*general_corpus=*/true);
+  EXPECT_EQ(general.bad, 0u);
+  EXPECT_EQ(general.train.size(), 3u);  // r1, r3, r4
+  EXPECT_EQ(general.skipped, 1u);       // r2: test
+  for (const auto& t : general.train) EXPECT_EQ(t.find("r2"), std::string::npos) << t;
 }
 
 TEST(PipelineApi, TinyRunStoresTheRecipeInEveryBundleAndPrintsNothing) {

@@ -4,17 +4,20 @@
 #
 #   tools/cv-recipe.sh OUT_DIR [--preset small] [--threads N]
 #
-# 1. pretrain a forward and a backward LM on general English (NLTK; no labels);
+# 1. pretrain a forward and a backward LM on general English (NLTK, or all of it; no labels);
 # 2. fine-tune each on the unlabeled HEP abstracts (no labels; ULMFiT's LM step);
 # 3. `cv`: per fold, a classifier on each LM, scored at its last epoch; their ensemble too.
 # Every step is skipped when its output exists and resumed from its checkpoint when one exists,
-# so a killed run is continued by running the same command again. Environment overrides:
+# so a killed run is continued by running the same command again; checkpoints come every
+# CKPT_EVERY inside epochs too, so a kill loses at most that much. Environment overrides:
 # IC (the binary, default build/inspire-classifier), PRE_EPOCHS (1), LM_EPOCHS (4), LM_LR (4e-3),
 # CLAS_EPOCHS (the preset's), DATA_DIR (../shared/data), DIRS ("fwd bwd": the LMs, one cv member each),
-# CV_ARGS (more `cv` flags, e.g. "--drop-mult 0.3").
+# CV_ARGS (more `cv` flags, e.g. "--drop-mult 0.3"), CKPT_EVERY (20m; steps or a duration),
+# PRE_DATA (the pretraining corpus: "nltk", the default, 3.7 M words; or "all": NLTK, WikiText-2
+# and IMDb, 27 M words), PRE_ARGS (more `pretrain` flags, e.g. "--valid-pct 0.02").
 set -euo pipefail
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 [[ $# -ge 1 && $1 != -h && $1 != --help ]] || { usage; exit 2; }
 OUT=$1
 shift
@@ -33,8 +36,15 @@ IC=${IC:-build/inspire-classifier}
 DATA_DIR=${DATA_DIR:-../shared/data}
 L=$DATA_DIR/labeled/inspire_labeled.jsonl
 U=$DATA_DIR/unlabeled/hep_abstracts_unlabeled.jsonl
-G=$DATA_DIR/general_english/nltk_english.train.txt.gz
-for f in "$IC" "$L" "$U" "$G"; do
+GE=$DATA_DIR/general_english
+case ${PRE_DATA:-nltk} in
+  nltk) G=("$GE/nltk_english.train.txt.gz") ;;
+  all) G=("$GE/nltk_english.train.txt.gz" "$GE/wikitext-2/wiki.valid.tokens"
+          "$GE/wikitext-2/wiki.test.tokens" "$GE/imdb/imdb_train.jsonl.gz"
+          "$GE/imdb/imdb_test.jsonl.gz" "$GE/imdb/imdb_unsup.jsonl.gz") ;;
+  *) echo "cv-recipe.sh: PRE_DATA must be nltk or all, not '$PRE_DATA'" >&2; exit 2 ;;
+esac
+for f in "$IC" "$L" "$U" "${G[@]}"; do
   [[ -e $f ]] || { echo "cv-recipe.sh: missing $f" >&2; exit 1; }
 done
 mkdir -p "$OUT"
@@ -54,13 +64,14 @@ run_stage() {
   "$@" -o "$dir" "${resume[@]}"
 }
 
-common=(--preset "$PRESET" --threads "$THREADS")
+common=(--preset "$PRESET" --threads "$THREADS" --checkpoint-every "${CKPT_EVERY:-20m}")
 DIRS=${DIRS:-fwd bwd}
 for dir in $DIRS; do
   back=()
   [[ $dir == bwd ]] && back=(--backwards)
+  # shellcheck disable=SC2086  # PRE_ARGS is a list of flags
   run_stage "$OUT/pre-$dir" lm.safetensors "$IC" pretrain "${common[@]}" "${back[@]}" \
-    --epochs "${PRE_EPOCHS:-1}" -d "$G"
+    --epochs "${PRE_EPOCHS:-1}" ${PRE_ARGS:-} -d "${G[@]}"
   run_stage "$OUT/lm-$dir" lm.safetensors "$IC" finetune-lm "${common[@]}" "${back[@]}" \
     --pretrained "$OUT/pre-$dir/lm.safetensors" --frozen-epochs 1 --epochs "${LM_EPOCHS:-4}" \
     --lr "${LM_LR:-4e-3}" -d "$U"

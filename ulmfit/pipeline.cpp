@@ -155,7 +155,7 @@ LmStageResult run_lm(const Recipe& r, const Sides& sides, const std::string& pre
 LmStageResult pretrain_language_model(const Recipe& r, const std::vector<std::string>& data,
                                       const RunOptions& o) {
   r.validate();
-  auto sides = read_sides(data, r.pretrain_valid_pct, r.seed, false, o.log);
+  auto sides = read_sides(data, r.pretrain_valid_pct, r.seed, false, o.log, /*general_corpus=*/true);
   return run_lm(r, sides, "", r.pretrain_stages(), o, o.out_dir, o.resume);
 }
 
@@ -244,7 +244,8 @@ PipelineResult run_pipeline(const Recipe& r, const PipelineInputs& in, const Run
     if (done(d)) {
       if (o.log) o.log("pretrain: " + d + " exists, skipping");
     } else {
-      auto sides = read_sides(in.pretrain_data, r.pretrain_valid_pct, r.seed, false, o.log);
+      auto sides = read_sides(in.pretrain_data, r.pretrain_valid_pct, r.seed, false, o.log,
+                              /*general_corpus=*/true);
       res.pretrain = run_lm(r, sides, "", r.pretrain_stages(), o, d, resume_in(d));
     }
     pretrained = (fs::path(d) / "lm.safetensors").string();

@@ -23,7 +23,7 @@ bool matches_held_out_paper(const io::Record& r) {
 }  // namespace
 
 Sides read_sides(const std::vector<std::string>& files, double valid_pct, std::uint64_t seed,
-                 bool need_labels, const LogFn& log) {
+                 bool need_labels, const LogFn& log, bool general_corpus) {
   Sides s;
   std::vector<std::string> free_texts;
   std::vector<std::int32_t> free_labels;
@@ -39,6 +39,7 @@ Sides read_sides(const std::vector<std::string>& files, double valid_pct, std::u
     }
     io::DatasetOptions o;
     o.require_label = need_labels;
+    o.read_labels = need_labels;  // an LM reads text only: IMDb's "pos"/"unsup" are no error
     io::read_dataset(
         f,
         [&](io::Record& r) {
@@ -50,7 +51,7 @@ Sides read_sides(const std::vector<std::string>& files, double valid_pct, std::u
             s.valid_labels.push_back(r.label_index);
           } else if (matches_held_out_paper(r)) {
             s.held_out_matches++;
-          } else if (r.split.empty()) {
+          } else if (r.split.empty() || (general_corpus && r.split != "test")) {
             free_texts.push_back(std::move(r.text));
             free_labels.push_back(r.label_index);
           } else {

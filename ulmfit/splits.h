@@ -33,9 +33,13 @@ struct Sides {
 bool is_plain_text(const std::string& path);
 
 // The train and valid sides of `files`. `need_labels`: every record must have a label (a
-// plain-text file is then an error). Throws std::runtime_error when no training document is left.
+// plain-text file is then an error); without it (LM data) the label field is not read at all.
+// Records in split "train" / "valid" go to that side, "test" is never read, records without a
+// split are shared by valid_pct; other splits are left out, except for a `general_corpus`
+// (pretraining text such as IMDb's, whose split names are another dataset's: "unsup"), where
+// they are shared by valid_pct too. Throws std::runtime_error when no training document is left.
 Sides read_sides(const std::vector<std::string>& files, double valid_pct, std::uint64_t seed,
-                 bool need_labels, const LogFn& log = {});
+                 bool need_labels, const LogFn& log = {}, bool general_corpus = false);
 
 // Records of `data` whose split is `split` (empty: all), each with a label among `labels`.
 // Bad lines are logged ("warning: skipping ...") and counted in *bad (when given).
