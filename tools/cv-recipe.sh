@@ -14,10 +14,11 @@
 # CLAS_EPOCHS (the preset's), DATA_DIR (../shared/data), DIRS ("fwd bwd": the LMs, one cv member each),
 # CV_ARGS (more `cv` flags, e.g. "--drop-mult 0.3"), CKPT_EVERY (20m; steps or a duration),
 # PRE_DATA (the pretraining corpus: "nltk", the default, 3.7 M words; or "all": NLTK, WikiText-2
-# and IMDb, 27 M words), PRE_ARGS (more `pretrain` flags, e.g. "--valid-pct 0.02").
+# and IMDb, 27 M words), PRE_ARGS (more `pretrain` flags, e.g. "--valid-pct 0.02"), LM_ARGS
+# (more `finetune-lm` flags), SIZE_ARGS (model sizes for every step, e.g. "--emb-sz 200 --n-hid 576").
 set -euo pipefail
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 [[ $# -ge 1 && $1 != -h && $1 != --help ]] || { usage; exit 2; }
 OUT=$1
 shift
@@ -64,7 +65,8 @@ run_stage() {
   "$@" -o "$dir" "${resume[@]}"
 }
 
-common=(--preset "$PRESET" --threads "$THREADS" --checkpoint-every "${CKPT_EVERY:-20m}")
+# shellcheck disable=SC2206  # SIZE_ARGS is a list of flags
+common=(--preset "$PRESET" --threads "$THREADS" --checkpoint-every "${CKPT_EVERY:-20m}" ${SIZE_ARGS:-})
 DIRS=${DIRS:-fwd bwd}
 for dir in $DIRS; do
   back=()
@@ -72,9 +74,10 @@ for dir in $DIRS; do
   # shellcheck disable=SC2086  # PRE_ARGS is a list of flags
   run_stage "$OUT/pre-$dir" lm.safetensors "$IC" pretrain "${common[@]}" "${back[@]}" \
     --epochs "${PRE_EPOCHS:-1}" ${PRE_ARGS:-} -d "${G[@]}"
+  # shellcheck disable=SC2086  # LM_ARGS is a list of flags
   run_stage "$OUT/lm-$dir" lm.safetensors "$IC" finetune-lm "${common[@]}" "${back[@]}" \
     --pretrained "$OUT/pre-$dir/lm.safetensors" --frozen-epochs 1 --epochs "${LM_EPOCHS:-4}" \
-    --lr "${LM_LR:-4e-3}" -d "$U"
+    --lr "${LM_LR:-4e-3}" ${LM_ARGS:-} -d "$U"
 done
 
 clas=()
