@@ -100,24 +100,54 @@ TEST(Pipeline, TinyEndToEndLikeTheOriginalIntegrationTest) {
   fs::remove_all(dir);
 }
 
-// A run killed after its first epoch and resumed ends bit-identical to an uninterrupted run.
-TEST(Pipeline, ResumeContinuesExactly) {
-  ModelConfig cfg = ModelConfig::lm(40, 0.7);
-  cfg.emb_sz = 8, cfg.n_hid = 12, cfg.n_layers = 2;
-  nn::Rng data_rng(3);
-  std::vector<Doc> train(30), valid(6);
-  for (auto* set : {&train, &valid})
-    for (auto& d : *set) {
-      d.push_back(2);
-      int len = 5 + (int)data_rng.below(20);
-      for (int i = 0; i < len; ++i) d.push_back(9 + (int)data_rng.below(31));
-    }
+namespace {
+// A tiny problem for the training-loop tests: random documents of 5..24 tokens over a vocabulary
+// of 40 ("t0".."t39"; xxbos = 2, words from 9), and a 2-layer model (emb 8, hid 12).
+struct TinyData {
+  std::vector<Doc> train, valid;
   Vocab vocab;
-  {
+  TinyData(std::uint64_t seed, std::size_t n_train, std::size_t n_valid)
+      : train(n_train), valid(n_valid) {
+    nn::Rng rng(seed);
+    for (auto* set : {&train, &valid})
+      for (auto& d : *set) {
+        d.push_back(2);
+        int len = 5 + (int)rng.below(20);
+        for (int i = 0; i < len; ++i) d.push_back(9 + (int)rng.below(31));
+      }
     std::vector<std::string> itos;
     for (int i = 0; i < 40; ++i) itos.push_back("t" + std::to_string(i));
     vocab = Vocab::from_itos(itos);
   }
+  static ModelConfig sized(ModelConfig c) {
+    c.emb_sz = 8, c.n_hid = 12, c.n_layers = 2;
+    return c;
+  }
+};
+
+// Options of those runs: quiet, seed 11, checkpoints inside epochs every `every_steps` steps
+// and/or `every_s` seconds, and a kill (a throw) right after step `kill_at` (-1: none).
+TrainOptions kill_options(const fs::path& dir, bool resume, std::int64_t every_steps,
+                          double every_s, std::int64_t kill_at) {
+  TrainOptions o;
+  o.out_dir = dir.string();
+  o.quiet = true;
+  o.resume = resume;
+  o.seed = 11;
+  o.checkpoint_every_steps = every_steps;
+  o.checkpoint_every_s = every_s;
+  o.on_step = [kill_at](std::int64_t step) {
+    if (step == kill_at) throw std::runtime_error("killed");
+  };
+  return o;
+}
+}  // namespace
+
+// A run killed after its first epoch and resumed ends bit-identical to an uninterrupted run.
+TEST(Pipeline, ResumeContinuesExactly) {
+  const ModelConfig cfg = TinyData::sized(ModelConfig::lm(40, 0.7));
+  const TinyData data(3, 30, 6);
+  const auto& [train, valid, vocab] = data;
   auto stages = lm_finetune_stages(1, 1e-2, 2, 1e-3);  // 3 epochs over 2 stages
   auto train_run = [&](const fs::path& dir, bool resume, int kill_after_epochs) {
     AwdLstmLM lm(cfg);
@@ -166,37 +196,20 @@ TEST(Pipeline, ResumeContinuesExactly) {
 // The classifier's batches carry no state from one to the next: its checkpoints inside an
 // epoch hold the loader's place, RNG, optimizer and epoch loss, and resume exactly too.
 TEST(Pipeline, ClassifierResumeInsideAnEpochContinuesExactly) {
-  ModelConfig cfg = ModelConfig::classifier(40, 0.5);
-  cfg.emb_sz = 8, cfg.n_hid = 12, cfg.n_layers = 2;
+  ModelConfig cfg = TinyData::sized(ModelConfig::classifier(40, 0.5));
   cfg.bptt = 6, cfg.max_len = 18;
-  nn::Rng data_rng(9);
-  std::vector<Doc> train(40), valid(8);
-  std::vector<std::int32_t> train_y(40), valid_y(8);
-  for (auto* set : {&train, &valid})
-    for (auto& d : *set) {
-      d.push_back(2);
-      int len = 5 + (int)data_rng.below(20);
-      for (int i = 0; i < len; ++i) d.push_back(9 + (int)data_rng.below(31));
-    }
-  for (auto& y : train_y) y = (std::int32_t)data_rng.below(3);
-  for (auto& y : valid_y) y = (std::int32_t)data_rng.below(3);
-  std::vector<std::string> itos;
-  for (int i = 0; i < 40; ++i) itos.push_back("t" + std::to_string(i));
-  const Vocab vocab = Vocab::from_itos(itos);
+  const TinyData data(9, 40, 8);
+  const auto& [train, valid, vocab] = data;
+  nn::Rng label_rng(10);
+  std::vector<std::int32_t> train_y(train.size()), valid_y(valid.size());
+  for (auto& y : train_y) y = (std::int32_t)label_rng.below(3);
+  for (auto& y : valid_y) y = (std::int32_t)label_rng.below(3);
   const auto stages = classifier_stages(2);  // 5 epochs over 4 stages, 10 batches each
   auto train_run = [&](const fs::path& dir, bool resume, std::int64_t every, std::int64_t kill_at) {
     ClassifierModel m(cfg);
     nn::Rng rng(7);
     m.init(rng);
-    TrainOptions o;
-    o.out_dir = dir.string();
-    o.quiet = true;
-    o.resume = resume;
-    o.seed = 11;
-    o.checkpoint_every_steps = every;
-    o.on_step = [&](std::int64_t step) {
-      if (step == kill_at) throw std::runtime_error("killed");
-    };
+    const TrainOptions o = kill_options(dir, resume, every, 0, kill_at);
     train_classifier(m, vocab, train, train_y, valid, valid_y, 4, stages, o);
     auto v = m.tensors();
     std::vector<float> w;
@@ -226,19 +239,9 @@ TEST(Pipeline, ClassifierResumeInsideAnEpochContinuesExactly) {
 // state, carried from window to window, is restored with the loader's place and the epoch's
 // loss so far). By steps and by time; a damaged carried state is refused with a message.
 TEST(Pipeline, ResumeInsideAnEpochContinuesExactly) {
-  ModelConfig cfg = ModelConfig::lm(40, 0.7);
-  cfg.emb_sz = 8, cfg.n_hid = 12, cfg.n_layers = 2;
-  nn::Rng data_rng(5);
-  std::vector<Doc> train(30), valid(6);
-  for (auto* set : {&train, &valid})
-    for (auto& d : *set) {
-      d.push_back(2);
-      int len = 5 + (int)data_rng.below(20);
-      for (int i = 0; i < len; ++i) d.push_back(9 + (int)data_rng.below(31));
-    }
-  std::vector<std::string> itos;
-  for (int i = 0; i < 40; ++i) itos.push_back("t" + std::to_string(i));
-  const Vocab vocab = Vocab::from_itos(itos);
+  const ModelConfig cfg = TinyData::sized(ModelConfig::lm(40, 0.7));
+  const TinyData data(5, 30, 6);
+  const auto& [train, valid, vocab] = data;
   auto stages = lm_finetune_stages(1, 1e-2, 2, 1e-3);  // 3 epochs over 2 stages
   struct Run {
     std::vector<float> w;
@@ -249,16 +252,7 @@ TEST(Pipeline, ResumeInsideAnEpochContinuesExactly) {
     AwdLstmLM lm(cfg);
     nn::Rng rng(7);
     lm.init(rng);
-    TrainOptions o;
-    o.out_dir = dir.string();
-    o.quiet = true;
-    o.resume = resume;
-    o.seed = 11;
-    o.checkpoint_every_steps = every_steps;
-    o.checkpoint_every_s = every_s;
-    o.on_step = [&](std::int64_t step) {
-      if (step == kill_at_step) throw std::runtime_error("killed");
-    };
+    TrainOptions o = kill_options(dir, resume, every_steps, every_s, kill_at_step);
     Run r;
     o.on_epoch = [&](const std::string&, int, const std::map<std::string, double>& m) {
       r.train_loss.push_back(m.at("train_loss"));
