@@ -96,7 +96,7 @@ struct Common {
     app.add_option("--checkpoint-every", checkpoint_every,
                    "also checkpoint inside an epoch: every N training steps (e.g. 500), or every "
                    "so long (e.g. 90s, 30m, 2h); --resume continues from such a checkpoint "
-                   "exactly (default: at epoch ends only; one process, not under mpirun)")
+                   "exactly (default: at epoch ends only)")
         ->check(CLI::Validator(
             [](std::string& v) -> std::string {
               try {

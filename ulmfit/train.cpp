@@ -419,7 +419,10 @@ struct Hooks {
   std::function<void(const std::string&)> load_model;
   // The state a run carries from one batch to the next inside an epoch (the LM's hidden state),
   // for checkpoints inside an epoch; empty where there is none (the classifier's batches).
+  // save_carry: this rank's rows; merge_carry (rank 0): the ranks' parts, in rank order, as
+  // the whole batch's; load_carry: takes this rank's rows from the whole batch's.
   std::function<std::vector<std::uint8_t>()> save_carry;
+  std::function<std::vector<std::uint8_t>(const std::vector<std::string>&)> merge_carry;
   std::function<void(const std::vector<std::uint8_t>&)> load_carry;
   // Data parallelism (docs/distributed.md): the flat gradient arena and this rank's share of
   // the global batch (rows_r / bs: the weight of its gradient and loss in the average).
@@ -448,11 +451,6 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
     throw std::invalid_argument("train: the checkpoint interval must be a number of steps or "
                                 "seconds >= 0 (0: at epoch ends only)");
   const bool inside_ckpts = opt.checkpoint_every_steps > 0 || opt.checkpoint_every_s > 0;
-  if (inside_ckpts && parallel)
-    throw std::invalid_argument(
-        "train: checkpoints inside an epoch need a single process (this run has " +
-        std::to_string(comm.size()) + " ranks, each with its own rows' state); under mpirun "
-        "checkpoints come at epoch ends");
   const bool quiet = opt.quiet || !lead;  // rank 0 alone prints
   dist::Communicator* gcomm = &comm;      // the gradients' communicator (NCCL for GPU memory)
   if (parallel && comm.memory() != adam.backend().memory())
@@ -549,16 +547,22 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
         ck.rank_rngs.push_back(r);
       }
     }
+    // The carried state: each rank holds its rows; rank 0 writes the whole batch's.
+    std::vector<std::uint8_t> cb;
+    if (!ck.carry.empty()) {
+      cb = h.save_carry();
+      if (parallel) {
+        auto parts = comm.gather(std::string(cb.begin(), cb.end()), 0);
+        cb = lead ? h.merge_carry(parts) : std::vector<std::uint8_t>{};
+      }
+    }
     // The model, optimizer state and RNG streams are identical on every rank (or gathered):
     // rank 0 alone writes.
     if (lead) {
       h.save_model(in_dir(ck.model));
       auto os = adam.save_state();
       io::write_file_atomically(in_dir(ck.optim), os.data(), os.size());
-      if (!ck.carry.empty()) {
-        const auto cb = h.save_carry();
-        io::write_file_atomically(in_dir(ck.carry), cb.data(), cb.size());
-      }
+      if (!ck.carry.empty()) io::write_file_atomically(in_dir(ck.carry), cb.data(), cb.size());
     }
     return prev;
   };
@@ -642,11 +646,17 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
           stop = true;
           break;
         }
-        if (inside_ckpts && it < n_iter &&
-            ((opt.checkpoint_every_steps > 0 && step % opt.checkpoint_every_steps == 0) ||
-             (opt.checkpoint_every_s > 0 &&
-              std::chrono::duration<double>(Clock::now() - last_ckpt).count() >=
-                  opt.checkpoint_every_s))) {
+        bool due = inside_ckpts && it < n_iter &&
+                   ((opt.checkpoint_every_steps > 0 && step % opt.checkpoint_every_steps == 0) ||
+                    (opt.checkpoint_every_s > 0 &&
+                     std::chrono::duration<double>(Clock::now() - last_ckpt).count() >=
+                         opt.checkpoint_every_s));
+        if (parallel && opt.checkpoint_every_s > 0 && it < n_iter) {  // rank 0's clock decides
+          std::uint8_t d = due;
+          comm.broadcast(&d, 1, 0);
+          due = d != 0;
+        }
+        if (due) {
           const Checkpoint prev = write_ckpt(s, e, step, it, epoch_loss);
           if (lead) write_checkpoint(opt.out_dir, ck, h.kind);
           drop_prev(prev);
@@ -780,49 +790,83 @@ LmResult train_language_model(AwdLstmLM& lm, const Vocab& vocab, const std::vect
   h.load_model = [&](const std::string& path) { load_lm_weights(lm, io::Bundle::load(path)); };
   // Inside an epoch the LM carries each row's hidden state (h, c of every layer) from one
   // window to the next: "ICCARRY1", rows and layers (int64), then per layer h and c as float32
-  // (this machine's byte order; a checkpoint is read back where it was written).
-  h.save_carry = [&]() {
-    const AwdLstmState<float>& st = lm.encoder().state();
-    std::vector<std::uint8_t> out;
-    auto put = [&](const void* p, std::size_t n) {
-      const auto* b = static_cast<const std::uint8_t*>(p);
-      out.insert(out.end(), b, b + n);
-    };
-    put("ICCARRY1", 8);
-    const std::int64_t n_rows = st.batch(), layers = (std::int64_t)st.h.size();
-    put(&n_rows, 8);
-    put(&layers, 8);
-    for (std::size_t l = 0; l < st.h.size(); ++l) {
-      put(st.h[l].data(), sizeof(float) * (std::size_t)st.h[l].numel());
-      put(st.c[l].data(), sizeof(float) * (std::size_t)st.c[l].numel());
-    }
-    return out;
+  // [rows, hidden] (this machine's byte order; a checkpoint is read back where it was written).
+  // A rank saves its rows; the file holds the whole batch's, the ranks' rows in rank order.
+  const auto carry_size = [&](std::int64_t n_rows) {
+    std::size_t want = 24;
+    for (int l = 0; l < L; ++l)
+      want += 2 * sizeof(float) * (std::size_t)(n_rows * lm.config().layer_hidden(l));
+    return want;
   };
-  h.load_carry = [&](const std::vector<std::uint8_t>& in) {
+  // The rows of a carry file (throws naming what is wrong).
+  const auto carry_rows = [&](const std::uint8_t* p, std::size_t size) {
     const auto bad = [](const std::string& why) {
       throw std::runtime_error("checkpoint: the carried LM state " + why);
     };
     std::int64_t n_rows = 0, layers = 0;
-    if (in.size() < 24 || std::memcmp(in.data(), "ICCARRY1", 8) != 0) bad("is not an ICCARRY1 file");
-    std::memcpy(&n_rows, in.data() + 8, 8);
-    std::memcpy(&layers, in.data() + 16, 8);
+    if (size < 24 || std::memcmp(p, "ICCARRY1", 8) != 0) bad("is not an ICCARRY1 file");
+    std::memcpy(&n_rows, p + 8, 8);
+    std::memcpy(&layers, p + 16, 8);
     if (layers != L) bad("has " + std::to_string(layers) + " layers, the model " + std::to_string(L));
-    if (n_rows != (std::int64_t)rows.size())
-      bad("has " + std::to_string(n_rows) + " rows, the batch " + std::to_string(rows.size()));
-    std::size_t want = 24;
-    for (int l = 0; l < L; ++l) want += 2 * sizeof(float) * (std::size_t)(n_rows * lm.config().layer_hidden(l));
-    if (in.size() != want)
-      bad("is " + std::to_string(in.size()) + " bytes, " + std::to_string(want) + " expected");
+    if (n_rows < 0 || n_rows > (std::int64_t)bs)
+      bad("has " + std::to_string(n_rows) + " rows, the batch " + std::to_string(bs));
+    if (size != carry_size(n_rows))
+      bad("is " + std::to_string(size) + " bytes, " + std::to_string(carry_size(n_rows)) +
+          " expected");
+    return n_rows;
+  };
+  const auto carry_header = [](std::vector<std::uint8_t>& out, std::int64_t n_rows, std::int64_t layers) {
+    out.insert(out.end(), "ICCARRY1", "ICCARRY1" + 8);
+    const auto* r = reinterpret_cast<const std::uint8_t*>(&n_rows);
+    out.insert(out.end(), r, r + 8);
+    const auto* l = reinterpret_cast<const std::uint8_t*>(&layers);
+    out.insert(out.end(), l, l + 8);
+  };
+  h.save_carry = [&]() {
+    const AwdLstmState<float>& st = lm.encoder().state();
+    std::vector<std::uint8_t> out;
+    carry_header(out, st.batch(), (std::int64_t)st.h.size());
+    for (std::size_t l = 0; l < st.h.size(); ++l)
+      for (const auto* t : {&st.h[l], &st.c[l]}) {
+        const auto* b = reinterpret_cast<const std::uint8_t*>(t->data());
+        out.insert(out.end(), b, b + sizeof(float) * (std::size_t)t->numel());
+      }
+    return out;
+  };
+  h.merge_carry = [&](const std::vector<std::string>& parts) {
+    std::vector<std::int64_t> n(parts.size());
+    std::int64_t total = 0;
+    for (std::size_t r = 0; r < parts.size(); ++r)
+      total += n[r] = carry_rows(reinterpret_cast<const std::uint8_t*>(parts[r].data()), parts[r].size());
+    std::vector<std::uint8_t> out;
+    carry_header(out, total, L);
+    std::vector<std::size_t> at(parts.size(), 24);
+    for (int l = 0; l < L; ++l)
+      for (int k = 0; k < 2; ++k)  // h, then c
+        for (std::size_t r = 0; r < parts.size(); ++r) {
+          const std::size_t bytes = sizeof(float) * (std::size_t)(n[r] * lm.config().layer_hidden(l));
+          const auto* p = reinterpret_cast<const std::uint8_t*>(parts[r].data()) + at[r];
+          out.insert(out.end(), p, p + bytes);
+          at[r] += bytes;
+        }
+    return out;
+  };
+  h.load_carry = [&](const std::vector<std::uint8_t>& in) {
+    const std::int64_t n_rows = carry_rows(in.data(), in.size());
+    if (n_rows != (std::int64_t)bs)
+      throw std::runtime_error("checkpoint: the carried LM state has " + std::to_string(n_rows) +
+                               " rows, the batch " + std::to_string(bs));
     lm.reset();
-    lm.encoder().resize_state(n_rows);
+    lm.encoder().resize_state((Index)rows.size());
     AwdLstmState<float>& st = lm.encoder().state();
     std::size_t at = 24;
-    for (int l = 0; l < L; ++l)
-      for (auto* t : {&st.h[l], &st.c[l]}) {
-        const std::size_t n = sizeof(float) * (std::size_t)t->numel();
-        std::memcpy(t->data(), in.data() + at, n);
-        at += n;
+    for (int l = 0; l < L; ++l) {
+      const std::size_t H = (std::size_t)lm.config().layer_hidden(l), row = sizeof(float) * H;
+      for (auto* t : {&st.h[l], &st.c[l]}) {  // this rank's rows of the whole batch's
+        std::memcpy(t->data(), in.data() + at + rows.begin * row, rows.size() * row);
+        at += (std::size_t)n_rows * row;
       }
+    }
   };
 
   auto r = run_stages(stages, opt, h);

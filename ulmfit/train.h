@@ -73,7 +73,8 @@ struct TrainOptions {
   std::function<void(const std::string&, int, const std::map<std::string, double>&)> on_epoch;
   // Stop after this many training batches in total (0 = no limit; for smoke tests / --max-steps).
   std::int64_t max_steps = 0;
-  // Checkpoints inside an epoch too, for epochs longer than a run may last (one process only):
+  // Checkpoints inside an epoch too, for epochs longer than a run may last (also under mpirun:
+  // the ranks' rows of the carried state are gathered into one file, rank 0's clock decides):
   // after every `checkpoint_every_steps` training steps (0: never) and whenever
   // `checkpoint_every_s` seconds have passed since the last checkpoint (0: never). --resume
   // continues from one exactly: the loader's place, the dropout RNG, the optimizer, the epoch's

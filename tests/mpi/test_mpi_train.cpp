@@ -8,6 +8,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -116,6 +118,68 @@ TEST(MpiTrainApi, ClassifierTwoRanksEqualOneProcess) {
   EXPECT_GT(moved, 1e-2);  // the models did train
   std::printf("rank %d: classifier, 1 vs 2 ranks: largest |a-b|/(1+|a|) = %.3g\n", w.rank(), worst);
   EXPECT_LE(worst, 1e-5);
+  w.barrier();
+  if (w.rank() == 0) fs::remove_all(dir);
+}
+
+// Checkpoints inside an epoch with two ranks: each rank's rows of the LM's carried hidden state
+// are gathered into one file (the whole batch's) and handed back on resume. Killed (both ranks)
+// between two such checkpoints, by steps and by time (rank 0's clock decides for both), and
+// resumed with two ranks: the weights are those of the uninterrupted two-rank run, bit for bit.
+TEST(MpiTrainApi, LmResumeInsideAnEpochTwoRanks) {
+  auto& w = dist::world();
+  ASSERT_EQ(w.size(), 2) << "run under mpirun -np 2";
+  long id = (long)getpid();
+  w.broadcast(&id, sizeof id, 0);
+  const fs::path dir = fs::temp_directory_path() / std::string("inspire_mpi_inside_").append(std::to_string(id));
+  if (w.rank() == 0) fs::create_directories(dir);
+  w.barrier();
+  ModelConfig cfg = ModelConfig::lm(40, 0.7);  // dropout on: each rank draws its own masks
+  cfg.emb_sz = 8, cfg.n_hid = 12, cfg.n_layers = 2;
+  const Data d = make_data();
+  auto run = [&](const fs::path& out, bool resume, std::int64_t every, double every_s,
+                 std::int64_t kill_at) {
+    AwdLstmLM lm(cfg);
+    nn::Rng rng(7);
+    lm.init(rng);
+    TrainOptions o;
+    o.out_dir = out.string();
+    o.quiet = true;
+    o.resume = resume;
+    o.seed = 3;
+    o.comm = &w;
+    o.checkpoint_every_steps = every;
+    o.checkpoint_every_s = every_s;
+    o.on_step = [kill_at](std::int64_t step) {
+      if (step == kill_at) throw std::runtime_error("killed");
+    };
+    train_language_model(lm, vocab(), d.train, d.valid, /*bs=*/6, /*bptt=*/8,
+                         lm_finetune_stages(1, 1e-2, 1, 1e-3), o);
+    return std::vector<float>(lm.values().begin(), lm.values().end());
+  };
+  const auto straight = run(dir / "straight", false, 0, 0, -1);
+  struct Kill {
+    std::int64_t every;
+    double every_s;
+    std::int64_t at;
+  };
+  for (const Kill k : {Kill{4, 0, 10}, Kill{0, 1e-9, 70}}) {
+    const fs::path out = dir / ("killed-" + std::to_string(k.at));
+    EXPECT_THROW(run(out, false, k.every, k.every_s, k.at), std::runtime_error);
+    w.barrier();  // rank 0 has written the checkpoint both ranks read
+    if (w.rank() == 0) {
+      std::ifstream in(out / "checkpoint.json");
+      const std::string j((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      EXPECT_NE(j.find("\"in_epoch\""), std::string::npos) << j;
+      EXPECT_NE(j.find(".carry"), std::string::npos) << j;
+    }
+    const auto resumed = run(out, true, k.every, k.every_s, -1);
+    ASSERT_EQ(straight.size(), resumed.size());
+    std::size_t diff = 0;
+    for (std::size_t i = 0; i < straight.size(); ++i) diff += straight[i] != resumed[i];
+    EXPECT_EQ(diff, 0u) << "rank " << w.rank() << ", killed at step " << k.at << ": " << diff
+                        << " weights differ";
+  }
   w.barrier();
   if (w.rank() == 0) fs::remove_all(dir);
 }
