@@ -13,6 +13,7 @@
 #include <string>
 
 #include "cli_helpers.h"
+#include "train_test_helpers.h"
 #include "io/bundle.h"
 #include "ulmfit/curves.h"
 #include "ulmfit/train.h"
@@ -125,22 +126,6 @@ struct TinyData {
   }
 };
 
-// Options of those runs: quiet, seed 11, checkpoints inside epochs every `every_steps` steps
-// and/or `every_s` seconds, and a kill (a throw) right after step `kill_at` (-1: none).
-TrainOptions kill_options(const fs::path& dir, bool resume, std::int64_t every_steps,
-                          double every_s, std::int64_t kill_at) {
-  TrainOptions o;
-  o.out_dir = dir.string();
-  o.quiet = true;
-  o.resume = resume;
-  o.seed = 11;
-  o.checkpoint_every_steps = every_steps;
-  o.checkpoint_every_s = every_s;
-  o.on_step = [kill_at](std::int64_t step) {
-    if (step == kill_at) throw std::runtime_error("killed");
-  };
-  return o;
-}
 }  // namespace
 
 // A run killed after its first epoch and resumed ends bit-identical to an uninterrupted run.
@@ -153,11 +138,7 @@ TEST(Pipeline, ResumeContinuesExactly) {
     AwdLstmLM lm(cfg);
     nn::Rng rng(7);
     lm.init(rng);
-    TrainOptions o;
-    o.out_dir = dir.string();
-    o.quiet = true;
-    o.resume = resume;
-    o.seed = 11;
+    TrainOptions o = kill_options(dir, resume, 0, 0, -1);
     int epochs = 0;
     o.on_epoch = [&](const std::string&, int, const std::map<std::string, double>&) {
       if (++epochs == kill_after_epochs) throw std::runtime_error("killed");

@@ -16,6 +16,7 @@
 
 #include "dist/comm.h"
 #include "tests/mpi/mpi_gtest_main.h"
+#include "tests/train_test_helpers.h"
 #include "nn/rng.h"
 #include "ulmfit/train.h"
 
@@ -142,17 +143,9 @@ TEST(MpiTrainApi, LmResumeInsideAnEpochTwoRanks) {
     AwdLstmLM lm(cfg);
     nn::Rng rng(7);
     lm.init(rng);
-    TrainOptions o;
-    o.out_dir = out.string();
-    o.quiet = true;
-    o.resume = resume;
+    TrainOptions o = kill_options(out, resume, every, every_s, kill_at);
     o.seed = 3;
     o.comm = &w;
-    o.checkpoint_every_steps = every;
-    o.checkpoint_every_s = every_s;
-    o.on_step = [kill_at](std::int64_t step) {
-      if (step == kill_at) throw std::runtime_error("killed");
-    };
     train_language_model(lm, vocab(), d.train, d.valid, /*bs=*/6, /*bptt=*/8,
                          lm_finetune_stages(1, 1e-2, 1, 1e-3), o);
     return std::vector<float>(lm.values().begin(), lm.values().end());
