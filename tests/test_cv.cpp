@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -112,6 +114,32 @@ TEST(CvFolds, EqualThePeersFoldsOnTheRealData) {
   EXPECT_EQ(differ, 0u);
 }
 
+TEST(CvPrior, WeightsUndoTheClassBalance) {
+  // 3 core, 1 non_core, no rejected: non_core weighs 3, the absent class keeps 1.
+  auto w = prior_weights({2, 2, 1, 2}, 3);
+  ASSERT_EQ(w.size(), 3u);
+  EXPECT_DOUBLE_EQ(w[0], 1.0);
+  EXPECT_DOUBLE_EQ(w[1], 3.0);
+  EXPECT_DOUBLE_EQ(w[2], 1.0);
+  EXPECT_THROW(prior_weights({}, 3), std::invalid_argument);
+  EXPECT_THROW(prior_weights({0, 3}, 3), std::invalid_argument);
+  EXPECT_THROW(prior_weights({-1}, 3), std::invalid_argument);
+}
+
+TEST(CvPrior, WeightsMoveTheDecision) {
+  const std::vector<std::string> labels{"rejected", "non_core", "core"};
+  // Two non_core papers the model leans core on (0.6 / 0.4), one clear core paper.
+  std::vector<std::array<float, 3>> p{{0.f, 0.4f, 0.6f}, {0.f, 0.45f, 0.55f}, {0.f, 0.1f, 0.9f}};
+  std::vector<int> gold{1, 1, 2};
+  auto plain = score_probs(p, gold, labels);
+  EXPECT_NEAR(plain.accuracy, 1.0 / 3, 1e-12);
+  auto fixed = score_probs(p, gold, labels, {1.0, 3.0, 1.0});  // 1.2 > 0.6, 1.35 > 0.55, 0.3 < 0.9
+  EXPECT_DOUBLE_EQ(fixed.accuracy, 1.0);
+  EXPECT_DOUBLE_EQ(fixed.macro_f1, 1.0);
+  EXPECT_THROW(score_probs(p, {1, 2}, labels), std::invalid_argument);
+  EXPECT_THROW(score_probs(p, gold, labels, {1.0, 2.0}), std::invalid_argument);
+}
+
 TEST(CrossValidate, TinyRunScoresEveryFoldAndReadsThemBack) {
   ASSERT_TRUE(fs::exists(clitest::kData)) << clitest::kData;
   nn::set_num_threads(1);
@@ -184,6 +212,33 @@ TEST(CrossValidate, TinyRunScoresEveryFoldAndReadsThemBack) {
   int read_back = 0;
   for (auto& l : log) read_back += l.find("done before") != std::string::npos;
   EXPECT_EQ(read_back, 3);
+
+  // Prior-corrected scores: weights from the training folds' labels, read back as written, and
+  // computed from probs.json for a fold scored before they existed.
+  ASSERT_TRUE(s.contains("ensemble_prior"));
+  ASSERT_EQ(s["members_prior"].size(), 2u);
+  for (auto& f : res.folds) {
+    ASSERT_EQ(f.prior_weights.size(), 3u);
+    ASSERT_EQ(f.members_prior.size(), 2u);
+    EXPECT_DOUBLE_EQ(*std::min_element(f.prior_weights.begin(), f.prior_weights.end()), 1.0);
+    EXPECT_DOUBLE_EQ(f.ensemble_prior.macro_f1, f.members_prior[0].macro_f1);
+  }
+  for (int j = 0; j < 3; ++j) {
+    EXPECT_EQ(again.folds[j].prior_weights, res.folds[j].prior_weights);
+    EXPECT_DOUBLE_EQ(again.folds[j].ensemble_prior.macro_f1, res.folds[j].ensemble_prior.macro_f1);
+  }
+  const fs::path sc = dir / "cv" / "fold-1" / "scores.json";
+  nlohmann::json old;
+  std::ifstream(sc) >> old;
+  for (const char* key : {"prior_weights", "members_prior", "ensemble_prior"}) old.erase(key);
+  std::ofstream(sc) << old.dump();
+  auto upgraded = cross_validate(r, data, cv, o);
+  EXPECT_EQ(upgraded.folds[1].prior_weights, res.folds[1].prior_weights);
+  EXPECT_DOUBLE_EQ(upgraded.folds[1].ensemble_prior.accuracy, res.folds[1].ensemble_prior.accuracy);
+  EXPECT_DOUBLE_EQ(upgraded.folds[1].members_prior[1].macro_f1, res.folds[1].members_prior[1].macro_f1);
+  nlohmann::json rewritten;
+  std::ifstream(sc) >> rewritten;
+  EXPECT_TRUE(rewritten.contains("ensemble_prior"));
 
   // A different number of LMs in the same directory is refused, naming the file.
   cv.lms = {lm.lm.model_path};

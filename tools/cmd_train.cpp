@@ -373,7 +373,8 @@ int run_cv(int argc, char** argv) {
       "K-fold cross-validation of the classifier recipe over the train + valid records (the honest "
       "protocol of docs/cross-validation.md): per fold, one classifier per --lm is trained on the "
       "other folds and its LAST epoch is scored on the fold; several --lm (forward + backward) are "
-      "also scored as their ensemble. Folds are those of tools/reference/cv_peers.py (grouped by "
+      "also scored as their ensemble. Each is also scored prior-corrected (+prior: class "
+      "probabilities weighted by max prior / class prior of the training folds). Folds are those of tools/reference/cv_peers.py (grouped by "
       "dup_group, stratified, FNV-1a order, no RNG). Prints mean ± sample sd of accuracy, macro-F1 "
       "and per-class F1; writes <out>/cv.json. A killed run re-run continues with the folds not "
       "yet scored (--resume also resumes an interrupted fold).",
@@ -422,8 +423,16 @@ int run_cv(int argc, char** argv) {
       std::fprintf(stderr, "%-12s %-15s %-15s %-15s %-15s\n", name.c_str(), pm(x["accuracy"]).c_str(),
                    pm(x["macro_f1"]).c_str(), f1("non_core").c_str(), f1("core").c_str());
     };
-    for (std::size_t m = 0; m < s["members"].size(); ++m) row("lm " + std::to_string(m), s["members"][m]);
-    if (lms.size() > 1) row("ensemble", s["ensemble"]);
+    for (std::size_t m = 0; m < s["members"].size(); ++m) {
+      row("lm " + std::to_string(m), s["members"][m]);
+      row("  +prior", s["members_prior"][m]);
+    }
+    if (lms.size() > 1) {
+      row("ensemble", s["ensemble"]);
+      row("  +prior", s["ensemble_prior"]);
+    }
+    std::fprintf(stderr, "(+prior: probabilities weighted by max prior / class prior of the training "
+                         "folds before the argmax)\n");
   }
   print_json_result(j["summary"]);
   return 0;

@@ -68,13 +68,33 @@ std::vector<int> make_folds(const std::vector<io::Record>& records, int k) {
   return fold;
 }
 
-namespace {
+std::vector<double> prior_weights(const std::vector<int>& train_labels, std::size_t n_classes) {
+  if (train_labels.empty()) throw std::invalid_argument("prior weights need at least one label");
+  std::vector<std::size_t> count(n_classes, 0);
+  for (int y : train_labels) {
+    if (y < 0 || (std::size_t)y >= n_classes)
+      throw std::invalid_argument("label index " + std::to_string(y) + " out of range (" +
+                                  std::to_string(n_classes) + " classes)");
+    ++count[(std::size_t)y];
+  }
+  const std::size_t most = *std::max_element(count.begin(), count.end());
+  std::vector<double> w(n_classes, 1.0);
+  for (std::size_t c = 0; c < n_classes; ++c)
+    if (count[c]) w[c] = (double)most / (double)count[c];
+  return w;
+}
 
-CvScore score_of(const std::vector<ClassProbs>& p, const std::vector<int>& gold,
-                 const std::vector<std::string>& labels) {
+CvScore score_probs(const std::vector<ClassProbs>& p, const std::vector<int>& gold,
+                    const std::vector<std::string>& labels, const std::vector<double>& w) {
+  if (p.size() != gold.size())
+    throw std::invalid_argument(std::to_string(p.size()) + " probability rows for " +
+                                std::to_string(gold.size()) + " gold labels");
+  if (!w.empty() && w.size() != 3)
+    throw std::invalid_argument("class weights: 3 expected, got " + std::to_string(w.size()));
   std::vector<int> pred(p.size());
   for (std::size_t i = 0; i < p.size(); ++i)
-    pred[i] = (int)(std::max_element(p[i].begin(), p[i].end()) - p[i].begin());
+    pred[i] = w.empty() ? (int)(std::max_element(p[i].begin(), p[i].end()) - p[i].begin())
+                        : argmax_weighted(p[i], w);
   auto rep = classification_report(gold, pred, labels);
   CvScore s;
   s.accuracy = rep.accuracy;
@@ -83,6 +103,8 @@ CvScore score_of(const std::vector<ClassProbs>& p, const std::vector<int>& gold,
     s.f1.push_back(c.f1 ? *c.f1 : std::numeric_limits<double>::quiet_NaN());
   return s;
 }
+
+namespace {
 
 json score_json(const CvScore& s, const std::vector<std::string>& labels) {
   json f1 = json::object();
@@ -102,10 +124,35 @@ CvScore score_from_json(const json& j, const std::vector<std::string>& labels) {
 }
 
 json fold_json(const CvFold& f, const std::vector<std::string>& labels) {
-  json m = json::array();
+  json m = json::array(), mp = json::array();
   for (auto& s : f.members) m.push_back(score_json(s, labels));
-  return {{"fold", f.fold},        {"train_docs", f.train_docs}, {"test_docs", f.test_docs},
-          {"seconds", f.seconds},  {"members", m},               {"ensemble", score_json(f.ensemble, labels)}};
+  for (auto& s : f.members_prior) mp.push_back(score_json(s, labels));
+  return {{"fold", f.fold},
+          {"train_docs", f.train_docs},
+          {"test_docs", f.test_docs},
+          {"seconds", f.seconds},
+          {"members", m},
+          {"ensemble", score_json(f.ensemble, labels)},
+          {"prior_weights", f.prior_weights},
+          {"members_prior", mp},
+          {"ensemble_prior", score_json(f.ensemble_prior, labels)}};
+}
+
+// Scores every member's probabilities `ps` and their mean, plain and prior-corrected, into f.
+void score_fold(CvFold& f, const std::vector<std::vector<ClassProbs>>& ps, const std::vector<int>& gold,
+                const std::vector<int>& train_gold, const std::vector<std::string>& labels) {
+  f.prior_weights = prior_weights(train_gold, labels.size());
+  f.members.clear();
+  f.members_prior.clear();
+  std::vector<ClassProbs> mean(gold.size(), ClassProbs{});
+  for (auto& p : ps) {
+    f.members.push_back(score_probs(p, gold, labels));
+    f.members_prior.push_back(score_probs(p, gold, labels, f.prior_weights));
+    for (std::size_t i = 0; i < p.size(); ++i)
+      for (int c = 0; c < 3; ++c) mean[i][c] += p[i][c] / (float)ps.size();
+  }
+  f.ensemble = score_probs(mean, gold, labels);
+  f.ensemble_prior = score_probs(mean, gold, labels, f.prior_weights);
 }
 
 // [mean, sample sd] of the finite values.
@@ -149,6 +196,20 @@ json read_json(const std::string& path) {
   }
 }
 
+std::vector<ClassProbs> read_probs(const std::string& path, std::size_t rows) {
+  json pj = read_json(path);
+  std::vector<ClassProbs> p;
+  try {
+    for (auto& row : pj) p.push_back({row.at(0).get<float>(), row.at(1).get<float>(), row.at(2).get<float>()});
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + ": not rows of 3 probabilities (" + e.what() + "); delete it to re-run that part");
+  }
+  if (p.size() != rows)
+    throw std::runtime_error(path + ": " + std::to_string(p.size()) + " rows, the fold has " +
+                             std::to_string(rows) + " papers");
+  return p;
+}
+
 }  // namespace
 
 json CvResult::summary() const {
@@ -159,9 +220,17 @@ json CvResult::summary() const {
     for (auto& f : folds) s.push_back(&f.members[m]);
     members.push_back(summarize(s, labels));
   }
-  std::vector<const CvScore*> e;
-  for (auto& f : folds) e.push_back(&f.ensemble);
-  return {{"folds_run", folds.size()}, {"members", members}, {"ensemble", summarize(e, labels)}};
+  json members_prior = json::array();
+  for (std::size_t m = 0; m < n_members; ++m) {
+    std::vector<const CvScore*> s;
+    for (auto& f : folds) s.push_back(&f.members_prior[m]);
+    members_prior.push_back(summarize(s, labels));
+  }
+  std::vector<const CvScore*> e, ep;
+  for (auto& f : folds) e.push_back(&f.ensemble), ep.push_back(&f.ensemble_prior);
+  return {{"folds_run", folds.size()},   {"members", members},
+          {"ensemble", summarize(e, labels)}, {"members_prior", members_prior},
+          {"ensemble_prior", summarize(ep, labels)}};
 }
 
 json CvResult::to_json() const {
@@ -204,6 +273,19 @@ CvResult cross_validate(const Recipe& r, const std::string& data, const CvOption
       continue;
     const fs::path dir = fs::path(o.out_dir) / ("fold-" + std::to_string(j));
     const std::string done = (dir / "scores.json").string();
+    Sides sides;
+    std::vector<int> gold;
+    for (std::size_t i = 0; i < recs.size(); ++i) {
+      if (fold[i] == j) {
+        sides.valid.push_back(recs[i].text);
+        sides.valid_labels.push_back(recs[i].label_index);
+        gold.push_back(recs[i].label_index);
+      } else {
+        sides.train.push_back(recs[i].text);
+        sides.train_labels.push_back(recs[i].label_index);
+      }
+    }
+    auto member_dir = [&](std::size_t m) { return dir / ("member-" + std::to_string(m)); };
     CvFold f;
     f.fold = j;
     if (fs::exists(done)) {
@@ -217,40 +299,39 @@ CvResult cross_validate(const Recipe& r, const std::string& data, const CvOption
         throw std::runtime_error(done + ": has " + std::to_string(f.members.size()) +
                                  " member(s), this run " + std::to_string(cv.lms.size()) +
                                  "; use another output directory");
+      if (f.test_docs != gold.size())
+        throw std::runtime_error(done + ": scored " + std::to_string(f.test_docs) + " papers, fold " +
+                                 std::to_string(j) + " of this data has " + std::to_string(gold.size()) +
+                                 "; use another output directory");
+      if (fj.contains("ensemble_prior")) {
+        f.prior_weights = fj.at("prior_weights").get<std::vector<double>>();
+        for (auto& m : fj.at("members_prior")) f.members_prior.push_back(score_from_json(m, labels));
+        f.ensemble_prior = score_from_json(fj.at("ensemble_prior"), labels);
+      } else {
+        // Scored before prior-corrected scores existed: computed from the members' probabilities.
+        std::vector<std::vector<ClassProbs>> ps;
+        for (std::size_t m = 0; m < cv.lms.size(); ++m)
+          ps.push_back(read_probs((member_dir(m) / "probs.json").string(), gold.size()));
+        score_fold(f, ps, gold, sides.train_labels, labels);
+        write_json(done, fold_json(f, labels));
+      }
       if (o.log) o.log("fold " + std::to_string(j) + ": done before (" + done + ")");
       res.folds.push_back(std::move(f));
       continue;
     }
     const auto t0 = std::chrono::steady_clock::now();
-    Sides sides;
-    std::vector<int> gold;
-    std::vector<std::string> test_texts;
-    for (std::size_t i = 0; i < recs.size(); ++i) {
-      if (fold[i] == j) {
-        sides.valid.push_back(recs[i].text);
-        sides.valid_labels.push_back(recs[i].label_index);
-        gold.push_back(recs[i].label_index);
-      } else {
-        sides.train.push_back(recs[i].text);
-        sides.train_labels.push_back(recs[i].label_index);
-      }
-    }
     f.train_docs = sides.train.size();
     f.test_docs = sides.valid.size();
     if (o.log)
       o.log("fold " + std::to_string(j) + "/" + std::to_string(cv.k) + ": training on " +
             std::to_string(f.train_docs) + " papers, scoring " + std::to_string(f.test_docs));
-    std::vector<ClassProbs> mean(gold.size(), ClassProbs{});
+    std::vector<std::vector<ClassProbs>> ps;
     for (std::size_t m = 0; m < cv.lms.size(); ++m) {
-      const fs::path mdir = dir / ("member-" + std::to_string(m));
+      const fs::path mdir = member_dir(m);
       const std::string probs_path = (mdir / "probs.json").string();
       std::vector<ClassProbs> p;
       if (fs::exists(probs_path)) {
-        json pj = read_json(probs_path);
-        for (auto& row : pj) p.push_back({row.at(0).get<float>(), row.at(1).get<float>(), row.at(2).get<float>()});
-        if (p.size() != gold.size())
-          throw std::runtime_error(probs_path + ": " + std::to_string(p.size()) +
-                                   " rows, the fold has " + std::to_string(gold.size()) + " papers");
+        p = read_probs(probs_path, gold.size());
       } else {
         RunOptions mo = o;
         mo.out_dir = mdir.string();
@@ -263,20 +344,19 @@ CvResult cross_validate(const Recipe& r, const std::string& data, const CvOption
         for (auto& row : p) pj.push_back({row[0], row[1], row[2]});
         write_json(probs_path, pj);
       }
-      f.members.push_back(score_of(p, gold, labels));
-      for (std::size_t i = 0; i < p.size(); ++i)
-        for (int c = 0; c < 3; ++c) mean[i][c] += p[i][c] / (float)cv.lms.size();
+      const CvScore sm = score_probs(p, gold, labels);
       if (o.log)
         o.log("fold " + std::to_string(j) + " member " + std::to_string(m) + " (" + cv.lms[m] +
-              "): accuracy " + std::to_string(f.members.back().accuracy) + ", macro-F1 " +
-              std::to_string(f.members.back().macro_f1));
+              "): accuracy " + std::to_string(sm.accuracy) + ", macro-F1 " + std::to_string(sm.macro_f1));
+      ps.push_back(std::move(p));
     }
-    f.ensemble = score_of(mean, gold, labels);
+    score_fold(f, ps, gold, sides.train_labels, labels);
     f.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     write_json(done, fold_json(f, labels));
     if (o.log)
       o.log("fold " + std::to_string(j) + ": accuracy " + std::to_string(f.ensemble.accuracy) +
-            ", macro-F1 " + std::to_string(f.ensemble.macro_f1));
+            ", macro-F1 " + std::to_string(f.ensemble.macro_f1) + "; prior-corrected " +
+            std::to_string(f.ensemble_prior.accuracy) + ", " + std::to_string(f.ensemble_prior.macro_f1));
     res.folds.push_back(std::move(f));
   }
   return res;

@@ -12,8 +12,14 @@
 // epoch (classifier-last.safetensors): the held-out fold never chooses anything. The per-epoch
 // metrics on it, printed while training, are for watching only. With several LMs (forward +
 // backward) their mean probabilities are scored too: the ensemble `ensemble` builds.
+// Each contender is also scored PRIOR-CORRECTED: its probabilities weighted by
+// prior_weights(training folds' labels) (the most frequent class 1, each other class
+// max prior / its prior) before the argmax, i.e. the decision a balanced class mix would call for.
+// The rule is fixed and its weights come from the training folds only, so the scored fold still
+// chooses nothing; which of the two a model ships with is a choice made on the CV table.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -52,21 +58,35 @@ struct CvFold {
   std::size_t train_docs = 0, test_docs = 0;
   std::vector<CvScore> members;  // one per LM
   CvScore ensemble;              // mean probabilities of the members (== members[0] for one LM)
+  std::vector<double> prior_weights;     // from the training folds' labels
+  std::vector<CvScore> members_prior;    // members, prior-corrected
+  CvScore ensemble_prior;                // the ensemble, prior-corrected
   double seconds = 0;
 };
+
+// Class weights that undo the class balance of `train_labels` (indices into n_classes labels):
+// w_c = max_j prior_j / prior_c; a class absent from the labels keeps weight 1. Throws
+// std::invalid_argument on empty labels or an index out of range.
+std::vector<double> prior_weights(const std::vector<int>& train_labels, std::size_t n_classes);
+
+// Accuracy, macro-F1 and per-class F1 of argmax_c p_c * w_c (w empty: plain argmax) against gold.
+CvScore score_probs(const std::vector<std::array<float, 3>>& p, const std::vector<int>& gold,
+                    const std::vector<std::string>& labels, const std::vector<double>& w = {});
 
 struct CvResult {
   std::vector<std::string> labels;
   std::vector<CvFold> folds;
-  // {"members": [...], "ensemble": {...}}, each {"accuracy": [mean, sd], "macro_f1": [mean, sd],
-  // "f1": {"core": [mean, sd], ...}} with the sample standard deviation over the folds run.
+  // {"members": [...], "ensemble": {...}, "members_prior": [...], "ensemble_prior": {...}}, each
+  // {"accuracy": [mean, sd], "macro_f1": [mean, sd], "f1": {"core": [mean, sd], ...}} with the
+  // sample standard deviation over the folds run.
   nlohmann::json summary() const;
   nlohmann::json to_json() const;
 };
 
 // Runs the folds into <o.out_dir>/fold-<j>/member-<m>/ (each a train_classifier_from_lm run).
-// A fold whose <o.out_dir>/fold-<j>/scores.json exists is read back, not re-run, so a killed
-// cross-validation continues where it stopped (with o.resume, an interrupted member resumes from
+// A fold whose <o.out_dir>/fold-<j>/scores.json exists is read back, not re-run (its
+// prior-corrected scores, if it has none, are computed from the members' probs.json and added),
+// so a killed cross-validation continues where it stopped (with o.resume, an interrupted member resumes from
 // its checkpoint). `data`: labeled JSON Lines with `split` (train + valid are used).
 CvResult cross_validate(const Recipe& r, const std::string& data, const CvOptions& cv,
                         const RunOptions& o);
