@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -161,4 +162,45 @@ TEST_F(Calibrate, CommandChoosesWeightsThatValidateConfirms) {
                 (dir_ / "x.safetensors").string(),
             &rc);
   EXPECT_NE(rc, 0);
+}
+
+// --prior: no search, no predictions: the weights undo the class balance of the labels of the
+// chosen splits (the rule `cv` scores as +prior), counted here from the file itself.
+TEST_F(Calibrate, PriorRuleUndoesTheClassBalanceOfTheChosenSplits) {
+  ASSERT_TRUE(fs::exists(kData)) << kData;
+  std::map<std::string, double> count;
+  std::size_t n = 0;
+  {
+    std::ifstream in(kData);
+    std::string line;
+    while (std::getline(in, line)) {
+      auto j = nlohmann::json::parse(line);
+      if (j["split"] != "train" && j["split"] != "valid") continue;
+      count[j["label"].get<std::string>()] += 1;
+      ++n;
+    }
+  }
+  ASSERT_GT(count["core"], count["non_core"]);
+  std::string out_model = (dir_ / "prior.safetensors").string();
+  int rc = -1;
+  std::string out = run(kBin + " calibrate -q --prior -m " + path_ + " -d " + kData +
+                            " --split train,valid -o " + out_model,
+                        &rc);
+  ASSERT_EQ(rc, 0) << out;
+  auto r = nlohmann::json::parse(out);
+  EXPECT_EQ(r["records"].get<std::size_t>(), n);
+  const std::vector<double> want{1.0, count["core"] / count["non_core"], 1.0};
+  auto w = r["class_weights"].get<std::vector<double>>();
+  ASSERT_EQ(w.size(), 3u);
+  for (int c = 0; c < 3; ++c) EXPECT_NEAR(w[c], want[c], 1e-12) << c;
+  auto b = io::Bundle::load(out_model);
+  EXPECT_EQ(b.class_weights(), w);
+
+  // An empty name in the list is refused, and nothing is written.
+  out = run(kBin + " calibrate -q --prior -m " + path_ + " -d " + kData + " --split train,,valid -o " +
+                (dir_ / "y.safetensors").string(),
+            &rc, /*keep_stderr=*/true);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("empty name"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(dir_ / "y.safetensors"));
 }

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <string>
@@ -17,6 +18,7 @@
 
 #include "cli_helpers.h"
 #include "nn/backend.h"
+#include "ulmfit/classifier.h"
 #include "ulmfit/cv.h"
 #include "ulmfit/labels.h"
 #include "ulmfit/splits.h"
@@ -140,44 +142,54 @@ TEST(CvPrior, WeightsMoveTheDecision) {
   EXPECT_THROW(score_probs(p, gold, labels, {1.0, 2.0}), std::invalid_argument);
 }
 
+// 36 labeled papers of the real data (train / valid splits, ids, one paper as two records)
+// plus one `test` paper, in <dir>/data.jsonl, and a tiny LM fine-tuned on them for 2 steps.
+struct TinyCvSetup {
+  std::string data, lm;
+  Recipe r = Recipe::from_preset("tiny");
+  explicit TinyCvSetup(const fs::path& dir) {
+    {
+      std::ifstream in(clitest::kData);
+      std::ofstream out(dir / "data.jsonl");
+      std::string line;
+      int n = 0;
+      while (n < 36 && std::getline(in, line)) {
+        auto j = nlohmann::json::parse(line);
+        if (j["split"] != "train" && j["split"] != "valid") continue;
+        nlohmann::json o{{"id", j["id"]}, {"title", j["title"]}, {"abstract", j["abstract"]},
+                         {"label", j["label"]}, {"split", j["split"]}};
+        if (n < 2) o["dup_group"] = "same-paper";
+        out << o.dump() << "\n";
+        ++n;
+      }
+      out << nlohmann::json{{"id", "t1"}, {"title", "held back"}, {"abstract", "never used"},
+                            {"label", "core"}, {"split", "test"}}.dump()
+          << "\n";
+    }
+    r.max_vocab = 200;
+    r.clas_epochs = 1;
+    RunOptions o;
+    o.quiet = true;
+    o.out_dir = (dir / "lm").string();
+    data = (dir / "data.jsonl").string();
+    o.max_steps = 2;
+    lm = finetune_language_model(r, {data}, "", o).lm.model_path;
+  }
+};
+
 TEST(CrossValidate, TinyRunScoresEveryFoldAndReadsThemBack) {
   ASSERT_TRUE(fs::exists(clitest::kData)) << clitest::kData;
   nn::set_num_threads(1);
   fs::path dir = clitest::fresh_dir("cv_tiny");
-  // 36 papers with ids, splits and one duplicated paper
-  {
-    std::ifstream in(clitest::kData);
-    std::ofstream out(dir / "data.jsonl");
-    std::string line;
-    int n = 0;
-    while (n < 36 && std::getline(in, line)) {
-      auto j = nlohmann::json::parse(line);
-      if (j["split"] != "train" && j["split"] != "valid") continue;
-      nlohmann::json o{{"id", j["id"]}, {"title", j["title"]}, {"abstract", j["abstract"]},
-                       {"label", j["label"]}, {"split", j["split"]}};
-      if (n < 2) o["dup_group"] = "same-paper";
-      out << o.dump() << "\n";
-      ++n;
-    }
-    out << nlohmann::json{{"id", "t1"}, {"title", "held back"}, {"abstract", "never used"},
-                          {"label", "core"}, {"split", "test"}}.dump()
-        << "\n";
-  }
-  Recipe r = Recipe::from_preset("tiny");
-  r.max_vocab = 200;
-  r.clas_epochs = 1;
+  const TinyCvSetup setup(dir);
+  const Recipe& r = setup.r;
+  const std::string& data = setup.data;
   RunOptions o;
   o.quiet = true;
-  o.out_dir = (dir / "lm").string();
-  const std::string data = (dir / "data.jsonl").string();
-  o.max_steps = 2;
-  auto lm = finetune_language_model(r, {data}, "", o);
-
   CvOptions cv;
-  cv.lms = {lm.lm.model_path, lm.lm.model_path};
+  cv.lms = {setup.lm, setup.lm};
   cv.k = 3;
   o.out_dir = (dir / "cv").string();
-  o.max_steps = 0;
   std::vector<std::string> log;
   o.log = [&](const std::string& l) { log.push_back(l); };
   auto res = cross_validate(r, data, cv, o);
@@ -241,12 +253,51 @@ TEST(CrossValidate, TinyRunScoresEveryFoldAndReadsThemBack) {
   EXPECT_TRUE(rewritten.contains("ensemble_prior"));
 
   // A different number of LMs in the same directory is refused, naming the file.
-  cv.lms = {lm.lm.model_path};
+  cv.lms = {setup.lm};
   try {
     cross_validate(r, data, cv, o);
     ADD_FAILURE() << "a directory of another run was reused";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("scores.json"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+// The final model of a recipe measured by cv (train-classifier --fit-all): trained on every train
+// and valid paper (the test paper never), no validation, the last epoch's model.
+TEST(CrossValidate, FitAllTrainsOnTrainAndValidWithoutValidation) {
+  ASSERT_TRUE(fs::exists(clitest::kData)) << clitest::kData;
+  nn::set_num_threads(1);
+  fs::path dir = clitest::fresh_dir("cv_fit_all");
+  const TinyCvSetup setup(dir);
+  RunOptions o;
+  o.quiet = true;
+  o.out_dir = (dir / "final").string();
+  o.fit_all = true;
+  auto res = train_classifier_from_lm(setup.r, setup.lm, std::vector<std::string>{setup.data}, o);
+  EXPECT_EQ(res.train_docs, 36u);
+  EXPECT_EQ(res.valid_docs, 0u);
+  EXPECT_EQ(res.clas.best_epoch, -1);
+  EXPECT_FALSE(fs::exists(dir / "final" / "best.safetensors"));
+  auto bytes = [](const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  ASSERT_TRUE(fs::exists(res.clas.model_path));
+  EXPECT_EQ(bytes(res.clas.model_path), bytes(res.clas.last_model_path));
+  EXPECT_NO_THROW(Classifier::load(res.clas.model_path));
+
+  // Without --fit-all, no validation data is an error, not a model chosen on nothing.
+  Sides only_train;
+  only_train.train = {"a paper about quarks", "another about gluons"};
+  only_train.train_labels = {1, 2};
+  o.fit_all = false;
+  o.out_dir = (dir / "no_valid").string();
+  try {
+    train_classifier_from_lm(setup.r, setup.lm, only_train, o);
+    ADD_FAILURE() << "trained without validation data";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("no validation"), std::string::npos) << e.what();
   }
   fs::remove_all(dir);
 }

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "tools/cli.h"
 #include "ulmfit/calibrate.h"
 #include "ulmfit/classifier.h"
+#include "ulmfit/cv.h"
 #include "ulmfit/splits.h"
 
 namespace {
@@ -23,16 +25,23 @@ int run_calibrate(int argc, char** argv) {
   CLI::App app(
       "Choose class weights (a prior correction of the predicted probabilities) that maximise\n"
       "macro-F1 on labeled held-out data, and write a copy of the model that applies them.\n"
-      "Use validation data, never the data you report final results on.",
+      "Use validation data, never the data you report final results on.\n"
+      "With --prior, no search and no predictions: the weights undo the class balance of the\n"
+      "labeled records (max prior / class prior), the rule `cv` scores as +prior; use it with\n"
+      "--split train,valid on a model trained by `train-classifier --fit-all`.",
       "inspire-classifier calibrate");
   std::string data, model, out, split = "valid";
   int threads = 0, folds = 2;
   double max_w = 4.0;
-  bool quiet = false;
+  bool quiet = false, prior = false;
   app.add_option("-d,--data", data, "labeled JSON Lines / CSV")->required();
   app.add_option("-m,--model", model, "the classifier bundle to calibrate")->required()->check(CLI::ExistingFile);
   app.add_option("-o,--out", out, "the calibrated bundle to write (atomically)")->required();
-  app.add_option("--split", split, "records whose `split` is this (empty: all)")->capture_default_str();
+  app.add_option("--split", split, "records whose `split` is this, or one of these (comma-separated, "
+                                   "e.g. train,valid; empty: all)")
+      ->capture_default_str();
+  app.add_flag("--prior", prior, "set the weights to max prior / class prior of the records' labels "
+                                 "(no search, no predictions)");
   app.add_option("--max-weight", max_w, "weights are searched in [1/W, W]")
       ->check(CLI::Range(1.0, 1000.0))
       ->capture_default_str();
@@ -47,11 +56,41 @@ int run_calibrate(int argc, char** argv) {
 
   auto clf = ulmfit::Classifier::load(model);
   const auto& labels = clf.labels();
-  std::vector<io::Record> recs = ulmfit::read_labeled(data, split, labels, nullptr, [](const std::string& l) {
-    std::fprintf(stderr, "%s\n", l.c_str());
-  });
+  std::vector<io::Record> recs;
+  {
+    std::vector<std::string> splits;
+    for (std::size_t a = 0;;) {
+      const std::size_t b = split.find(',', a);
+      splits.push_back(split.substr(a, b == std::string::npos ? std::string::npos : b - a));
+      if (b == std::string::npos) break;
+      a = b + 1;
+    }
+    if (splits.size() > 1)
+      for (auto& sp : splits)
+        if (sp.empty()) throw std::runtime_error("--split '" + split + "': an empty name in the list");
+    std::size_t bad = 0;
+    for (auto& sp : splits) {
+      auto part = ulmfit::read_labeled(data, sp, labels, &bad, [](const std::string& l) {
+        std::fprintf(stderr, "%s\n", l.c_str());
+      });
+      recs.insert(recs.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+    }
+    if (prior && bad)
+      throw std::runtime_error(data + ": " + std::to_string(bad) + " bad record(s) (see the warnings above)");
+  }
   if (recs.empty())
     throw std::runtime_error(data + ": no labeled records" + (split.empty() ? "" : " with split '" + split + "'"));
+  if (prior) {
+    std::vector<int> gold;
+    for (auto& r : recs) gold.push_back(r.label_index);
+    const auto w = ulmfit::prior_weights(gold, labels.size());
+    nlohmann::json note = {{"rule", "prior"}, {"data", data}, {"split", split}, {"records", recs.size()}};
+    ulmfit::write_calibrated_bundle(model, out, w, note);
+    std::cout << nlohmann::json{{"model", out}, {"class_weights", w}, {"rule", "prior"},
+                                {"records", recs.size()}}.dump()
+              << std::endl;
+    return 0;
+  }
   if (folds > (long)recs.size()) throw std::runtime_error("--folds is larger than the number of records");
 
   // Raw probabilities: probabilities() is before any weights the model already has.

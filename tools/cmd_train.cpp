@@ -278,6 +278,9 @@ struct ClasArgs {
 };
 
 nlohmann::json clas_json(const ClassifierResult& r) {
+  if (r.best_epoch < 0)  // no validation (--fit-all): the model is the last epoch's
+    return {{"model", r.model_path}, {"last_model", r.last_model_path}, {"validation", nullptr},
+            {"steps", r.steps}};
   return {{"model", r.model_path},
           {"last_model", r.last_model_path},
           {"best_valid_macro_f1", r.best_macro_f1},
@@ -296,11 +299,17 @@ int run_train_classifier(int argc, char** argv) {
   ClasArgs a;
   com.add(app);
   a.add(app, true);
+  bool fit_all = false;
+  app.add_flag("--fit-all", fit_all,
+               "train on the train AND valid records, with no validation; the model is the last "
+               "epoch's: the final model of a recipe measured by `cv` (docs/cross-validation.md)");
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
   if (com.threads > 0) nn::set_num_threads(com.threads);
   Recipe r = com.recipe();
   a.apply(r);
-  auto res = train_classifier_from_lm(r, a.lm, a.data, com.options(argc, argv, a.data));
+  RunOptions o = com.options(argc, argv, a.data);
+  o.fit_all = fit_all;
+  auto res = train_classifier_from_lm(r, a.lm, a.data, o);
   print_json_result(clas_json(res.clas));
   return 0;
 }

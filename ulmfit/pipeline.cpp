@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <iterator>
 #include <filesystem>
 #include <stdexcept>
 
@@ -43,6 +44,7 @@ TrainOptions train_options(const RunOptions& o, const std::string& dir, double w
   t.checkpoint_every_steps = o.checkpoint_every_steps;
   t.checkpoint_every_s = o.checkpoint_every_s;
   t.on_epoch = o.on_epoch;
+  t.no_validation = o.fit_all;
   t.metadata[kRecipeMetadataKey] = r.to_json().dump();
   return t;
 }
@@ -210,6 +212,15 @@ ClassifierStageResult train_classifier_from_lm(const Recipe& r, const std::strin
   r.validate();
   check_training_inputs({data, {}, "", lm_path, o.out_dir});  // bad labels fail now, not later
   auto sides = read_sides(data, r.valid_pct, r.seed, true, o.log);
+  if (o.fit_all) {
+    // train + valid all train; there is no validation.
+    sides.train.insert(sides.train.end(), std::make_move_iterator(sides.valid.begin()),
+                       std::make_move_iterator(sides.valid.end()));
+    sides.train_labels.insert(sides.train_labels.end(), sides.valid_labels.begin(), sides.valid_labels.end());
+    sides.valid.clear();
+    sides.valid_labels.clear();
+    if (o.log) o.log("--fit-all: training on " + std::to_string(sides.train.size()) + " papers, no validation");
+  }
   return train_classifier_from_lm(r, lm_path, sides, o);
 }
 

@@ -39,6 +39,9 @@ struct RunOptions {
   std::int64_t checkpoint_every_steps = 0;
   double checkpoint_every_s = 0;
   std::string provenance;    // stored in the bundles; see make_provenance()
+  // train_classifier_from_lm: train on the train AND valid records, with no validation (the last
+  // epoch's model is the result): the final model of a recipe measured by `cv`.
+  bool fit_all = false;
   // Called after every epoch's validation and checkpoint with (stage, epoch, metrics).
   std::function<void(const std::string&, int, const std::map<std::string, double>&)> on_epoch;
 };

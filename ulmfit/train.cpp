@@ -958,6 +958,8 @@ ClassifierResult train_classifier(ClassifierModel& m, const Vocab& vocab, const 
   hyper.wd = opt.wd;
   nn::Adam adam(params, G, hyper);
   adam.set_backend(m.backend());
+  if (valid.empty() && !opt.no_validation)
+    throw std::invalid_argument("classifier: no validation documents (train-classifier --fit-all trains without)");
   // A backwards model trains on reversed documents; validation (infer) reverses by itself.
   ClassifierLoader loader(reading_direction(train, m.config().backwards), train_labels, bs,
                     /*train=*/true, opt.seed, (std::size_t)m.config().bptt);
@@ -1041,6 +1043,7 @@ ClassifierResult train_classifier(ClassifierModel& m, const Vocab& vocab, const 
     return true;
   };
   h.evaluate = [&]() {
+    if (valid.empty()) return std::map<std::string, double>{};  // opt.no_validation
     std::vector<int> gold(valid_labels.begin(), valid_labels.end());
     auto rep = classification_report(gold, classify_documents(m, valid, &comm), labels);
     return std::map<std::string, double>{{"valid_accuracy", rep.accuracy},
@@ -1061,7 +1064,6 @@ ClassifierResult train_classifier(ClassifierModel& m, const Vocab& vocab, const 
     auto src = loaded.tensors();
     for (size_t i = 0; i < dst.size(); ++i) dst[i].value.copy_from(src[i].value);
   };
-  if (valid.empty()) throw std::invalid_argument("classifier: no validation documents");
 
   auto r = run_stages(stages, opt, h);
   ClassifierResult res;

@@ -71,6 +71,9 @@ struct TrainOptions {
   std::map<std::string, std::string> metadata;
   // Called after every epoch's validation and checkpoint with (stage, epoch, metrics).
   std::function<void(const std::string&, int, const std::map<std::string, double>&)> on_epoch;
+  // Classifier: no validation documents is allowed (no validation metrics, no best epoch: the
+  // final model is the last epoch's). Without it, empty validation data is an error.
+  bool no_validation = false;
   // Stop after this many training batches in total (0 = no limit; for smoke tests / --max-steps).
   std::int64_t max_steps = 0;
   // Checkpoints inside an epoch too, for epochs longer than a run may last (also under mpirun:
