@@ -452,3 +452,47 @@ TEST(Ensemble, HalfPrecisionStorage) {
   }
   fs::remove_all(dir);
 }
+
+// --card: a JSON object (how the model was made and measured) stored as the `card` metadata,
+// by both forms of the command, kept by calibrate --prior and shown by inspect; a card that is
+// not a JSON object is refused and nothing is written.
+TEST(Ensemble, CardIsStoredKeptAndShown) {
+  fs::path dir = fresh_dir("card");
+  Vocab v = test_vocab(40);
+  auto m0 = random_classifier(41, false), m1 = random_classifier(42, true);
+  std::string a = (dir / "a.safetensors").string(), b = (dir / "b.safetensors").string(),
+              e = (dir / "e.safetensors").string(), one = (dir / "one.safetensors").string(),
+              cal = (dir / "cal.safetensors").string(), card = (dir / "card.json").string();
+  write_classifier(m0, v, a);
+  write_classifier(m1, v, b);
+  const nlohmann::json want = {{"recipe", "medium, forward LM"}, {"cv", {{"macro_f1", {0.7, 0.01}}}}};
+  std::ofstream(card) << want.dump(1);
+  int rc = -1;
+  std::string out = run(kBin + " ensemble --f16 --card " + card + " " + a + " " + b + " -o " + e, &rc);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_EQ(nlohmann::json::parse(io::Bundle::load(e).file().metadata().at("card")), want);
+  out = run(kBin + " ensemble --member 0 --card " + card + " " + a + " -o " + one, &rc);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_EQ(nlohmann::json::parse(io::Bundle::load(one).file().metadata().at("card")), want);
+  std::string data = (dir / "d.jsonl").string();
+  std::ofstream(data) << R"({"title":"t","abstract":"a","label":"core","split":"train"})" "\n"
+                      << R"({"title":"u","abstract":"b","label":"non_core","split":"valid"})" "\n";
+  out = run(kBin + " calibrate -q --prior -m " + e + " -d " + data + " --split train,valid -o " + cal, &rc);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_EQ(nlohmann::json::parse(io::Bundle::load(cal).file().metadata().at("card")), want);
+  out = run(kBin + " inspect " + cal, &rc);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("card:"), std::string::npos) << out;
+  EXPECT_NE(out.find("medium, forward LM"), std::string::npos) << out;
+
+  for (const std::string bad : {"[1, 2]", "{not json"}) {
+    std::ofstream(card) << bad;
+    fs::remove(dir / "x.safetensors");
+    out = run(kBin + " ensemble --card " + card + " " + a + " " + b + " -o " + (dir / "x.safetensors").string(),
+              &rc);
+    EXPECT_NE(rc, 0) << bad;
+    EXPECT_NE(out.find("card.json"), std::string::npos) << out;
+    EXPECT_FALSE(fs::exists(dir / "x.safetensors")) << bad;
+  }
+  fs::remove_all(dir);
+}

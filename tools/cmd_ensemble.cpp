@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <deque>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -42,11 +43,29 @@ int run_ensemble(int argc, char** argv) {
   app.add_flag("--f16", half,
                "store the weights in IEEE half precision: a bundle half the size, predictions "
                "within ~1e-3 (widened to float32 when loaded)");
+  std::string card_path;
+  app.add_option("--card", card_path,
+                 "a JSON object stored as the bundle's `card` metadata (shown by `inspect`): how the "
+                 "model was made and measured (recipe, corpus, CV table, commands)")
+      ->check(CLI::ExistingFile);
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+  std::string card;
+  if (!card_path.empty()) {
+    std::ifstream in(card_path);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(in);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(card_path + ": not valid JSON (" + e.what() + ")");
+    }
+    if (!j.is_object()) throw std::runtime_error(card_path + ": the card must be a JSON object");
+    card = j.dump();
+  }
   if (app.count("--member")) {
     if (inputs.size() != 1)
       throw std::runtime_error("--member takes exactly one bundle, got " + std::to_string(inputs.size()));
     auto m = ulmfit::extract_member(inputs[0], member, half);
+    if (!card.empty()) m.contents.extra_metadata["card"] = card;
     io::write_bundle(out, m.contents);
     std::cout << nlohmann::json{{"model", out}, {"member", member}, {"backwards", m.contents.config.backwards}}.dump()
               << std::endl;
@@ -55,6 +74,7 @@ int run_ensemble(int argc, char** argv) {
   auto e = ulmfit::make_ensemble(inputs, half, [](const std::string& l) {
     std::fprintf(stderr, "%s\n", l.c_str());
   });
+  if (!card.empty()) e.contents.extra_metadata["card"] = card;
   io::write_bundle(out, e.contents);
   std::cout << nlohmann::json{{"model", out}, {"members", e.members}}.dump() << std::endl;
   return 0;

@@ -268,7 +268,7 @@ int run_inspect(int argc, char** argv) {
       for (auto& t : head) std::cout << " " << json(t).dump();
       std::cout << "\n";
     } else if (key == "config" || key == "provenance" || key == "aliases" || key == "labels" ||
-               key == "ensemble" || key == "recipe") {
+               key == "ensemble" || key == "recipe" || key == "card") {
       std::cout << "  " << key << ": " << clip(pretty(v, 2), 4000) << "\n";
     } else {
       std::cout << "  " << key << ": " << clip(v, 400) << "\n";
