@@ -20,7 +20,7 @@
 # capability), NVCC, PYTHON (default python3), BENCH_SECONDS (per measurement, default 4),
 # DEVICE_CHECK_BUDGET (seconds for the whole script, default 470: every timeout is cut to fit).
 # Exit status: 0 all passed, 1 a step failed (named on stderr), 2 not a GPU machine.
-# Nothing here has run yet: it was written on machines without a GPU (see cuda/README.md).
+# First run on a GPU (an H200) on 2026-12-04, in PREBUILT mode: results in cuda/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
