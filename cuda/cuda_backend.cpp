@@ -738,10 +738,47 @@ class CudaOps64 final : public Ops<double> {  // no double kernels: every op thr
   CudaOps64() : Ops<double>("cuda") {}
 };
 
+// Device memory for the models' own tensors and arenas (nn::Placement): cudaMalloc'd, zeroed.
+class CudaPlacement final : public Placement {
+ public:
+  Memory memory() const override { return Memory::cuda; }
+  void* alloc(std::size_t bytes) override {
+    void* p = nullptr;
+    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
+      (void)cudaGetLastError();
+      throw std::bad_alloc();
+    }
+    cudaError_t e = cudaMemset(p, 0, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+      cudaFree(p);
+      cuda_fail("cudaMemset", e);
+    }
+    return p;
+  }
+  void free(void* p) noexcept override { cudaFree(p); }
+  void zero(void* p, std::size_t bytes) override {
+    if (bytes) check(cudaMemset(p, 0, bytes), "cudaMemset");
+  }
+  void copy(void* dst, const void* src, std::size_t bytes) override {
+    if (bytes && dst != src) check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "device copy");
+  }
+  void upload(void* dst, const void* src, std::size_t bytes) override {
+    if (bytes) check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "upload");
+  }
+  void download(void* dst, const void* src, std::size_t bytes) override {
+    if (bytes) check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "download");
+  }
+};
+
 class CudaBackend final : public Backend {
  public:
   const char* name() const override { return "cuda"; }
   Memory memory() const override { return Memory::cuda; }
+  Placement* placement() override { return &place_; }
+  bool set_tf32(bool on) override {
+    g_tf32.store(on);
+    return true;
+  }
 
   Buffer alloc(std::size_t bytes) override {
     void* p = nullptr;
@@ -793,6 +830,7 @@ class CudaBackend final : public Backend {
   }
   CudaOps f32_{this};
   CudaOps64 f64_;
+  CudaPlacement place_;
 };
 
 }  // namespace

@@ -39,6 +39,12 @@ class Backend {
   virtual void copy(Buffer& dst, std::size_t dst_offset, const Buffer& src,
                     std::size_t src_offset, std::size_t bytes) = 0;
   virtual void synchronize() {}
+  // Where models keep their tensors and arenas on this backend: nullptr for host memory (the
+  // CPU backend), else the backend's Placement (nn/tensor.h).
+  virtual Placement* placement() { return nullptr; }
+  // TF32 tensor-core products for this backend's float GEMMs (10-bit mantissas in the products,
+  // float32 sums): false where the backend has no such mode (the CPU) and `on` was asked.
+  virtual bool set_tf32(bool on) { return !on; }
 
   // ---- ops ----
   virtual Ops<float>& f32() = 0;

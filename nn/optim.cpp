@@ -15,8 +15,6 @@ Adam::Adam(std::vector<Param> params, int n_groups, const AdamHyper& defaults)
     : params_(std::move(params)) {
   if (n_groups <= 0) throw std::invalid_argument("Adam: n_groups must be > 0");
   hyper_.assign(n_groups, defaults);
-  Index total = 0;
-  const Index pad = kAlign / sizeof(float);
   for (std::size_t i = 0; i < params_.size(); ++i) {
     const Param& p = params_[i];
     if (p.group < 0 || p.group >= n_groups)
@@ -26,14 +24,32 @@ Adam::Adam(std::vector<Param> params, int n_groups, const AdamHyper& defaults)
     if (p.value.numel() != p.grad.numel())
       throw std::invalid_argument("Adam: parameter '" + p.name + "' value " + p.value.shape.str() +
                                   " and grad " + p.grad.shape.str() + " differ in size");
-    total += 2 * ((p.value.numel() + pad - 1) / pad * pad);
   }
-  arena_.reserve(total);
+  reserve_state(nullptr);
+  steps_.assign(params_.size(), 0);
+}
+
+void Adam::reserve_state(Placement* place) {
+  Index total = 0;
+  const Index pad = kAlign / sizeof(float);
+  for (auto& p : params_) total += 2 * ((p.value.numel() + pad - 1) / pad * pad);
+  arena_.reserve(total, place);
+  m_.clear();
+  v_.clear();
   for (auto& p : params_) {
     m_.push_back(arena_.take(Shape{p.value.numel()}));
     v_.push_back(arena_.take(Shape{p.value.numel()}));
   }
-  steps_.assign(params_.size(), 0);
+}
+
+void Adam::set_backend(Backend& b) {
+  if (&b == be_) return;
+  be_ = &b;
+  // The moments live where the parameters do: in the backend's memory (zeroed, as is the state).
+  if (b.placement() != arena_.placement()) {
+    reserve_state(b.placement());
+    std::fill(steps_.begin(), steps_.end(), 0);
+  }
 }
 
 AdamHyper& Adam::group(int g) {
@@ -81,13 +97,19 @@ int Adam::frozen_idx() const {
 }
 
 void Adam::clear_state() {
-  arena_.all().zero();
+  arena_.zero_all();
   std::fill(steps_.begin(), steps_.end(), 0);
 }
 
 void Adam::zero_grad() {
+  Placement* place = arena_.placement();
   for (auto& p : params_)
-    if (!hyper_[p.group].frozen) p.grad.zero();
+    if (!hyper_[p.group].frozen) {
+      if (place)
+        place->zero(p.grad.data, sizeof(float) * (std::size_t)p.grad.numel());
+      else
+        p.grad.zero();
+    }
 }
 
 ew::AdamScalars adam_scalars(const AdamHyper& h, std::int64_t step, bool do_wd) {
@@ -175,8 +197,15 @@ std::vector<std::uint8_t> Adam::save_state() const {
     put_bytes(b, name.data(), name.size());
     put(b, (std::int64_t)params_[i].value.numel());
     put(b, steps_[i]);
-    put_bytes(b, m_[i].data, sizeof(float) * m_[i].numel());
-    put_bytes(b, v_[i].data, sizeof(float) * v_[i].numel());
+    if (Placement* place = arena_.placement()) {  // the moments are in the backend's memory
+      const std::size_t nb = sizeof(float) * (std::size_t)m_[i].numel(), at = b.size();
+      b.resize(at + 2 * nb);
+      place->download(b.data() + at, m_[i].data, nb);
+      place->download(b.data() + at + nb, v_[i].data, nb);
+    } else {
+      put_bytes(b, m_[i].data, sizeof(float) * m_[i].numel());
+      put_bytes(b, v_[i].data, sizeof(float) * v_[i].numel());
+    }
   }
   return b;
 }
@@ -243,8 +272,13 @@ void Adam::load_state(const std::uint8_t* data, std::size_t size) {
   for (std::size_t i = 0; i < P; ++i) {
     steps_[i] = entries[i].step;
     std::size_t nb = sizeof(float) * m_[i].numel();
-    std::memcpy(m_[i].data, data + entries[i].off, nb);
-    std::memcpy(v_[i].data, data + entries[i].off + nb, nb);
+    if (Placement* place = arena_.placement()) {
+      place->upload(m_[i].data, data + entries[i].off, nb);
+      place->upload(v_[i].data, data + entries[i].off + nb, nb);
+    } else {
+      std::memcpy(m_[i].data, data + entries[i].off, nb);
+      std::memcpy(v_[i].data, data + entries[i].off + nb, nb);
+    }
   }
 }
 

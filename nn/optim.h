@@ -76,7 +76,9 @@ class Adam {
   void clear_state();
 
   // The backend whose adam_step op runs the update (its memory must hold the parameters).
-  void set_backend(Backend& b) { be_ = &b; }
+  // A backend with its own memory (Backend::placement()) gets the moments there, zeroed with the
+  // step counters: call it before the first step. exp_avg()/exp_avg_sq() are then device views.
+  void set_backend(Backend& b);
   Backend& backend() const { return *be_; }
   // One optimizer step over every parameter of every non-frozen group, reading p.grad.
   void step();
@@ -97,6 +99,7 @@ class Adam {
 
  private:
   void step_param(std::size_t i, const AdamHyper& h);
+  void reserve_state(Placement* place);
   Backend* be_ = &cpu_backend();
 
   std::vector<Param> params_;

@@ -23,15 +23,32 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+#include <utility>
 
 namespace nn {
 
 using Index = std::int64_t;
 
 // Where a buffer lives (nn/memory.h: Buffer, BufferArena; nn/backend.h: explicit copies).
-// Tensor and Arena below are host memory.
+// Tensor and Arena below are host memory unless given a Placement.
 enum class Memory { host, cuda };
 inline const char* memory_name(Memory m) { return m == Memory::host ? "host" : "cuda"; }
+
+// Memory that is not the host's, as a backend hands it out (Backend::placement(); the CPU
+// backend has none: its tensors are plain host memory). A Tensor or Arena given a Placement keeps
+// its elements there: alloc/zero/copy go through it, and its views are handles for that
+// backend's ops, never dereferenced on the host. upload/download are the explicit transfers.
+class Placement {
+ public:
+  virtual ~Placement() = default;
+  virtual Memory memory() const = 0;
+  virtual void* alloc(std::size_t bytes) = 0;  // zero-filled; throws std::bad_alloc
+  virtual void free(void* p) noexcept = 0;
+  virtual void zero(void* p, std::size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, std::size_t bytes) = 0;  // both in this memory
+  virtual void upload(void* dst, const void* host_src, std::size_t bytes) = 0;
+  virtual void download(void* host_dst, const void* src, std::size_t bytes) = 0;
+};
 constexpr int kMaxDims = 4;
 constexpr std::size_t kAlign = 64;
 
@@ -126,52 +143,83 @@ namespace detail {
 struct AlignedFree {
   void operator()(void* p) const { ::operator delete[](p, std::align_val_t(kAlign)); }
 };
+// Frees host memory, or memory of a Placement.
+struct PlacedFree {
+  Placement* place = nullptr;
+  void operator()(void* p) const {
+    if (place)
+      place->free(p);
+    else
+      ::operator delete[](p, std::align_val_t(kAlign));
+  }
+};
 inline void* aligned_alloc_bytes(std::size_t bytes) {
   return ::operator new[](bytes ? bytes : kAlign, std::align_val_t(kAlign));
 }
 }  // namespace detail
 
-// Owning tensor. Zero-initialised. Movable, copyable (deep copy of the elements).
+// Owning tensor. Zero-initialised. Movable, copyable (deep copy of the elements). Host memory,
+// or a Placement's (place() before the first resize): then its elements are only touched
+// through the Placement and the backend's ops, and operator[] must not be used.
 template <typename T>
 class Tensor {
  public:
   Tensor() = default;
   explicit Tensor(Shape s) { resize(s); }
   Tensor(std::initializer_list<Index> dims) : Tensor(Shape(dims)) {}
-  Tensor(const Tensor& o) : Tensor(o.shape_) { view().copy_from(o.view()); }
+  Tensor(const Tensor& o) : buf_(nullptr, detail::PlacedFree{o.placement()}) {
+    resize(o.shape_);
+    copy_elements(o);
+  }
   Tensor& operator=(const Tensor& o) {
     if (this != &o) {
+      if (o.placement() != placement()) place(o.placement());
       resize(o.shape_);
-      view().copy_from(o.view());
+      copy_elements(o);
     }
     return *this;
   }
   Tensor(Tensor&&) noexcept = default;
   Tensor& operator=(Tensor&&) noexcept = default;
 
+  // Where the elements live from now on (nullptr: host). Drops the elements (shape kept, zeros).
+  void place(Placement* p) {
+    buf_ = std::unique_ptr<T[], detail::PlacedFree>(nullptr, detail::PlacedFree{p});
+    capacity_ = 0;
+    const Shape s = shape_;
+    shape_ = Shape();
+    if (s.ndim > 0) resize(s);
+  }
+  Placement* placement() const { return buf_.get_deleter().place; }
+
   // New shape, zero-filled. The buffer only grows: a smaller (or equal) size reuses it, so a
   // tensor resized back and forth between shapes allocates only for the largest.
   void resize(Shape s) {
     if (s.numel() > capacity_ || (!buf_ && s.numel() > 0)) {  // (!buf_: moved from)
-      buf_.reset(static_cast<T*>(detail::aligned_alloc_bytes(sizeof(T) * s.numel())));
+      buf_.reset(static_cast<T*>(alloc_bytes(sizeof(T) * s.numel())));
       capacity_ = s.numel();
     }
     shape_ = s;
-    view().zero();
+    zero_elements(0, numel());
   }
   // New shape keeping the first `keep` elements (keep <= numel() and the new size); the rest is
   // zero. Allocates (and copies) only when the buffer must grow.
   void resize_keep(Shape s, Index keep) {
     keep = std::min({keep, numel(), s.numel()});
     if (s.numel() > capacity_ || (!buf_ && s.numel() > 0)) {
-      std::unique_ptr<T[], detail::AlignedFree> nb(
-          static_cast<T*>(detail::aligned_alloc_bytes(sizeof(T) * s.numel())));
-      if (keep) std::copy_n(buf_.get(), keep, nb.get());
+      std::unique_ptr<T[], detail::PlacedFree> nb(
+          static_cast<T*>(alloc_bytes(sizeof(T) * s.numel())), detail::PlacedFree{placement()});
+      if (keep) {
+        if (placement())
+          placement()->copy(nb.get(), buf_.get(), sizeof(T) * (std::size_t)keep);
+        else
+          std::copy_n(buf_.get(), keep, nb.get());
+      }
       buf_ = std::move(nb);
       capacity_ = s.numel();
     }
     shape_ = s;
-    if (s.numel() > keep) std::fill(buf_.get() + keep, buf_.get() + s.numel(), T(0));
+    if (s.numel() > keep) zero_elements(keep, s.numel());
   }
   View<T> view() { return View<T>(buf_.get(), shape_); }
   CView<T> view() const { return CView<T>(buf_.get(), shape_); }
@@ -181,31 +229,68 @@ class Tensor {
   const T* data() const { return buf_.get(); }
   const Shape& shape() const { return shape_; }
   Index numel() const { return shape_.numel(); }
-  static constexpr Memory memory() { return Memory::host; }
+  Memory memory() const { return placement() ? placement()->memory() : Memory::host; }
   T& operator[](Index i) { return buf_.get()[i]; }
   const T& operator[](Index i) const { return buf_.get()[i]; }
 
  private:
-  std::unique_ptr<T[], detail::AlignedFree> buf_;
+  void* alloc_bytes(std::size_t bytes) {
+    if (placement()) return placement()->alloc(bytes ? bytes : kAlign);
+    return detail::aligned_alloc_bytes(bytes);
+  }
+  void zero_elements(Index from, Index to) {
+    if (to <= from) return;
+    if (placement())
+      placement()->zero(buf_.get() + from, sizeof(T) * (std::size_t)(to - from));
+    else
+      std::memset(static_cast<void*>(buf_.get() + from), 0, sizeof(T) * (std::size_t)(to - from));
+  }
+  void copy_elements(const Tensor& o) {
+    if (!numel()) return;
+    if (placement())
+      placement()->copy(buf_.get(), o.buf_.get(), sizeof(T) * (std::size_t)numel());
+    else
+      view().copy_from(o.view());
+  }
+  std::unique_ptr<T[], detail::PlacedFree> buf_;
   Shape shape_;
   Index capacity_ = 0;
 };
 
 // A bump allocator over one aligned block: reserve() once, then take() named views.
-// Every view is 64-byte aligned and zero-initialised. reset() reuses the block.
+// Every view is 64-byte aligned and zero-initialised. reset() reuses the block. The block is
+// host memory, or a Placement's (reserve(elements, placement)).
 template <typename T>
 class Arena {
  public:
   Arena() = default;
   explicit Arena(Index elements) { reserve(elements); }
-  // The block comes from calloc: large blocks are fresh zero pages that the OS maps only when
-  // first written, so a reserved part nobody writes (e.g. the gradients of a model that only
-  // serves) costs address space, not memory.
-  void reserve(Index elements) {
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+  Arena(Arena&& o) noexcept { *this = std::move(o); }
+  Arena& operator=(Arena&& o) noexcept {
+    if (this != &o) {
+      release();
+      raw_ = std::exchange(o.raw_, nullptr);
+      place_ = std::exchange(o.place_, nullptr);
+      base_ = std::exchange(o.base_, nullptr);
+      capacity_ = std::exchange(o.capacity_, 0);
+      used_ = std::exchange(o.used_, 0);
+      dirty_ = std::exchange(o.dirty_, 0);
+    }
+    return *this;
+  }
+  ~Arena() { release(); }
+  // Host: the block comes from calloc: large blocks are fresh zero pages that the OS maps only
+  // when first written, so a reserved part nobody writes (e.g. the gradients of a model that only
+  // serves) costs address space, not memory. A Placement's block comes zeroed from it.
+  void reserve(Index elements, Placement* place = nullptr) {
+    release();
     std::size_t bytes = sizeof(T) * static_cast<std::size_t>(elements) + kAlign;
-    raw_.reset(std::calloc(bytes, 1));
+    place_ = place;
+    raw_ = place ? place->alloc(bytes) : std::calloc(bytes, 1);
     if (!raw_) throw std::bad_alloc();
-    auto a = reinterpret_cast<std::uintptr_t>(raw_.get());
+    auto a = reinterpret_cast<std::uintptr_t>(raw_);
     base_ = reinterpret_cast<T*>((a + kAlign - 1) / kAlign * kAlign);
     capacity_ = elements;
     used_ = dirty_ = 0;
@@ -220,9 +305,13 @@ class Arena {
                               std::to_string(capacity_) + " elements)");
     used_ = start + n;
     View<T> v(base_ + start, s);
-    if (start < dirty_)  // reused after reset(): clear what earlier views may have written
-      std::memset(static_cast<void*>(base_ + start), 0,
-                  sizeof(T) * static_cast<std::size_t>(std::min(used_, dirty_) - start));
+    if (start < dirty_) {  // reused after reset(): clear what earlier views may have written
+      const std::size_t bytes = sizeof(T) * static_cast<std::size_t>(std::min(used_, dirty_) - start);
+      if (place_)
+        place_->zero(base_ + start, bytes);
+      else
+        std::memset(static_cast<void*>(base_ + start), 0, bytes);
+    }
     dirty_ = std::max(dirty_, used_);
     return v;
   }
@@ -234,15 +323,32 @@ class Arena {
   }
   void reset() { used_ = 0; }
   View<T> all() { return View<T>(base_, Shape{used_}); }
-  static constexpr Memory memory() { return Memory::host; }
+  // Zero every element handed out so far (through the Placement when there is one).
+  void zero_all() {
+    if (!used_) return;
+    if (place_)
+      place_->zero(base_, sizeof(T) * static_cast<std::size_t>(used_));
+    else
+      std::memset(static_cast<void*>(base_), 0, sizeof(T) * static_cast<std::size_t>(used_));
+  }
+  Memory memory() const { return place_ ? place_->memory() : Memory::host; }
+  Placement* placement() const { return place_; }
+  T* base() const { return base_; }
   Index used() const { return used_; }
   Index capacity() const { return capacity_; }
 
  private:
-  struct Free {
-    void operator()(void* p) const { std::free(p); }
-  };
-  std::unique_ptr<void, Free> raw_;
+  void release() {
+    if (raw_) {
+      if (place_)
+        place_->free(raw_);
+      else
+        std::free(raw_);
+    }
+    raw_ = nullptr;
+  }
+  void* raw_ = nullptr;
+  Placement* place_ = nullptr;
   T* base_ = nullptr;
   Index capacity_ = 0, used_ = 0;
   Index dirty_ = 0;  // [0, dirty_) may hold values written through earlier views

@@ -436,8 +436,8 @@ TEST(BackendOps, BuffersKnowTheirMemoryAndCopiesAreChecked) {
   } catch (const std::out_of_range& e) {
     EXPECT_NE(std::string(e.what()).find("host"), std::string::npos) << e.what();
   }
-  EXPECT_EQ(Arena<float>::memory(), Memory::host);
-  EXPECT_EQ(Tensor<float>::memory(), Memory::host);
+  EXPECT_EQ(Arena<float>().memory(), Memory::host);
+  EXPECT_EQ(Tensor<float>().memory(), Memory::host);
   BufferArena<float> arena(be.alloc(1024 * sizeof(float)));
   EXPECT_EQ(arena.memory(), Memory::host);
   auto p = arena.take({3});

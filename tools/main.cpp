@@ -138,7 +138,7 @@ void add_device_option(CLI::App& app) {
 
 namespace {
 // -1: go on (cpu); else the exit code after a one-line error naming what is missing.
-int check_device(const std::string& dev) {
+int check_device(const std::string& dev, const std::string& command) {
   if (dev.empty() || dev == "cpu") return -1;
   const auto avail = nn::available_backends();
   if (std::find(avail.begin(), avail.end(), "cuda") == avail.end()) {
@@ -152,10 +152,14 @@ int check_device(const std::string& dev) {
     error("--device " + dev + ": " + e.what() + "; use --device cpu");
     return 1;
   }
-  // The CUDA backend implements every op (cuda/), but the models keep their parameters,
-  // gradients, optimizer state and batches in host memory (issue #16): refuse rather than copy.
-  error("--device " + dev + ": the CUDA backend has every op, but models cannot run on it yet "
-        "(their parameters and batches are host memory; issue #16); use --device cpu");
+  // Language models train on the device (parameters, gradients, optimizer state and caches in
+  // its memory, each batch copied there); the classifier and serving do not yet.
+  auto ends_with = [&](const std::string& s) {
+    return command.size() >= s.size() && command.compare(command.size() - s.size(), s.size(), s) == 0;
+  };
+  if (ends_with(" pretrain") || ends_with(" finetune-lm")) return -1;
+  error("--device " + dev + ": on the CUDA backend only language models train so far "
+        "(pretrain, finetune-lm); the classifier and serving run on the CPU: use --device cpu");
   return 1;
 }
 }  // namespace
@@ -172,7 +176,7 @@ int parse(CLI::App& app, int argc, char** argv) {
     return 2;
   }
   if (const CLI::Option* d = app.get_option_no_throw("--device"); d && d->count() > 0)
-    return check_device(d->as<std::string>());
+    return check_device(d->as<std::string>(), app.get_name());
   return -1;
 }
 }  // namespace cli

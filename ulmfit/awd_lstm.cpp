@@ -26,15 +26,42 @@ template <typename T>
 bool present(const Tensor<T>& t) {
   return t.data() != nullptr && t.shape().ndim > 0 && t.numel() > 0;
 }
+// `t` in `place`'s memory (nullptr: host) with shape s (zeroed when it changes).
 template <typename T>
-void ensure(Tensor<T>& t, Shape s) {
+void ensure(Tensor<T>& t, Shape s, nn::Placement* place = nullptr) {
+  if (t.placement() != place) t.place(place);
   if (t.shape() != s) t.resize(s);
 }
 // A view of `n` leading elements of a scratch tensor, reshaped (grows the tensor if needed).
 template <typename T>
-View<T> scratch(Tensor<T>& t, Shape s) {
+View<T> scratch(Tensor<T>& t, Shape s, nn::Placement* place = nullptr) {
+  if (t.placement() != place) t.place(place);
   if (t.numel() < s.numel()) t.resize({s.numel()});
   return View<T>(t.data(), s);
+}
+// dst = src, both in `place`'s memory (nullptr: host).
+template <typename T>
+void copy_in(nn::Placement* place, View<T> dst, CView<T> src) {
+  if (dst.numel() != src.numel())
+    throw std::invalid_argument("copy: " + src.shape.str() + " into " + dst.shape.str());
+  if (place)
+    place->copy(dst.data, src.data, sizeof(T) * (std::size_t)dst.numel());
+  else
+    dst.copy_from(src);
+}
+template <typename T>
+void zero_in(nn::Placement* place, View<T> v) {
+  if (place)
+    place->zero(v.data, sizeof(T) * (std::size_t)v.numel());
+  else
+    v.zero();
+}
+// Host ids into t (in `place`'s memory); the view the ops read. The host view itself on the CPU.
+CView<TokenId> ids_in(nn::Placement* place, Tensor<TokenId>& t, CView<TokenId> host_ids) {
+  if (!place) return host_ids;
+  ensure(t, host_ids.shape, place);
+  place->upload(t.data(), host_ids.data, sizeof(TokenId) * (std::size_t)host_ids.numel());
+  return t.view();
 }
 }  // namespace
 
@@ -79,22 +106,109 @@ AwdLstmEncoderT<T>::AwdLstmEncoderT(const ModelConfig& cfg, Index extra) : cfg_(
 
 template <typename T>
 std::pair<View<T>, View<T>> AwdLstmEncoderT<T>::take_extra(Shape s) {
+  if (placement()) throw std::logic_error("AWD-LSTM take_extra: after set_backend to another memory");
   return {values_.take(s), grads_.take(s)};
 }
 
 template <typename T>
+void AwdLstmEncoderT<T>::set_backend(nn::Backend& b) {
+  nn::Placement* from = be_->placement();
+  nn::Placement* to = b.placement();
+  if (to == from) {
+    be_ = &b;
+    return;
+  }
+  if (to && !std::is_same_v<T, float>)
+    throw std::invalid_argument(std::string("AWD-LSTM: double models run on the CPU only, not ") + b.name());
+  require_float_recurrent("set_backend");
+  if (to && recurrent_precision() != RecurrentPrecision::f32)
+    throw std::invalid_argument("AWD-LSTM: half-precision or int8 serving copies are CPU only");
+  if (from) sync_to_host();  // the current values back into the host copy first
+  T* old_v = from ? dvalues_.base() : values_.base();
+  T* old_g = from ? dgrads_.base() : grads_.base();
+  be_ = &b;
+  if (to) {
+    dvalues_.reserve(values_.capacity(), to);
+    dgrads_.reserve(grads_.capacity(), to);  // zero gradients
+    if (values_.used()) dvalues_.take({values_.used()});
+    if (grads_.used()) dgrads_.take({grads_.used()});
+    sync_to_device();
+  } else {
+    dvalues_ = nn::Arena<T>();
+    dgrads_ = nn::Arena<T>();
+  }
+  T* new_v = to ? dvalues_.base() : values_.base();
+  T* new_g = to ? dgrads_.base() : grads_.base();
+  auto rv = [&](View<T>& v) { v.data = new_v + (v.data - old_v); };
+  auto rg = [&](View<T>& v) { v.data = new_g + (v.data - old_g); };
+  rv(emb_);
+  rg(demb_);
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    rv(w_ih_[l]), rv(w_hh_[l]), rv(b_ih_[l]), rv(b_hh_[l]);
+    rg(dw_ih_[l]), rg(dw_hh_[l]), rg(db_ih_[l]), rg(db_hh_[l]);
+  }
+  for (auto& t : weff_) t.place(to);
+  for (auto& t : dweff_) t.place(to);
+  state_.reset(cfg_, 0, to);
+  ws_ = AwdLstmWorkspace<T>();
+}
+
+template <typename T>
+void AwdLstmEncoderT<T>::sync_to_host() {
+  if (nn::Placement* p = placement())
+    p->download(values_.base(), dvalues_.base(), sizeof(T) * (std::size_t)values_.used());
+}
+
+template <typename T>
+void AwdLstmEncoderT<T>::sync_to_device() {
+  if (nn::Placement* p = placement())
+    p->upload(dvalues_.base(), values_.base(), sizeof(T) * (std::size_t)values_.used());
+}
+
+template <typename T>
+View<T> AwdLstmEncoderT<T>::host_of(View<T> v) const {
+  if (!placement() || v.data == nullptr) return v;
+  auto inside = [&](const nn::Arena<T>& a) {
+    return v.data >= a.base() && v.data + v.numel() <= a.base() + a.capacity();
+  };
+  if (inside(dvalues_)) return View<T>(values_.base() + (v.data - dvalues_.base()), v.shape);
+  if (inside(dgrads_)) return View<T>(grads_.base() + (v.data - dgrads_.base()), v.shape);
+  throw std::logic_error("AWD-LSTM host_of: a view outside the model's arenas");
+}
+
+template <typename T>
+View<T> AwdLstmEncoderT<T>::device_of(View<T> v) const {
+  if (!placement() || v.data == nullptr) return v;
+  auto inside = [&](const nn::Arena<T>& a) {
+    return v.data >= a.base() && v.data + v.numel() <= a.base() + a.capacity();
+  };
+  if (inside(values_)) return View<T>(dvalues_.base() + (v.data - values_.base()), v.shape);
+  if (inside(grads_)) return View<T>(dgrads_.base() + (v.data - grads_.base()), v.shape);
+  throw std::logic_error("AWD-LSTM device_of: a view outside the model's arenas");
+}
+
+template <typename T>
 void AwdLstmEncoderT<T>::init(nn::Rng& rng) {
-  for (auto& v : emb_) v = (T)rng.uniform(-0.1, 0.1);
+  for (auto& v : host_of(emb_)) v = (T)rng.uniform(-0.1, 0.1);
   for (int l = 0; l < cfg_.n_layers; ++l) {
     double s = 1.0 / std::sqrt((double)cfg_.layer_hidden(l));
     for (auto* t : {&w_ih_[l], &w_hh_[l], &b_ih_[l], &b_hh_[l]})
-      for (auto& v : *t) v = (T)rng.uniform(-s, s);
+      for (auto& v : host_of(*t)) v = (T)rng.uniform(-s, s);
   }
+  sync_to_device();
   reset();
 }
 
 template <typename T>
 std::vector<NamedTensor<T>> AwdLstmEncoderT<T>::tensors() {
+  auto v = compute_tensors();
+  if (placement())
+    for (auto& t : v) t.value = host_of(t.value), t.grad = host_of(t.grad);
+  return v;
+}
+
+template <typename T>
+std::vector<NamedTensor<T>> AwdLstmEncoderT<T>::compute_tensors() {
   require_float_recurrent("tensors");
   std::vector<NamedTensor<T>> v;
   v.push_back({"encoder.weight", emb_, demb_, -1, true});
@@ -188,6 +302,8 @@ void AwdLstmEncoderT<T>::pack_w8a8(std::vector<nn::Int8Matrix> w_hh) {
 template <typename T>
 void AwdLstmEncoderT<T>::set_recurrent_precision(RecurrentPrecision prec) {
   require_float_recurrent("set_recurrent_precision");
+  if (placement() && prec != RecurrentPrecision::f32)
+    throw std::invalid_argument("AWD-LSTM: half-precision or int8 serving copies are CPU only");
   whh_half_.clear();
   whh_i8_.clear();
   whh_w8a8_.clear();
@@ -228,19 +344,22 @@ void AwdLstmEncoderT<T>::set_trainable(bool embedding, const std::vector<bool>& 
 }
 
 template <typename T>
-void AwdLstmState<T>::reset(const ModelConfig& cfg, Index bs) {
+void AwdLstmState<T>::reset(const ModelConfig& cfg, Index bs, nn::Placement* place) {
   h.resize(cfg.n_layers);
   c.resize(cfg.n_layers);
   for (int l = 0; l < cfg.n_layers; ++l) {
+    for (auto* t : {&h[l], &c[l]})
+      if (t->placement() != place) t->place(place);
     h[l].resize({bs, cfg.layer_hidden(l)});  // zero-filled
     c[l].resize({bs, cfg.layer_hidden(l)});
   }
 }
 
 template <typename T>
-void AwdLstmState<T>::resize(const ModelConfig& cfg, Index bs) {
-  if ((int)h.size() != cfg.n_layers || (int)c.size() != cfg.n_layers) {
-    reset(cfg, bs);
+void AwdLstmState<T>::resize(const ModelConfig& cfg, Index bs, nn::Placement* place) {
+  if ((int)h.size() != cfg.n_layers || (int)c.size() != cfg.n_layers ||
+      h[0].placement() != place) {
+    reset(cfg, bs, place);
     return;
   }
   const Index old = batch();
@@ -258,13 +377,13 @@ void AwdLstmState<T>::resize(const ModelConfig& cfg, Index bs) {
 
 template <typename T>
 void AwdLstmEncoderT<T>::reset() {
-  state_.reset(cfg_, 0);
+  state_.reset(cfg_, 0, placement());
 }
 
 template <typename T>
 AwdLstmState<T> AwdLstmEncoderT<T>::make_state(Index bs) const {
   AwdLstmState<T> st;
-  st.reset(cfg_, bs);
+  st.reset(cfg_, bs, placement());
   return st;
 }
 
@@ -307,7 +426,7 @@ void AwdLstmEncoderT<T>::sample_masks(AwdLstmCache<T>& cache, const ForwardOptio
       return;
     }
     if (!o.rng) throw std::invalid_argument("AWD-LSTM forward: training needs an Rng");
-    if (t.shape() != s) t.resize(s);
+    ensure(t, s, placement());
     be_->ops<T>().dropout_mask(*o.rng, p, t.view());
   };
   want(m.embed, {cfg_.vocab_size}, cfg_.embed_p, "embed", opt);
@@ -329,25 +448,32 @@ void AwdLstmEncoderT<T>::encode(CView<TokenId> ids, AwdLstmState<T>& state, View
   const int L = (int)cfg_.n_layers;
   nn::check_shape(out.shape, Shape{bs, sl, E}, cache ? "AWD-LSTM forward output" : "AWD-LSTM infer output");
   nn::Ops<T>& ops = be_->ops<T>();
-  state.resize(cfg_, bs);
+  nn::Placement* place = placement();  // nullptr: host memory (the CPU)
+  state.resize(cfg_, bs, place);
   AwdLstmMasks<T>* m = nullptr;  // null: eval (the serving path)
   View<T> x;                     // layer input
+  CView<TokenId> dids = ids;     // the ids where the ops read them
   if (cache) {
     cache->bs = bs, cache->sl = sl, cache->training = opt.training;
-    ensure(cache->ids, Shape{bs, sl});
-    cache->ids.view().copy_from(ids);
+    if (place) {
+      dids = ids_in(place, cache->ids, ids);
+    } else {
+      ensure(cache->ids, Shape{bs, sl});
+      cache->ids.view().copy_from(ids);
+    }
     sample_masks(*cache, opt);
     m = &cache->masks;
-    ensure(cache->x0, Shape{bs, sl, E});
+    ensure(cache->x0, Shape{bs, sl, E}, place);
     x = cache->x0.view();
     cache->inputs.resize(L);
     cache->outputs.resize(L);
     cache->lstm.resize(L);
   } else {
-    x = scratch(ws->a, Shape{bs, sl, E});
+    dids = ids_in(place, ws->ids, ids);
+    x = scratch(ws->a, Shape{bs, sl, E}, place);
   }
   // 1-2. embedding (with whole-row dropout) and input dropout
-  ops.embedding_forward(ids, emb_, m ? CView<T>(m->embed.view()) : CView<T>(), x);
+  ops.embedding_forward(dids, emb_, m ? CView<T>(m->embed.view()) : CView<T>(), x);
   if (m && present(m->input)) ops.rnn_dropout_forward(x, m->input.view(), x);
   // 3. the LSTM stack, from `state` and back into it
   Tensor<T>* bufs[2] = {ws ? &ws->a : nullptr, ws ? &ws->b : nullptr};
@@ -357,29 +483,29 @@ void AwdLstmEncoderT<T>::encode(CView<TokenId> ids, AwdLstmState<T>& state, View
     nn::LstmParams<T> p = lstm_params(l);
     View<T> h = state.h[l].view(), c = state.c[l].view();
     if (!cache) {  // serving: ping-pong between two workspace buffers, the last layer into out
-      View<T> y = l == L - 1 ? out : scratch(*bufs[1 - cur], Shape{bs, sl, H});
+      View<T> y = l == L - 1 ? out : scratch(*bufs[1 - cur], Shape{bs, sl, H}, place);
       ops.lstm_infer(p, x, h, c, y, ws->scratch, lengths);
       x = y;
       cur = 1 - cur;
       continue;
     }
     if (present(m->weight[l])) {
-      ensure(weff_[l], Shape{4 * H, H});
+      ensure(weff_[l], Shape{4 * H, H}, place);
       ops.weight_dropout_forward(w_hh_[l], m->weight[l].view(), weff_[l].view());
       p.w_hh = weff_[l].view();
     }
-    ensure(cache->outputs[l], Shape{bs, sl, H});
+    ensure(cache->outputs[l], Shape{bs, sl, H}, place);
     ops.lstm_forward(p, x, h, c, cache->outputs[l].view(), h, c, cache->lstm[l]);
     if (l < L - 1) {
-      ensure(cache->inputs[l + 1], Shape{bs, sl, H});
+      ensure(cache->inputs[l + 1], Shape{bs, sl, H}, place);
       x = cache->inputs[l + 1].view();
       if (present(m->hidden[l]))
         ops.rnn_dropout_forward(cache->outputs[l].view(), m->hidden[l].view(), x);
       else
-        x.copy_from(cache->outputs[l].view());
+        copy_in<T>(place, x, cache->outputs[l].view());
     }
   }
-  if (cache) out.copy_from(cache->outputs[L - 1].view());
+  if (cache) copy_in<T>(place, out, cache->outputs[L - 1].view());
 }
 
 template <typename T>
@@ -419,10 +545,11 @@ void AwdLstmEncoderT<T>::backward(AwdLstmCache<T>& cache, CView<T> dout) {
   Index maxw = cfg_.emb_sz;
   for (int l = 0; l < L; ++l) maxw = std::max(maxw, cfg_.layer_hidden(l));
   // d: gradient w.r.t. the current layer's output (ping-pong between two scratch buffers)
+  nn::Placement* place = placement();
   Tensor<T>* bufs[2] = {&cache.scratch_a, &cache.scratch_b};
-  for (auto* b : bufs) scratch(*b, Shape{bs * sl * maxw});
+  for (auto* b : bufs) scratch(*b, Shape{bs * sl * maxw}, place);
   View<T> d(bufs[0]->data(), Shape{bs, sl, cfg_.emb_sz});
-  d.copy_from(dout);
+  copy_in<T>(place, d, dout);
   int cur = 0;
   for (int l = L - 1; l >= 0 && l >= lowest; --l) {
     const Index H = cfg_.layer_hidden(l), in = cfg_.layer_input(l);
@@ -430,15 +557,15 @@ void AwdLstmEncoderT<T>::backward(AwdLstmCache<T>& cache, CView<T> dout) {
     nn::LstmGrads<T> g;
     const bool masked = m.weight.size() == (size_t)L && present(m.weight[l]);
     if (masked) {
-      ensure(weff_[l], Shape{4 * H, H});
+      ensure(weff_[l], Shape{4 * H, H}, place);
       ops.weight_dropout_forward(w_hh_[l], m.weight[l].view(), weff_[l].view());
       p.w_hh = weff_[l].view();
     }
     if (train_rnn_[l]) {
       g = lstm_grads(l);
       if (masked) {
-        ensure(dweff_[l], Shape{4 * H, H});
-        dweff_[l].view().zero();
+        ensure(dweff_[l], Shape{4 * H, H}, place);
+        zero_in(place, dweff_[l].view());
         g.w_hh = dweff_[l].view();
       }
     }
@@ -475,6 +602,7 @@ template <typename T>
 void AwdLstmLMT<T>::init(nn::Rng& rng) {
   enc_.init(rng);
   bias_.zero();
+  enc_.sync_to_device();
 }
 
 template <typename T>
@@ -482,6 +610,14 @@ std::vector<NamedTensor<T>> AwdLstmLMT<T>::tensors() {
   auto v = enc_.tensors();
   for (auto& t : v) t.key = "0." + t.key;
   v.push_back({"1.decoder.bias", bias_, dbias_, -1, false});
+  return v;
+}
+
+template <typename T>
+std::vector<NamedTensor<T>> AwdLstmLMT<T>::compute_tensors() {
+  auto v = enc_.compute_tensors();
+  for (auto& t : v) t.key = "0." + t.key;
+  v.push_back({"1.decoder.bias", enc_.device_of(bias_), enc_.device_of(dbias_), -1, false});
   return v;
 }
 
@@ -495,8 +631,11 @@ double AwdLstmLMT<T>::train_step(CView<TokenId> ids, CView<TokenId> targets,
     throw std::invalid_argument("AWD-LSTM LM: targets " + targets.shape.str() +
                                 " must have the shape of ids " + ids.shape.str());
   const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg.emb_sz, V = cfg.vocab_size;
-  ensure(out_, Shape{bs, sl, E});
+  nn::Placement* place = enc_.placement();
+  ensure(out_, Shape{bs, sl, E}, place);
   enc_.forward(ids, out_.view(), cache, opt);
+  const CView<TokenId> dtargets = ids_in(place, targets_, targets);
+  const View<T> bias = enc_.device_of(bias_), dbias = enc_.device_of(dbias_);
   // output dropout
   auto& om = cache.masks.output;
   if (!opt.training) {
@@ -504,7 +643,7 @@ double AwdLstmLMT<T>::train_step(CView<TokenId> ids, CView<TokenId> targets,
   } else if (!opt.reuse_masks) {
     if (cfg.output_p > 0) {
       if (!opt.rng) throw std::invalid_argument("AWD-LSTM LM: training needs an Rng");
-      ensure(om, Shape{bs, E});
+      ensure(om, Shape{bs, E}, place);
       enc_.backend().template ops<T>().dropout_mask(*opt.rng, cfg.output_p, om.view());
     } else {
       om = Tensor<T>();
@@ -513,22 +652,22 @@ double AwdLstmLMT<T>::train_step(CView<TokenId> ids, CView<TokenId> targets,
     throw std::invalid_argument("AWD-LSTM reuse_masks: output mask is " + om.shape().str() +
                                 ", expected " + Shape{bs, E}.str());
   }
-  ensure(cache.dp, Shape{bs, sl, E});
+  ensure(cache.dp, Shape{bs, sl, E}, place);
   if (present(om))
     enc_.backend().template ops<T>().rnn_dropout_forward(out_.view(), om.view(), cache.dp.view());
   else
-    cache.dp.view().copy_from(out_.view());
+    copy_in<T>(place, cache.dp.view(), out_.view());
   bool below = false;  // does anything below the decoder train?
   for (int l = 0; l < cfg.n_layers; ++l) below = below || enc_.rnn_trainable(l);
   below = below || enc_.embedding_trainable();
   const bool dec = enc_.embedding_trainable();  // decoder weight (tied) + bias share the group
   Index chunk = std::max<Index>(1, std::min(chunk_rows, bs * sl));
-  ensure(logits_, Shape{chunk * V});
+  ensure(logits_, Shape{chunk * V}, place);
   View<T> ddp = below ? View<T>(out_.data(), Shape{bs * sl, E}) : View<T>();  // reuse out_
   nn::LossResult r = enc_.backend().template ops<T>().lm_softmax_ce_forward_backward(
-      cache.dp.view().reshape({bs * sl, E}), enc_.embedding(), bias_,
-      targets.reshape({bs * sl}), ddp, dec ? enc_.embedding_grad() : View<T>(),
-      dec ? dbias_ : View<T>(), logits_.view(), chunk);
+      cache.dp.view().reshape({bs * sl, E}), enc_.embedding(), bias,
+      dtargets.reshape({bs * sl}), ddp, dec ? enc_.embedding_grad() : View<T>(),
+      dec ? dbias : View<T>(), logits_.view(), chunk);
   if (below) {
     View<T> d = ddp.reshape({bs, sl, E});
     if (present(om)) enc_.backend().template ops<T>().rnn_dropout_backward(d, om.view(), d);
@@ -544,12 +683,15 @@ double AwdLstmLMT<T>::eval_loss(CView<TokenId> ids, CView<TokenId> targets) {
     throw std::invalid_argument("AWD-LSTM LM eval: ids " + ids.shape.str() + " and targets " +
                                 targets.shape.str() + " must both be [bs, sl]");
   const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg.emb_sz, V = cfg.vocab_size;
-  ensure(out_, Shape{bs, sl, E});
+  nn::Placement* place = enc_.placement();
+  ensure(out_, Shape{bs, sl, E}, place);
   enc_.infer(ids, out_.view());
+  const CView<TokenId> dtargets = ids_in(place, targets_, targets);
   Index chunk = std::max<Index>(1, std::min(chunk_rows, bs * sl));
-  ensure(logits_, Shape{chunk * V});
-  return enc_.backend().template ops<T>().lm_softmax_ce_forward(out_.view().reshape({bs * sl, E}), enc_.embedding(), bias_,
-                                      targets.reshape({bs * sl}), logits_.view(), chunk)
+  ensure(logits_, Shape{chunk * V}, place);
+  return enc_.backend().template ops<T>().lm_softmax_ce_forward(out_.view().reshape({bs * sl, E}), enc_.embedding(),
+                                      enc_.device_of(bias_), dtargets.reshape({bs * sl}),
+                                      logits_.view(), chunk)
       .loss;
 }
 
@@ -561,6 +703,8 @@ void AwdLstmLMT<T>::logits(CView<TokenId> ids, View<T> out, AwdLstmCache<T>& cac
     throw std::invalid_argument("AWD-LSTM LM: ids must be [bs, sl], got " + ids.shape.str());
   const Index bs = ids.dim(0), sl = ids.dim(1), E = cfg.emb_sz, V = cfg.vocab_size;
   nn::check_shape(out.shape, Shape{bs, sl, V}, "AWD-LSTM LM logits");
+  if (enc_.placement())
+    throw std::logic_error("AWD-LSTM LM logits: host output, CPU backend only");
   ensure(out_, Shape{bs, sl, E});
   if (opt.training) {
     enc_.forward(ids, out_.view(), cache, opt);
@@ -595,7 +739,7 @@ template class AwdLstmLMT<double>;
 std::vector<nn::Param> encoder_params(AwdLstmEncoder& enc, const std::string& prefix,
                                       int embedding_group, int first_rnn_group) {
   std::vector<nn::Param> ps;
-  for (auto& t : enc.tensors())
+  for (auto& t : enc.compute_tensors())
     ps.push_back({prefix + t.key, t.value, t.grad,
                   t.layer < 0 ? embedding_group : first_rnn_group + t.layer, t.do_wd});
   return ps;
@@ -604,7 +748,8 @@ std::vector<nn::Param> encoder_params(AwdLstmEncoder& enc, const std::string& pr
 std::vector<nn::Param> lm_params(AwdLstmLM& lm) {
   const int L = lm.config().n_layers;
   std::vector<nn::Param> ps;
-  for (auto& t : lm.tensors()) ps.push_back({t.key, t.value, t.grad, t.layer < 0 ? L : t.layer, t.do_wd});
+  for (auto& t : lm.compute_tensors())
+    ps.push_back({t.key, t.value, t.grad, t.layer < 0 ? L : t.layer, t.do_wd});
   return ps;
 }
 

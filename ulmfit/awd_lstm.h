@@ -104,10 +104,11 @@ template <typename T>
 struct AwdLstmState {
   std::vector<nn::Tensor<T>> h, c;
   Index batch() const { return h.empty() ? 0 : h[0].shape()[0]; }
-  // Zero state for `bs` rows.
-  void reset(const ModelConfig& cfg, Index bs = 0);
+  // Zero state for `bs` rows, in host memory or the placement's.
+  void reset(const ModelConfig& cfg, Index bs = 0, nn::Placement* place = nullptr);
   // Batch size change: the first rows are kept, new rows are zero (no-op if bs is unchanged).
-  void resize(const ModelConfig& cfg, Index bs);
+  // A state in another memory than `place` is reset there instead (zeros).
+  void resize(const ModelConfig& cfg, Index bs, nn::Placement* place = nullptr);
 };
 
 // Buffers of the serving path (AwdLstmEncoderT::infer), one per caller / thread: nothing is
@@ -115,6 +116,7 @@ struct AwdLstmState {
 template <typename T>
 struct AwdLstmWorkspace {
   nn::Tensor<T> a, b, scratch;
+  nn::Tensor<TokenId> ids;  // the ids in the backend's memory (a backend with its own memory)
 };
 
 // A named tensor of the model (fastai state_dict key without prefix).
@@ -149,16 +151,19 @@ class AwdLstmEncoderT {
   // "rnns.{l}.module.bias_hh_l0". ("encoder_dp.emb.weight" is the same tensor as
   // "encoder.weight" and is not listed; checkpoint writers add it.)
   std::vector<NamedTensor<T>> tensors();
+  // The same tensors where the ops read and write them: tensors() itself on the CPU; on a
+  // backend with its own memory (set_backend) the device copies (optimizers take these).
+  std::vector<NamedTensor<T>> compute_tensors();
 
-  // Views of single tensors.
+  // Views of single tensors (compute views).
   nn::View<T> embedding() { return emb_; }
   nn::View<T> embedding_grad() { return demb_; }
   nn::LstmParams<T> lstm_params(int l) const;  // with the RAW W_hh
   nn::LstmGrads<T> lstm_grads(int l) const;
 
   // Whole arenas (zero_grad = grads().zero(); checkpoints; optimizers).
-  nn::View<T> values() { return values_.all(); }
-  nn::View<T> grads() { return grads_.all(); }
+  nn::View<T> values() { return placement() ? dvalues_.all() : values_.all(); }
+  nn::View<T> grads() { return placement() ? dgrads_.all() : grads_.all(); }
   // Carve a (value, grad) pair for a head parameter from the `extra` reserve.
   std::pair<nn::View<T>, nn::View<T>> take_extra(nn::Shape s);
 
@@ -193,15 +198,28 @@ class AwdLstmEncoderT {
   bool rnn_trainable(int l) const { return train_rnn_[l]; }
 
   // ---- backend ----
-  // The backend every op runs on (default: the CPU). Its memory must hold the model's arenas.
-  void set_backend(nn::Backend& b) { be_ = &b; }
+  // The backend every op runs on (default: the CPU). A backend with its own memory
+  // (Backend::placement(), e.g. CUDA) gets the parameters (uploaded), zero gradients, the state
+  // and every cache there; the host arenas stay as the copy that files are read into and written
+  // from: tensors() are host views, compute_tensors() the device ones. After writing host values
+  // (loading weights) call sync_to_device(); before reading them (saving) sync_to_host(). Both
+  // do nothing on the CPU. Serving-precision copies (set_recurrent_precision) are CPU only.
+  void set_backend(nn::Backend& b);
   nn::Backend& backend() const { return *be_; }
+  nn::Placement* placement() const { return be_->placement(); }
+  void sync_to_host();
+  void sync_to_device();
+  // The host view of compute view v (a parameter or gradient of this encoder's arenas, extras
+  // included); v itself on the CPU.
+  nn::View<T> host_of(nn::View<T> v) const;
+  // The reverse: the compute view of host view v of this encoder's arenas.
+  nn::View<T> device_of(nn::View<T> v) const;
 
   // ---- the default hidden state (§2.6), for callers that pass none ----
   void reset();                           // zero state (batch size forgotten)
   Index state_batch() const { return state_.batch(); }
   // Batch size change: keep the first rows, new rows are zero.
-  void resize_state(Index bs) { state_.resize(cfg_, bs); }
+  void resize_state(Index bs) { state_.resize(cfg_, bs, placement()); }
   nn::View<T> state_h(int l) { return state_.h[l].view(); }  // [state_batch, h_l]
   nn::View<T> state_c(int l) { return state_.c[l].view(); }
   AwdLstmState<T>& state() { return state_; }
@@ -248,6 +266,7 @@ class AwdLstmEncoderT {
 
   ModelConfig cfg_;
   nn::Arena<T> values_, grads_;
+  nn::Arena<T> dvalues_, dgrads_;  // the backend's copies (empty on the CPU)
   nn::View<T> emb_, demb_;
   std::vector<nn::View<T>> w_ih_, w_hh_, b_ih_, b_hh_;
   std::vector<nn::View<T>> dw_ih_, dw_hh_, db_ih_, db_hh_;
@@ -279,13 +298,17 @@ class AwdLstmLMT {
   const ModelConfig& config() const { return enc_.config(); }
   void init(nn::Rng& rng);  // encoder init + decoder bias 0
   void reset() { enc_.reset(); }
-  nn::View<T> decoder_bias() { return bias_; }
-  nn::View<T> decoder_bias_grad() { return dbias_; }
+  // The backend (AwdLstmEncoderT::set_backend; the decoder bias lives in the encoder's arenas).
+  void set_backend(nn::Backend& b) { enc_.set_backend(b); }
+  nn::View<T> decoder_bias() { return enc_.device_of(bias_); }
+  nn::View<T> decoder_bias_grad() { return enc_.device_of(dbias_); }
   nn::View<T> values() { return enc_.values(); }  // includes the decoder bias
   nn::View<T> grads() { return enc_.grads(); }
 
-  // Encoder tensors with "0." plus "1.decoder.bias" (keys as fastai's LM state_dict).
+  // Encoder tensors with "0." plus "1.decoder.bias" (keys as fastai's LM state_dict): host
+  // views (files), and where the ops use them (optimizers).
   std::vector<NamedTensor<T>> tensors();
+  std::vector<NamedTensor<T>> compute_tensors();
 
   // Training step: forward + backward. ids, targets [bs, sl]. Returns the mean cross-entropy.
   // Gradients accumulate. Row chunks of `chunk_rows` positions bound the logits memory.
@@ -302,9 +325,10 @@ class AwdLstmLMT {
 
  private:
   AwdLstmEncoderT<T> enc_;
-  nn::View<T> bias_, dbias_;
+  nn::View<T> bias_, dbias_;  // host views (enc_.device_of: the compute ones)
   nn::Tensor<T> logits_;  // [chunk_rows, V]
   nn::Tensor<T> out_;     // encoder output
+  nn::Tensor<TokenId> targets_;  // the targets in the backend's memory (a backend with its own)
 };
 
 using AwdLstmEncoder = AwdLstmEncoderT<float>;

@@ -12,7 +12,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dist/comm.h"
 #include "io/bundle.h"
+#include "nn/backend.h"
 #include "ulmfit/classifier_model.h"
 #include "ulmfit/corpus.h"
 #include "ulmfit/fastai_import.h"
@@ -143,6 +145,16 @@ LmStageResult run_lm(const Recipe& r, const Sides& sides, const std::string& pre
   auto d = prepare_lm_data(sides, r.max_vocab, r.min_freq, o.quiet, o.log);
   AwdLstmLM lm(lm_config(r, d.vocab.size()));
   if (!resume) init_lm(lm, d.vocab, pretrained, r.seed, o.log);
+  if (!o.device.empty() && o.device != "cpu") {
+    if (dist::world().size() > 1)
+      throw std::invalid_argument("--device " + o.device + " trains in one process, not under mpirun");
+    nn::Backend& be = nn::get_backend(o.device);
+    if (!be.set_tf32(o.tf32)) throw std::invalid_argument("--tf32: the " + o.device + " backend has no TF32 mode");
+    lm.set_backend(be);  // parameters uploaded; batches copied per step
+    if (o.log) o.log(std::string("training on ") + o.device + (o.tf32 ? " (TF32 products)" : ""));
+  } else if (o.tf32) {
+    throw std::invalid_argument("--tf32 needs --device cuda");
+  }
   LmStageResult res;
   res.lm = train_language_model(lm, d.vocab, d.train, d.valid, r.lm_bs, r.lm_bptt, stages,
                                 train_options(o, dir, r.lm_wd, resume, r));

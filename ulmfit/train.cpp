@@ -70,6 +70,7 @@ io::BundleContents lm_bundle(AwdLstmLM& lm, const Vocab& vocab, const std::strin
   b.config.kind = "lm";
   b.vocab = vocab.itos();
   b.provenance = provenance;
+  lm.encoder().sync_to_host();  // a model on another backend: its current values
   b.tensors = bundle_tensors(lm.tensors(), "lm", "lm");
   return b;
 }
@@ -84,7 +85,9 @@ void load_lm_weights(AwdLstmLM& lm, const io::Bundle& b) {
                                 std::to_string(c.n_hid) + ", layers " + std::to_string(c.n_layers) +
                                 ") do not match the model being trained");
   // An encoder (or classifier) bundle has no decoder bias: it keeps its value.
+  lm.encoder().sync_to_host();
   load_tensors(lm.tensors(), "lm", b);
+  lm.encoder().sync_to_device();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -360,7 +363,12 @@ std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vect
   const dist::Range mine = shard ? dist::share(bs, comm->rank(), comm->size()) : dist::Range{0, bs};
   lm.reset();
   const Index E = lm.config().emb_sz, V = lm.config().vocab_size;
-  nn::Tensor<float> out, ws({V * 64});
+  // A model on another backend: the buffers and the targets in its memory too.
+  nn::Placement* place = lm.encoder().placement();
+  nn::Tensor<float> out, ws;
+  nn::Tensor<TokenId> tgd;
+  out.place(place), ws.place(place), tgd.place(place);
+  ws.resize({V * 64});
   double loss_sum = 0;
   std::int64_t correct = 0, n = 0;
   LMBatch b, part;
@@ -377,6 +385,11 @@ std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vect
     Index rows = (Index)(b.bs * b.seq_len);
     nn::CView<TokenId> ids(b.x.data(), {(Index)b.bs, (Index)b.seq_len});
     nn::CView<TokenId> tg(b.y.data(), {rows});
+    if (place) {
+      tgd.resize({rows});
+      place->upload(tgd.data(), b.y.data(), sizeof(TokenId) * (std::size_t)rows);
+      tg = tgd.view();
+    }
     out.resize({(Index)b.bs, (Index)b.seq_len, E});
     lm.encoder().infer(ids, out.view());
     auto r = lm.encoder().backend().f32().lm_softmax_ce_forward(
@@ -828,8 +841,15 @@ LmResult train_language_model(AwdLstmLM& lm, const Vocab& vocab, const std::vect
     carry_header(out, st.batch(), (std::int64_t)st.h.size());
     for (std::size_t l = 0; l < st.h.size(); ++l)
       for (const auto* t : {&st.h[l], &st.c[l]}) {
-        const auto* b = reinterpret_cast<const std::uint8_t*>(t->data());
-        out.insert(out.end(), b, b + sizeof(float) * (std::size_t)t->numel());
+        const std::size_t nb = sizeof(float) * (std::size_t)t->numel();
+        if (nn::Placement* place = t->placement()) {  // the state is in the backend's memory
+          const std::size_t at = out.size();
+          out.resize(at + nb);
+          place->download(out.data() + at, t->data(), nb);
+        } else {
+          const auto* b = reinterpret_cast<const std::uint8_t*>(t->data());
+          out.insert(out.end(), b, b + nb);
+        }
       }
     return out;
   };
@@ -863,7 +883,10 @@ LmResult train_language_model(AwdLstmLM& lm, const Vocab& vocab, const std::vect
     for (int l = 0; l < L; ++l) {
       const std::size_t H = (std::size_t)lm.config().layer_hidden(l), row = sizeof(float) * H;
       for (auto* t : {&st.h[l], &st.c[l]}) {  // this rank's rows of the whole batch's
-        std::memcpy(t->data(), in.data() + at + rows.begin * row, rows.size() * row);
+        if (nn::Placement* place = t->placement())
+          place->upload(t->data(), in.data() + at + rows.begin * row, rows.size() * row);
+        else
+          std::memcpy(t->data(), in.data() + at + rows.begin * row, rows.size() * row);
         at += (std::size_t)n_rows * row;
       }
     }
