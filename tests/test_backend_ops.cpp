@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "backend_test_helpers.h"
 #include "nn/activation.h"
 #include "nn/backend.h"
 #include "nn/batchnorm.h"
@@ -698,22 +699,10 @@ class CountingOps final : public Ops<float> {
   }
 };
 
-class CountingBackend final : public Backend {
+class CountingBackend final : public CpuForwardingBackend {
  public:
   const char* name() const override { return "counting"; }
-  Memory memory() const override { return Memory::host; }
-  Buffer alloc(std::size_t b) override { return cpu_backend().alloc(b); }
-  void copy_from_host(Buffer& d, std::size_t o, const void* s, std::size_t b) override {
-    cpu_backend().copy_from_host(d, o, s, b);
-  }
-  void copy_to_host(void* d, const Buffer& s, std::size_t o, std::size_t b) override {
-    cpu_backend().copy_to_host(d, s, o, b);
-  }
-  void copy(Buffer& d, std::size_t od, const Buffer& s, std::size_t os, std::size_t b) override {
-    cpu_backend().copy(d, od, s, os, b);
-  }
   Ops<float>& f32() override { return ops32; }
-  Ops<double>& f64() override { return cpu_backend().f64(); }
   CountingOps ops32;
 };
 

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "gpu_test_helpers.h"
 #include "nn/backend.h"
 #include "nn/dropout.h"
 #include "nn/elementwise.h"
@@ -31,20 +32,8 @@ using namespace nn;
 
 namespace {
 
-Backend* gpu() {
-  for (const auto& n : available_backends())
-    if (n == "cuda") try {
-        return &get_backend("cuda");
-      } catch (const std::runtime_error&) {
-        return nullptr;
-      }
-  return nullptr;
-}
-
-#define NEED_GPU()                                                                    \
-  Backend* be_ptr = gpu();                                                            \
-  if (!be_ptr) GTEST_SKIP() << "no usable CUDA device (or a build without -DINSPIRE_CUDA=ON)"; \
-  Backend& be = *be_ptr;                                                              \
+#define NEED_GPU()  \
+  NEED_GPU_BACKEND(); \
   Dev dev(be)
 
 Ops<float>& cpu() { return cpu_backend().f32(); }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cli_helpers.h"
+#include "gpu_test_helpers.h"
 #include "io/bundle.h"
 #include "nn/backend.h"
 #include "nn/optim.h"
@@ -30,21 +31,6 @@ using namespace ulmfit;
 namespace fs = std::filesystem;
 
 namespace {
-
-Backend* gpu() {
-  for (const auto& n : available_backends())
-    if (n == "cuda") try {
-        return &get_backend("cuda");
-      } catch (const std::runtime_error&) {
-        return nullptr;
-      }
-  return nullptr;
-}
-
-#define NEED_GPU()                                                                             \
-  Backend* be_ptr = gpu();                                                                     \
-  if (!be_ptr) GTEST_SKIP() << "no usable CUDA device (or a build without -DINSPIRE_CUDA=ON)"; \
-  Backend& be = *be_ptr
 
 ModelConfig small_lm(double p) {
   ModelConfig c = ModelConfig::lm(61, 1.0);
@@ -86,7 +72,7 @@ void expect_close(const std::vector<float>& gpu, const std::vector<float>& cpu, 
 }  // namespace
 
 TEST(CudaTrain, LmStepAndAdamEqualTheCpuWithoutDropout) {
-  NEED_GPU();
+  NEED_GPU_BACKEND();
   const ModelConfig cfg = small_lm(0.0);
   AwdLstmLM cpu_lm(cfg), gpu_lm(cfg);
   Rng r1(5), r2(5);
@@ -132,7 +118,7 @@ TEST(CudaTrain, LmStepAndAdamEqualTheCpuWithoutDropout) {
 }
 
 TEST(CudaTrain, WithDropoutTheLossFallsAndWeightsComeBack) {
-  NEED_GPU();
+  NEED_GPU_BACKEND();
   const ModelConfig cfg = small_lm(0.2);
   AwdLstmLM lm(cfg);
   Rng r(3);
@@ -185,7 +171,7 @@ TEST(CudaTrain, WithDropoutTheLossFallsAndWeightsComeBack) {
 }
 
 TEST(CudaTrain, PretrainOnTheDeviceCheckpointsResumesAndWritesABundle) {
-  NEED_GPU();
+  NEED_GPU_BACKEND();
   fs::path dir = clitest::fresh_dir("cuda_pretrain");
   // A plain-text corpus: 300 paragraphs of words from a small list (blank-line separated).
   const std::string data = (dir / "corpus.txt").string();

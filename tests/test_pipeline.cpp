@@ -101,32 +101,6 @@ TEST(Pipeline, TinyEndToEndLikeTheOriginalIntegrationTest) {
   fs::remove_all(dir);
 }
 
-namespace {
-// A tiny problem for the training-loop tests: random documents of 5..24 tokens over a vocabulary
-// of 40 ("t0".."t39"; xxbos = 2, words from 9), and a 2-layer model (emb 8, hid 12).
-struct TinyData {
-  std::vector<Doc> train, valid;
-  Vocab vocab;
-  TinyData(std::uint64_t seed, std::size_t n_train, std::size_t n_valid)
-      : train(n_train), valid(n_valid) {
-    nn::Rng rng(seed);
-    for (auto* set : {&train, &valid})
-      for (auto& d : *set) {
-        d.push_back(2);
-        int len = 5 + (int)rng.below(20);
-        for (int i = 0; i < len; ++i) d.push_back(9 + (int)rng.below(31));
-      }
-    std::vector<std::string> itos;
-    for (int i = 0; i < 40; ++i) itos.push_back("t" + std::to_string(i));
-    vocab = Vocab::from_itos(itos);
-  }
-  static ModelConfig sized(ModelConfig c) {
-    c.emb_sz = 8, c.n_hid = 12, c.n_layers = 2;
-    return c;
-  }
-};
-
-}  // namespace
 
 // A run killed after its first epoch and resumed ends bit-identical to an uninterrupted run.
 TEST(Pipeline, ResumeContinuesExactly) {

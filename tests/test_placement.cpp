@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "backend_test_helpers.h"
 #include "cli_helpers.h"
 #include "io/bundle.h"
 #include "nn/backend.h"
@@ -59,22 +60,9 @@ class CountingPlacement final : public Placement {
 };
 
 // The CPU's ops over that memory.
-class PlacedCpuBackend final : public Backend {
+class PlacedCpuBackend final : public CpuForwardingBackend {
  public:
   const char* name() const override { return "placed-cpu"; }
-  Memory memory() const override { return Memory::host; }
-  Buffer alloc(std::size_t b) override { return cpu_backend().alloc(b); }
-  void copy_from_host(Buffer& d, std::size_t o, const void* s, std::size_t b) override {
-    cpu_backend().copy_from_host(d, o, s, b);
-  }
-  void copy_to_host(void* d, const Buffer& s, std::size_t o, std::size_t b) override {
-    cpu_backend().copy_to_host(d, s, o, b);
-  }
-  void copy(Buffer& d, std::size_t od, const Buffer& s, std::size_t os, std::size_t b) override {
-    cpu_backend().copy(d, od, s, os, b);
-  }
-  Ops<float>& f32() override { return cpu_backend().f32(); }
-  Ops<double>& f64() override { return cpu_backend().f64(); }
   Placement* placement() override { return &place; }
   CountingPlacement place;
 };
@@ -98,24 +86,6 @@ std::vector<float> weights(AwdLstmLM& lm) {
   for (auto& t : lm.tensors()) w.insert(w.end(), t.value.begin(), t.value.end());
   return w;
 }
-
-// Random documents over the 40-word vocabulary (as test_pipeline's TinyData).
-struct Docs {
-  std::vector<Doc> train, valid;
-  Vocab vocab;
-  Docs() : train(24), valid(5) {
-    Rng rng(5);
-    for (auto* set : {&train, &valid})
-      for (auto& d : *set) {
-        d.push_back(2);
-        int len = 5 + (int)rng.below(20);
-        for (int i = 0; i < len; ++i) d.push_back(9 + (int)rng.below(31));
-      }
-    std::vector<std::string> itos;
-    for (int i = 0; i < 40; ++i) itos.push_back("t" + std::to_string(i));
-    vocab = Vocab::from_itos(itos);
-  }
-};
 
 }  // namespace
 
@@ -208,7 +178,7 @@ TEST(Placement, LmStepsAndAdamAreBitwiseTheCpus) {
 // The whole training loop (stages, one-cycle, evaluation, checkpoints inside epochs with the
 // carried state, a kill and --resume) on the placed backend: bitwise the CPU's uninterrupted run.
 TEST(Placement, TrainLanguageModelAndResumeAreBitwiseTheCpus) {
-  const Docs docs;
+  const TinyData docs(5, 24, 5);
   const ModelConfig cfg = tiny_lm();
   const auto stages = lm_finetune_stages(1, 1e-2, 1, 1e-3);
   auto run = [&](Backend* be, const fs::path& dir, bool resume, std::int64_t every, std::int64_t kill) {

@@ -4,8 +4,13 @@
 #include <cstdint>
 #include <filesystem>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
+#include "nn/rng.h"
+#include "ulmfit/data.h"
 #include "ulmfit/train.h"
+#include "ulmfit/vocab.h"
 
 // Quiet, seed 11, checkpoints inside epochs every `every_steps` steps and/or `every_s` seconds
 // (0: at epoch ends only), and a kill (a throw) right after step `kill_at` (-1: none).
@@ -24,3 +29,28 @@ inline ulmfit::TrainOptions kill_options(const std::filesystem::path& dir, bool 
   };
   return o;
 }
+
+// A tiny problem for the training-loop tests: random documents of 5..24 tokens over a vocabulary
+// of 40 ("t0".."t39"; xxbos = 2, words from 9), and a 2-layer model (emb 8, hid 12).
+struct TinyData {
+  std::vector<ulmfit::Doc> train, valid;
+  ulmfit::Vocab vocab;
+  TinyData(std::uint64_t seed, std::size_t n_train, std::size_t n_valid)
+      : train(n_train), valid(n_valid) {
+    nn::Rng rng(seed);
+    for (auto* set : {&train, &valid})
+      for (auto& d : *set) {
+        d.push_back(2);
+        int len = 5 + (int)rng.below(20);
+        for (int i = 0; i < len; ++i) d.push_back(9 + (int)rng.below(31));
+      }
+    std::vector<std::string> itos;
+    for (int i = 0; i < 40; ++i) itos.push_back("t" + std::to_string(i));
+    vocab = ulmfit::Vocab::from_itos(itos);
+  }
+  static ulmfit::ModelConfig sized(ulmfit::ModelConfig c) {
+    c.emb_sz = 8, c.n_hid = 12, c.n_layers = 2;
+    return c;
+  }
+};
+

@@ -165,26 +165,30 @@ void AwdLstmEncoderT<T>::sync_to_device() {
     p->upload(dvalues_.base(), values_.base(), sizeof(T) * (std::size_t)values_.used());
 }
 
+namespace {
+// v, a view into arena from_v or from_g, at the same offset in to_v or to_g.
 template <typename T>
-View<T> AwdLstmEncoderT<T>::host_of(View<T> v) const {
-  if (!placement() || v.data == nullptr) return v;
+View<T> same_offset(View<T> v, const nn::Arena<T>& from_v, const nn::Arena<T>& from_g,
+                    const nn::Arena<T>& to_v, const nn::Arena<T>& to_g, const char* what) {
   auto inside = [&](const nn::Arena<T>& a) {
     return v.data >= a.base() && v.data + v.numel() <= a.base() + a.capacity();
   };
-  if (inside(dvalues_)) return View<T>(values_.base() + (v.data - dvalues_.base()), v.shape);
-  if (inside(dgrads_)) return View<T>(grads_.base() + (v.data - dgrads_.base()), v.shape);
-  throw std::logic_error("AWD-LSTM host_of: a view outside the model's arenas");
+  if (inside(from_v)) return View<T>(to_v.base() + (v.data - from_v.base()), v.shape);
+  if (inside(from_g)) return View<T>(to_g.base() + (v.data - from_g.base()), v.shape);
+  throw std::logic_error(std::string("AWD-LSTM ") + what + ": a view outside the model's arenas");
+}
+}  // namespace
+
+template <typename T>
+View<T> AwdLstmEncoderT<T>::host_of(View<T> v) const {
+  if (!placement() || v.data == nullptr) return v;
+  return same_offset(v, dvalues_, dgrads_, values_, grads_, "host_of");
 }
 
 template <typename T>
 View<T> AwdLstmEncoderT<T>::device_of(View<T> v) const {
   if (!placement() || v.data == nullptr) return v;
-  auto inside = [&](const nn::Arena<T>& a) {
-    return v.data >= a.base() && v.data + v.numel() <= a.base() + a.capacity();
-  };
-  if (inside(values_)) return View<T>(dvalues_.base() + (v.data - values_.base()), v.shape);
-  if (inside(grads_)) return View<T>(dgrads_.base() + (v.data - grads_.base()), v.shape);
-  throw std::logic_error("AWD-LSTM device_of: a view outside the model's arenas");
+  return same_offset(v, values_, grads_, dvalues_, dgrads_, "device_of");
 }
 
 template <typename T>
