@@ -305,13 +305,8 @@ class Arena {
                               std::to_string(capacity_) + " elements)");
     used_ = start + n;
     View<T> v(base_ + start, s);
-    if (start < dirty_) {  // reused after reset(): clear what earlier views may have written
-      const std::size_t bytes = sizeof(T) * static_cast<std::size_t>(std::min(used_, dirty_) - start);
-      if (place_)
-        place_->zero(base_ + start, bytes);
-      else
-        std::memset(static_cast<void*>(base_ + start), 0, bytes);
-    }
+    if (start < dirty_)  // reused after reset(): clear what earlier views may have written
+      zero_range(start, std::min(used_, dirty_));
     dirty_ = std::max(dirty_, used_);
     return v;
   }
@@ -324,13 +319,7 @@ class Arena {
   void reset() { used_ = 0; }
   View<T> all() { return View<T>(base_, Shape{used_}); }
   // Zero every element handed out so far (through the Placement when there is one).
-  void zero_all() {
-    if (!used_) return;
-    if (place_)
-      place_->zero(base_, sizeof(T) * static_cast<std::size_t>(used_));
-    else
-      std::memset(static_cast<void*>(base_), 0, sizeof(T) * static_cast<std::size_t>(used_));
-  }
+  void zero_all() { zero_range(0, used_); }
   Memory memory() const { return place_ ? place_->memory() : Memory::host; }
   Placement* placement() const { return place_; }
   T* base() const { return base_; }
@@ -338,6 +327,14 @@ class Arena {
   Index capacity() const { return capacity_; }
 
  private:
+  void zero_range(Index from, Index to) {
+    if (to <= from) return;
+    const std::size_t bytes = sizeof(T) * static_cast<std::size_t>(to - from);
+    if (place_)
+      place_->zero(base_ + from, bytes);
+    else
+      std::memset(static_cast<void*>(base_ + from), 0, bytes);
+  }
   void release() {
     if (raw_) {
       if (place_)

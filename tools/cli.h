@@ -62,6 +62,9 @@ void add_load_options(CLI::App& app, ulmfit::LoadOptions& opt);
 // (exit 1), before any work starts.
 void add_device_option(CLI::App& app);
 
+// "a,b,,c" -> {"a", "b", "", "c"} (empty parts kept; "" -> {""}).
+std::vector<std::string> split_commas(const std::string& s);
+
 }  // namespace cli
 
 #define INSPIRE_COMMAND_ORDERED(name, summary, fn, order) \

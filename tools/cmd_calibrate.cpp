@@ -58,13 +58,7 @@ int run_calibrate(int argc, char** argv) {
   const auto& labels = clf.labels();
   std::vector<io::Record> recs;
   {
-    std::vector<std::string> splits;
-    for (std::size_t a = 0;;) {
-      const std::size_t b = split.find(',', a);
-      splits.push_back(split.substr(a, b == std::string::npos ? std::string::npos : b - a));
-      if (b == std::string::npos) break;
-      a = b + 1;
-    }
+    const std::vector<std::string> splits = cli::split_commas(split);
     if (splits.size() > 1)
       for (auto& sp : splits)
         if (sp.empty()) throw std::runtime_error("--split '" + split + "': an empty name in the list");

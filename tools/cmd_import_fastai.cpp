@@ -86,14 +86,7 @@ int run_import_fastai(int argc, char** argv) {
       cli::error("--labels applies to a classifier, but this is a " + m.config.kind);
       return 2;
     }
-    std::vector<std::string> labels;
-    std::size_t start = 0;
-    while (true) {
-      std::size_t c = labels_csv.find(',', start);
-      labels.push_back(labels_csv.substr(start, c == std::string::npos ? c : c - start));
-      if (c == std::string::npos) break;
-      start = c + 1;
-    }
+    const std::vector<std::string> labels = cli::split_commas(labels_csv);
     if ((std::int64_t)labels.size() != m.config.n_classes) {
       cli::error("--labels has " + std::to_string(labels.size()) + " names but the model has " +
                  std::to_string(m.config.n_classes) + " classes");

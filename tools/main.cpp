@@ -121,6 +121,16 @@ void add_load_options(CLI::App& app, ulmfit::LoadOptions& opt) {
   add_device_option(app);
 }
 
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> parts;
+  for (std::size_t start = 0;;) {
+    const std::size_t c = s.find(',', start);
+    parts.push_back(s.substr(start, c == std::string::npos ? c : c - start));
+    if (c == std::string::npos) return parts;
+    start = c + 1;
+  }
+}
+
 void add_device_option(CLI::App& app) {
   if (app.get_option_no_throw("--device")) return;  // added once per command
   app.add_option("--device", "where the model computes: cpu, or cuda[:N] (CUDA device N; needs "
