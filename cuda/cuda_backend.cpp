@@ -762,6 +762,12 @@ class CudaPlacement final : public Placement {
   void copy(void* dst, const void* src, std::size_t bytes) override {
     if (bytes && dst != src) check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "device copy");
   }
+  void copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,
+                 std::size_t row_bytes, std::size_t rows) override {
+    if (row_bytes && rows)
+      check(cudaMemcpy2D(dst, dst_pitch, src, src_pitch, row_bytes, rows, cudaMemcpyDeviceToDevice),
+            "device row copy");
+  }
   void upload(void* dst, const void* src, std::size_t bytes) override {
     if (bytes) check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "upload");
   }

@@ -48,6 +48,14 @@ class Placement {
   virtual void copy(void* dst, const void* src, std::size_t bytes) = 0;  // both in this memory
   virtual void upload(void* dst, const void* host_src, std::size_t bytes) = 0;
   virtual void download(void* host_dst, const void* src, std::size_t bytes) = 0;
+  // `rows` blocks of row_bytes, dst row r at dst + r·dst_pitch, src row r at src + r·src_pitch,
+  // both in this memory (one strided transfer where the memory has one).
+  virtual void copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,
+                         std::size_t row_bytes, std::size_t rows) {
+    for (std::size_t r = 0; r < rows; ++r)
+      copy(static_cast<char*>(dst) + r * dst_pitch, static_cast<const char*>(src) + r * src_pitch,
+           row_bytes);
+  }
 };
 constexpr int kMaxDims = 4;
 constexpr std::size_t kAlign = 64;

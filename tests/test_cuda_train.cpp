@@ -1,12 +1,15 @@
 // ctest-labels: cuda
-// tests/test_cuda_train.cpp — a language model trained on the CUDA backend (its parameters,
-// gradients, optimizer state, state and caches in device memory; AwdLstmEncoderT::set_backend)
-// against the same model on the CPU:
+// tests/test_cuda_train.cpp — a language model and a classifier trained on the CUDA backend
+// (parameters, gradients, optimizer state, state and caches in device memory;
+// AwdLstmEncoderT::set_backend, ClassifierModelT::set_backend) against the same models on the
+// CPU:
 //   * without dropout (the backends draw different masks), the loss and every gradient of a
 //     training step, and the losses of Adam steps after it, equal the CPU's within tolerance;
 //   * with every dropout on, training lowers the loss; eval_loss equals the CPU's on the same
 //     weights; weights saved from the device and loaded back on the CPU are those trained;
-//   * `pretrain --device cuda` runs, checkpoints, resumes and writes a bundle the CPU loads.
+//   * `pretrain --device cuda` runs, checkpoints, resumes and writes a bundle the CPU loads;
+//   * the classifier's steps through every freezing stage equal the CPU's (no dropout), and
+//     `train-classifier --device cuda` trains, resumes and writes a bundle the CPU serves.
 // Every test needs a usable CUDA device; elsewhere each is SKIPPED (as tests/test_cuda_ops.cpp).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -24,6 +27,7 @@
 #include "nn/optim.h"
 #include "nn/rng.h"
 #include "ulmfit/awd_lstm.h"
+#include "ulmfit/classifier_model.h"
 #include "ulmfit/train.h"
 
 using namespace nn;
@@ -198,11 +202,122 @@ TEST(CudaTrain, PretrainOnTheDeviceCheckpointsResumesAndWritesABundle) {
   load_lm_weights(lm, b);
   for (auto& t : lm.tensors())
     for (float v : t.value) ASSERT_TRUE(std::isfinite(v)) << t.key;
-  // The classifier does not run on the device yet: one line says so.
-  out = clitest::run(clitest::kBin + " train-classifier --device cuda -d " + data + " --lm " +
-                         (dir / "p" / "lm.safetensors").string() + " -o " + (dir / "c").string(),
-                     &rc, true);
+  // Serving does not run on the device: one line says so.
+  out = clitest::run(clitest::kBin + " validate --device cuda -d " + data + " --model " +
+                         (dir / "p" / "lm.safetensors").string(), &rc, true);
   EXPECT_EQ(WEXITSTATUS(rc), 1) << out;
-  EXPECT_NE(out.find("only language models train"), std::string::npos) << out;
+  EXPECT_NE(out.find("only training runs"), std::string::npos) << out;
+  fs::remove_all(dir);
+}
+
+TEST(CudaTrain, ClassifierStepsEqualTheCpuThroughEveryStage) {
+  NEED_GPU_BACKEND();
+  ModelConfig cfg = ModelConfig::classifier(61, 0.0);  // no dropout: the same function
+  cfg.emb_sz = 16, cfg.n_hid = 24, cfg.n_layers = 3;
+  cfg.head_ps = {0.0, 0.0};
+  cfg.bptt = 5, cfg.max_len = 15;
+  ClassifierModel cpu(cfg), gpu(cfg);
+  Rng r1(5), r2(5);
+  cpu.init(r1);
+  gpu.init(r2);
+  gpu.set_backend(be);
+  ASSERT_EQ(gpu.placement(), be.placement());
+  Adam ca(classifier_params(cpu), cpu.n_groups()), ga(classifier_params(gpu), gpu.n_groups());
+  ga.set_backend(be);
+  for (auto* a : {&ca, &ga}) a->set_lr(3e-3);
+  Rng data(9);
+  ClassifierCache<float> cc, gc;
+  ForwardOptions fo, go;
+  fo.rng = &r1, go.rng = &r2;
+  // Rows longest first, front padding to whole chunks, then end padding (pad = 1), as batched.
+  const std::vector<Index> lens = {23, 19, 12, 9, 6, 4};
+  const Index sl = 25;
+  for (int freeze : {-1, -2, 0}) {
+    for (auto* m : {&cpu, &gpu}) m->freeze_to(freeze);
+    for (auto* a : {&ca, &ga}) a->freeze_to(freeze);
+    for (int step = 0; step < 3; ++step) {
+      Tensor<std::int32_t> ids({(Index)lens.size(), sl}), y({(Index)lens.size()});
+      for (Index b = 0; b < (Index)lens.size(); ++b) {
+        const Index front = (sl - lens[b]) / cfg.bptt * cfg.bptt;
+        for (Index i = 0; i < sl; ++i)
+          ids[b * sl + i] = i < front || i >= front + lens[b] ? 1 : (std::int32_t)(2 + data.next_u64() % 59);
+        y[b] = (std::int32_t)(data.next_u64() % 3);
+      }
+      ca.zero_grad();
+      ga.zero_grad();
+      const double lc = cpu.train_step(ids.view(), y.view(), cc, fo);
+      const double lg = gpu.train_step(ids.view(), y.view(), gc, go);
+      const std::string at = "freeze_to " + std::to_string(freeze) + " step " + std::to_string(step);
+      EXPECT_NEAR(lg, lc, 1e-4 * std::abs(lc) + 1e-5) << at;
+      if (step == 0) {
+        auto ct = cpu.compute_tensors(), gt = gpu.compute_tensors();
+        ASSERT_EQ(ct.size(), gt.size());
+        for (std::size_t i = 0; i < ct.size(); ++i)
+          if (gt[i].grad.data)
+            expect_close(down(be.placement(), gt[i].grad), down(nullptr, ct[i].grad), 1e-4, 1e-2,
+                         at + " grad " + ct[i].key);
+      }
+      ca.step();
+      ga.step();
+    }
+  }
+  // Weights and BatchNorm running statistics after the steps, through the host copies.
+  gpu.sync_to_host();
+  auto ct = cpu.tensors(), gt = gpu.tensors();
+  for (std::size_t i = 0; i < ct.size(); ++i)
+    expect_close(down(nullptr, gt[i].value), down(nullptr, ct[i].value), 1e-3, 1e-2, ct[i].key);
+  // Eval mode on the device (running statistics) against the CPU.
+  Tensor<std::int32_t> ids({2, 10});
+  for (Index i = 0; i < 20; ++i) ids[i] = (std::int32_t)(2 + data.next_u64() % 59);
+  Tensor<float> lc({2, 3}), lg({2, 3});
+  const ForwardOptions eval{false, nullptr, false};
+  cpu.forward(ids.view(), lc.view(), cc, eval);
+  gpu.forward(ids.view(), lg.view(), gc, eval);
+  expect_close(down(nullptr, lg.view()), down(nullptr, lc.view()), 1e-3, 1e-2, "eval logits");
+  EXPECT_THROW((void)gpu.infer(std::vector<std::int32_t>{2, 5, 6}), std::invalid_argument);
+}
+
+TEST(CudaTrain, TrainClassifierOnTheDeviceResumesAndWritesABundleTheCpuServes) {
+  NEED_GPU_BACKEND();
+  fs::path dir = clitest::fresh_dir("cuda_clas");
+  // Labeled papers of words from three small lists (one per label), and a tiny LM on the CPU.
+  const std::string labeled = (dir / "papers.jsonl").string();
+  {
+    const char* words[3][6] = {{"quark", "gluon", "lattice", "qcd", "hadron", "meson"},
+                               {"galaxy", "star", "cosmic", "dust", "planet", "orbit"},
+                               {"protein", "cell", "tissue", "gene", "virus", "enzyme"}};
+    const char* labels[3] = {"core", "non_core", "rejected"};
+    std::ofstream f(labeled);
+    Rng r(2);
+    for (int p = 0; p < 90; ++p) {
+      const int c = p % 3;
+      std::string text;
+      for (int w = 0; w < 12 + (int)(r.next_u64() % 30); ++w)
+        text += std::string(words[r.next_u64() % 4 == 0 ? (c + 1) % 3 : c][r.next_u64() % 6]) + " ";
+      f << "{\"title\": \"t" << p << "\", \"abstract\": \"" << text << "\", \"label\": \""
+        << labels[c] << "\"}\n";
+    }
+  }
+  int rc = -1;
+  std::string out = clitest::run(clitest::kBin + " finetune-lm --preset tiny -q -d " + labeled +
+                                     " --epochs 1 -o " + (dir / "lm").string(), &rc, true);
+  ASSERT_EQ(WEXITSTATUS(rc), 0) << out;
+  const std::string base = clitest::kBin + " train-classifier --preset tiny --device cuda -q -d " +
+                           labeled + " --lm " + (dir / "lm" / "lm.safetensors").string() +
+                           " --epochs 2 -o " + (dir / "c").string();
+  out = clitest::run(base + " --max-steps 4", &rc, true);
+  ASSERT_EQ(WEXITSTATUS(rc), 0) << out;
+  ASSERT_TRUE(fs::exists(dir / "c" / "checkpoint.json")) << out;
+  out = clitest::run(base + " --resume", &rc, true);
+  ASSERT_EQ(WEXITSTATUS(rc), 0) << out;
+  // The bundle serves on the CPU: finite weights, and predict gives every paper a label.
+  auto b = io::Bundle::load((dir / "c" / "classifier.safetensors").string());
+  auto m = ClassifierModel::from_bundle(b);
+  for (auto& t : m.tensors())
+    for (float v : t.value) ASSERT_TRUE(std::isfinite(v)) << t.key;
+  out = clitest::run(clitest::kBin + " validate -d " + labeled + " --model " +
+                         (dir / "c" / "classifier.safetensors").string(), &rc, true);
+  EXPECT_EQ(WEXITSTATUS(rc), 0) << out;
+  EXPECT_NE(out.find("accuracy"), std::string::npos) << out;
   fs::remove_all(dir);
 }

@@ -23,6 +23,7 @@
 #include "nn/rng.h"
 #include "train_test_helpers.h"
 #include "ulmfit/awd_lstm.h"
+#include "ulmfit/classifier_model.h"
 #include "ulmfit/train.h"
 
 using namespace nn;
@@ -31,7 +32,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Host memory of its own, counted.
+// Host memory of its own, counted (strided row copies too).
 class CountingPlacement final : public Placement {
  public:
   Memory memory() const override { return Memory::host; }
@@ -56,7 +57,12 @@ class CountingPlacement final : public Placement {
     ++downloads;
     std::memcpy(d, s, bytes);
   }
-  long allocs = 0, live = 0, uploads = 0, downloads = 0;
+  void copy_rows(void* d, std::size_t dp, const void* s, std::size_t sp, std::size_t row,
+                 std::size_t rows) override {
+    ++row_copies;
+    Placement::copy_rows(d, dp, s, sp, row, rows);
+  }
+  long allocs = 0, live = 0, uploads = 0, downloads = 0, row_copies = 0;
 };
 
 // The CPU's ops over that memory.
@@ -205,6 +211,157 @@ TEST(Placement, TrainLanguageModelAndResumeAreBitwiseTheCpus) {
   EXPECT_THROW(run(&be, b, false, 3, 8), std::runtime_error);
   const auto resumed = run(&be, b, true, 3, -1);
   EXPECT_EQ(resumed, straight);
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
+
+namespace {
+
+ModelConfig tiny_classifier() {
+  ModelConfig c = TinyData::sized(ModelConfig::classifier(40, 0.5));
+  c.bptt = 6, c.max_len = 18;
+  return c;
+}
+
+std::vector<float> weights(ClassifierModel& m) {
+  m.sync_to_host();
+  std::vector<float> w;
+  for (auto& t : m.tensors()) w.insert(w.end(), t.value.begin(), t.value.end());
+  return w;
+}
+
+// A padded batch as the loader makes it: rows longest first, front padding to a multiple of
+// bptt, end padding up to it (pad = 1).
+Tensor<std::int32_t> padded_batch(const std::vector<Index>& lens, Index bptt, Rng& r) {
+  const Index longest = lens[0];
+  const Index sl = (longest + bptt - 1) / bptt * bptt;
+  Tensor<std::int32_t> t({(Index)lens.size(), sl});
+  for (Index b = 0; b < (Index)lens.size(); ++b) {
+    const Index front = (sl - lens[b]) / bptt * bptt;
+    for (Index i = 0; i < sl; ++i)
+      t[b * sl + i] = i < front || i >= front + lens[b] ? 1 : (std::int32_t)(9 + r.below(31));
+  }
+  return t;
+}
+
+}  // namespace
+
+// The classifier's steps on the placed backend through every freezing stage (head only, then
+// deeper, then all): the same losses, hits, gradients and Adam steps as the CPU's, bit for bit;
+// the BatchNorm running statistics live there too; eval-mode forwards agree; it refuses to
+// serve there, and back on the CPU it serves the trained values.
+TEST(Placement, ClassifierStepsAndAdamAreBitwiseTheCpus) {
+  PlacedCpuBackend be;
+  const ModelConfig cfg = tiny_classifier();
+  ClassifierModel cpu(cfg), dev(cfg);
+  Rng r1(5), r2(5);
+  cpu.init(r1);
+  dev.init(r2);
+  dev.set_backend(be);
+  EXPECT_EQ(dev.placement(), &be.place);
+  auto host = dev.tensors(), comp = dev.compute_tensors();
+  ASSERT_EQ(host.size(), comp.size());
+  for (std::size_t i = 0; i < host.size(); ++i) {
+    EXPECT_NE(host[i].value.data, comp[i].value.data) << host[i].key << ": a device copy";
+    EXPECT_EQ(dev.encoder().host_of(comp[i].value).data, host[i].value.data) << host[i].key;
+  }
+  Adam ca(classifier_params(cpu), cpu.n_groups()), ga(classifier_params(dev), dev.n_groups());
+  ga.set_backend(be);
+  for (std::size_t i = 0; i < ga.params().size(); ++i)
+    EXPECT_NE(ga.params()[i].value.data, ca.params()[i].value.data) << ga.params()[i].name;
+  Rng data(9);
+  ClassifierCache<float> cc, gc;
+  ForwardOptions fo, go;
+  fo.rng = &r1, go.rng = &r2;
+  const long uploads = be.place.uploads, rows = be.place.row_copies;
+  int step = 0;
+  for (int freeze : {-1, -2, -3, 0}) {
+    cpu.freeze_to(freeze), dev.freeze_to(freeze);
+    ca.freeze_to(freeze), ga.freeze_to(freeze);
+    for (int k = 0; k < 3; ++k, ++step) {
+      auto ids = padded_batch({17, 14, 9, 5}, cfg.bptt, data);
+      Tensor<std::int32_t> y({4});
+      for (Index b = 0; b < 4; ++b) y[b] = (std::int32_t)data.below(3);
+      ca.zero_grad();
+      ga.zero_grad();
+      Index hc = -1, hg = -2;
+      const double lc = cpu.train_step(ids.view(), y.view(), cc, fo, &hc);
+      const double lg = dev.train_step(ids.view(), y.view(), gc, go, &hg);
+      EXPECT_EQ(lg, lc) << "step " << step << ", freeze_to " << freeze;
+      EXPECT_EQ(hg, hc) << "step " << step;
+      ca.step();
+      ga.step();
+    }
+    EXPECT_EQ(weights(dev), weights(cpu)) << "after freeze_to " << freeze;
+  }
+  EXPECT_GE(be.place.uploads - uploads, 2 * step) << "pad masks and targets go up every step";
+  EXPECT_GT(be.place.row_copies, rows) << "kept chunks are copied row by row in its memory";
+  EXPECT_EQ(gc.out.placement(), &be.place);
+  EXPECT_EQ(gc.head.at(0).xhat.placement(), &be.place);
+  EXPECT_EQ(ga.save_state(), ca.save_state());
+  // Eval mode on a padded batch (running statistics, no dropout).
+  auto ids = padded_batch({11, 8, 3}, cfg.bptt, data);
+  Tensor<float> lc({3, cfg.n_classes}), lg({3, cfg.n_classes});
+  const ForwardOptions eval{false, nullptr, false};
+  cpu.forward(ids.view(), lc.view(), cc, eval);
+  dev.forward(ids.view(), lg.view(), gc, eval);
+  EXPECT_TRUE(std::equal(lc.view().begin(), lc.view().end(), lg.view().begin()));
+  // Serving there is refused with a message; back on the CPU it serves the trained values.
+  const std::vector<std::int32_t> doc = {2, 9, 10, 11, 12, 13, 14, 15};
+  try {
+    (void)dev.infer(doc);
+    ADD_FAILURE() << "served on the placed backend";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("only trains"), std::string::npos) << e.what();
+  }
+  dev.set_backend(cpu_backend());
+  EXPECT_EQ(dev.placement(), nullptr);
+  EXPECT_EQ(dev.infer(doc), cpu.infer(doc));
+}
+
+// The whole classifier recipe (gradual unfreezing, one-cycle, validation every epoch on a CPU
+// copy, best-model bundle, a kill inside an epoch and --resume) on the placed backend: bitwise
+// the CPU's uninterrupted run, and its bundles hold those weights.
+TEST(Placement, TrainClassifierAndResumeAreBitwiseTheCpus) {
+  const ModelConfig cfg = tiny_classifier();
+  const TinyData data(9, 24, 8);
+  Rng label_rng(10);
+  std::vector<std::int32_t> train_y(data.train.size()), valid_y(data.valid.size());
+  for (auto& y : train_y) y = (std::int32_t)label_rng.below(3);
+  for (auto& y : valid_y) y = (std::int32_t)label_rng.below(3);
+  const auto stages = classifier_stages(1);  // 4 epochs, 6 batches each
+  ClassifierResult last;
+  auto run = [&](Backend* be, const fs::path& dir, bool resume, std::int64_t every, std::int64_t kill) {
+    ClassifierModel m(cfg);
+    Rng rng(7);
+    m.init(rng);
+    if (be) m.set_backend(*be);
+    last = train_classifier(m, data.vocab, data.train, train_y, data.valid, valid_y, 4, stages,
+                            kill_options(dir, resume, every, 0, kill));
+    return weights(m);
+  };
+  PlacedCpuBackend be;
+  const fs::path a = clitest::fresh_dir("placement_clas_cpu"), b = clitest::fresh_dir("placement_clas_dev");
+  const auto straight = run(nullptr, a, false, 0, -1);
+  const ClassifierResult cpu_res = last;
+  const auto placed = run(&be, b, false, 0, -1);
+  EXPECT_EQ(placed, straight);
+  EXPECT_EQ(last.best_macro_f1, cpu_res.best_macro_f1) << "validation scores the same values";
+  EXPECT_EQ(last.valid_accuracy, cpu_res.valid_accuracy);
+  auto loaded = ClassifierModel::from_bundle(io::Bundle::load(last.last_model_path));
+  EXPECT_EQ(weights(loaded), straight);
+  for (const std::int64_t kill : {10, 23}) {  // inside the 2nd epoch, inside the last
+    fs::remove_all(b);
+    EXPECT_THROW(run(&be, b, false, 3, kill), std::runtime_error);
+    const auto resumed = run(&be, b, true, 3, -1);
+    EXPECT_EQ(resumed, straight) << "killed at step " << kill;
+    // The resumed run reports the best epoch, even one reached before the kill (the checkpoint
+    // keeps where it was).
+    EXPECT_EQ(last.best_macro_f1, cpu_res.best_macro_f1) << "killed at step " << kill;
+    EXPECT_EQ(last.best_stage, cpu_res.best_stage) << "killed at step " << kill;
+    EXPECT_EQ(last.best_epoch, cpu_res.best_epoch) << "killed at step " << kill;
+  }
+  EXPECT_GE(cpu_res.best_epoch, 0);
   fs::remove_all(a);
   fs::remove_all(b);
 }

@@ -162,14 +162,16 @@ int check_device(const std::string& dev, const std::string& command) {
     error("--device " + dev + ": " + e.what() + "; use --device cpu");
     return 1;
   }
-  // Language models train on the device (parameters, gradients, optimizer state and caches in
-  // its memory, each batch copied there); the classifier and serving do not yet.
+  // Training runs on the device (parameters, gradients, optimizer state and caches in its
+  // memory, each batch copied there); serving (predict, validate, serve, ...) does not yet.
   auto ends_with = [&](const std::string& s) {
     return command.size() >= s.size() && command.compare(command.size() - s.size(), s.size(), s) == 0;
   };
-  if (ends_with(" pretrain") || ends_with(" finetune-lm")) return -1;
-  error("--device " + dev + ": on the CUDA backend only language models train so far "
-        "(pretrain, finetune-lm); the classifier and serving run on the CPU: use --device cpu");
+  for (const char* c : {" pretrain", " finetune-lm", " train-classifier", " train", " cv"})
+    if (ends_with(c)) return -1;
+  error("--device " + dev + ": on the CUDA backend only training runs so far (pretrain, "
+        "finetune-lm, train-classifier, train, cv); prediction and serving run on the CPU: use "
+        "--device cpu");
   return 1;
 }
 }  // namespace

@@ -31,15 +31,47 @@ using nn::View;
 
 // ---- helpers ----------------------------------------------------------------------------------
 namespace {
+// `t` in `place`'s memory (nullptr: host) with shape s (zeroed when it changes).
 template <typename T>
-void ensure(Tensor<T>& t, Shape s) {
+void ensure(Tensor<T>& t, Shape s, nn::Placement* place = nullptr) {
+  if (t.placement() != place) t.place(place);
   if (t.shape() != s) t.resize(s);
 }
-// A view of the first s.numel() elements of a grow-only scratch tensor.
+// A view of the first s.numel() elements of a grow-only scratch tensor (in `place`'s memory).
 template <typename T>
-View<T> scratch(Tensor<T>& t, Shape s) {
+View<T> scratch(Tensor<T>& t, Shape s, nn::Placement* place = nullptr) {
+  if (t.placement() != place) t.place(place);
   if (t.data() == nullptr || t.numel() < s.numel()) t.resize(Shape{std::max<Index>(s.numel(), 1)});
   return View<T>(t.data(), s);
+}
+// dst = src (same element count), both in `place`'s memory (nullptr: host).
+template <typename T>
+void copy_in(nn::Placement* place, View<T> dst, CView<T> src) {
+  if (dst.numel() != src.numel())
+    throw std::invalid_argument("classifier copy: " + src.shape.str() + " into " + dst.shape.str());
+  if (place)
+    place->copy(dst.data, src.data, sizeof(T) * (std::size_t)dst.numel());
+  else
+    dst.copy_from(src);
+}
+// `rows` rows of n elements: dst + r·dst_stride = src + r·src_stride, in `place`'s memory.
+template <typename T>
+void copy_rows(nn::Placement* place, T* dst, Index dst_stride, const T* src, Index src_stride,
+               Index rows, Index n) {
+  if (place) {
+    place->copy_rows(dst, sizeof(T) * (std::size_t)dst_stride, src, sizeof(T) * (std::size_t)src_stride,
+                     sizeof(T) * (std::size_t)n, (std::size_t)rows);
+    return;
+  }
+  for (Index r = 0; r < rows; ++r) std::copy_n(src + r * src_stride, n, dst + r * dst_stride);
+}
+// Host elements into t, a tensor in `place`'s memory (the host view itself when place is null).
+template <typename E>
+CView<E> upload_in(nn::Placement* place, Tensor<E>& t, CView<E> host) {
+  if (!place) return host;
+  ensure(t, host.shape, place);
+  place->upload(t.data(), host.data, sizeof(E) * (std::size_t)host.numel());
+  return t.view();
 }
 // A default-constructed Tensor has no buffer (and a 0-d shape whose numel() is 1).
 template <typename T>
@@ -59,7 +91,8 @@ Index head_extra(const ModelConfig& cfg) {
   auto sz = [&](Index n) { return (n + pad - 1) / pad * pad; };
   auto d = cfg.head_dims();
   Index total = 0;
-  for (std::size_t i = 0; i + 1 < d.size(); ++i) total += 2 * sz(d[i]) + sz(d[i] * d[i + 1]);
+  // BatchNorm weight, bias, running mean and variance; the Linear weight
+  for (std::size_t i = 0; i + 1 < d.size(); ++i) total += 4 * sz(d[i]) + sz(d[i] * d[i + 1]);
   return total;
 }
 }  // namespace
@@ -77,10 +110,10 @@ ClassifierModelT<T>::ClassifierModelT(const ModelConfig& cfg)
     std::tie(b.bn_w, b.dbn_w) = enc_.take_extra({b.n_in});
     std::tie(b.bn_b, b.dbn_b) = enc_.take_extra({b.n_in});
     std::tie(b.lin_w, b.dlin_w) = enc_.take_extra({b.n_out, b.n_in});
-    b.running_mean.resize({b.n_in});
-    b.running_var.resize({b.n_in});
+    b.running_mean = enc_.take_extra({b.n_in}).first;  // buffers: their gradient views unused
+    b.running_var = enc_.take_extra({b.n_in}).first;
     b.num_batches_tracked.resize({1});
-    nn::batchnorm_init<T>(b.bn_w, b.bn_b, b.running_mean.view(), b.running_var.view());
+    nn::batchnorm_init<T>(b.bn_w, b.bn_b, b.running_mean, b.running_var);
   }
   emb_ = enc_.embedding();
   freeze_to(0);
@@ -89,12 +122,13 @@ ClassifierModelT<T>::ClassifierModelT(const ModelConfig& cfg)
 template <typename T>
 void ClassifierModelT<T>::init(nn::Rng& rng) {
   enc_.init(rng);
-  for (auto& b : blocks_) {
-    nn::batchnorm_init<T>(b.bn_w, b.bn_b, b.running_mean.view(), b.running_var.view());
+  for (auto& b : blocks_) {  // host views, then uploaded
+    nn::batchnorm_init<T>(b.bn_w, b.bn_b, b.running_mean, b.running_var);
     b.num_batches_tracked[0] = 0;
     const double s = 1.0 / std::sqrt((double)b.n_in);
     for (auto& v : b.lin_w) v = (T)rng.uniform(-s, s);
   }
+  sync_to_device();
 }
 
 template <typename T>
@@ -110,12 +144,28 @@ std::vector<NamedTensor<T>> ClassifierModelT<T>::tensors() {
     const int head = (int)cfg_.n_layers;  // layer index used for the head
     out.push_back({k + "0.weight", b.bn_w, b.dbn_w, head, false});
     out.push_back({k + "0.bias", b.bn_b, b.dbn_b, head, false});
-    out.push_back({k + "0.running_mean", b.running_mean.view(), View<T>(), -2, false});
-    out.push_back({k + "0.running_var", b.running_var.view(), View<T>(), -2, false});
+    out.push_back({k + "0.running_mean", b.running_mean, View<T>(), -2, false});
+    out.push_back({k + "0.running_var", b.running_var, View<T>(), -2, false});
     // LinBnDrop: [BatchNorm, Dropout (only if p > 0), Linear, (ReLU)]
     out.push_back({k + (b.p > 0 ? "2" : "1") + ".weight", b.lin_w, b.dlin_w, head, true});
   }
   return out;
+}
+
+template <typename T>
+std::vector<NamedTensor<T>> ClassifierModelT<T>::compute_tensors() {
+  auto v = tensors();
+  if (placement())
+    for (auto& t : v) t.value = enc_.device_of(t.value), t.grad = enc_.device_of(t.grad);
+  return v;
+}
+
+template <typename T>
+void ClassifierModelT<T>::require_host(const char* what) const {
+  if (placement())
+    throw std::invalid_argument(std::string("classifier ") + what + ": the model is on the " +
+                                enc_.backend().name() + " backend, where it only trains; serve it "
+                                "on the CPU (set_backend(cpu_backend()) or load its bundle)");
 }
 
 template <typename T>
@@ -171,6 +221,7 @@ void ClassifierModelT<T>::forward(CView<TokenId> ids, View<T> logits, Classifier
   cache.T_kept = T_kept;
 
   // 2. run the encoder chunk by chunk (state carried, resized, detached)
+  nn::Placement* place = placement();  // nullptr: host memory (the CPU)
   bool enc_trains = false;
   for (int g = 0; g <= (int)cfg_.n_layers; ++g) enc_trains |= group_trainable(g);
   // One encoder cache per chunk when the encoder trains (its backward needs them) or when the
@@ -178,74 +229,86 @@ void ClassifierModelT<T>::forward(CView<TokenId> ids, View<T> logits, Classifier
   const bool per_chunk = opt.training && (enc_trains || opt.reuse_masks);
   const std::size_t n_caches = per_chunk ? cache.chunks.size() : 1;
   if (cache.enc.size() < n_caches) cache.enc.resize(n_caches);
-  ensure(cache.out, Shape{bs, T_kept, E});
-  cache.out.view().zero();
-  cache.state.reset(cfg_, 0);
+  ensure(cache.out, Shape{bs, T_kept, E}, place);
+  if (place)
+    place->zero(cache.out.data(), sizeof(T) * (std::size_t)cache.out.numel());
+  else
+    cache.out.view().zero();
+  cache.state.reset(cfg_, 0, place);
   for (std::size_t k = 0; k < cache.chunks.size(); ++k) {
     const auto& c = cache.chunks[k];
+    // host ids: the encoder uploads them
     View<TokenId> cid = scratch(cache.chunk_ids, Shape{c.real_bs, c.len});
     for (Index b = 0; b < c.real_bs; ++b)
       std::copy_n(ids.data + b * sl + c.start, c.len, cid.data + b * c.len);
-    View<T> co = scratch(cache.chunk_out, Shape{c.real_bs, c.len, E});
+    View<T> co = scratch(cache.chunk_out, Shape{c.real_bs, c.len, E}, place);
     if (opt.training) {
       AwdLstmCache<T>& ec = per_chunk ? cache.enc[k] : cache.enc[0];
       enc_.forward(cid, cache.state, co, ec, opt);
     } else {
       enc_.infer(cid, cache.state, co, cache.enc_ws);
     }
-    if (c.kept) {
-      for (Index b = 0; b < c.real_bs; ++b)
-        std::copy_n(co.data + b * c.len * E, c.len * E,
-                    cache.out.data() + (b * T_kept + c.col) * E);
-    }
+    if (c.kept)  // row b's chunk into columns [col, col + len) of out row b
+      copy_rows(place, cache.out.data() + c.col * E, T_kept * E, co.data, c.len * E, c.real_bs,
+                c.len * E);
   }
-  // 3. pad mask of the kept columns, pooling
-  ensure(cache.pad, Shape{bs, T_kept});
+  // 3. pad mask of the kept columns (built on the host), pooling
+  cache.pad_host.assign((std::size_t)(bs * T_kept), 0);
   for (auto& c : cache.chunks) {
     if (!c.kept) continue;
     for (Index b = 0; b < bs; ++b)
       for (Index t = 0; t < c.len; ++t)
-        cache.pad[b * T_kept + c.col + t] = ids[b * sl + c.start + t] == pad;
+        cache.pad_host[b * T_kept + c.col + t] = ids[b * sl + c.start + t] == pad;
   }
-  ensure(cache.pooled, Shape{bs, 3 * E});
-  ensure(cache.argmax, Shape{bs, E});
+  ensure(cache.pad, Shape{bs, T_kept}, place);
+  if (place)
+    place->upload(cache.pad.data(), cache.pad_host.data(), cache.pad_host.size());
+  else
+    std::copy(cache.pad_host.begin(), cache.pad_host.end(), cache.pad.data());
+  ensure(cache.pooled, Shape{bs, 3 * E}, place);
+  ensure(cache.argmax, Shape{bs, E}, place);
   ops().concat_pool_forward(cache.out.view(), cache.pad.view(), cache.pooled.view(),
                                     cache.argmax.view(), cfg_.bptt);
-  // 4. head
+  // 4. head; the logits to the caller's host memory
   head_forward(cache, opt);
-  logits.copy_from(cache.logits.view());
+  if (place)
+    place->download(logits.data, cache.logits.data(), sizeof(T) * (std::size_t)logits.numel());
+  else
+    logits.copy_from(cache.logits.view());
 }
 
 template <typename T>
 void ClassifierModelT<T>::head_forward(ClassifierCache<T>& cache, const ForwardOptions& opt) {
   const Index bs = cache.bs;
+  nn::Placement* place = placement();
   cache.head.resize(blocks_.size());
   CView<T> x = cache.pooled.view();
   for (std::size_t i = 0; i < blocks_.size(); ++i) {
     Block& b = blocks_[i];
     HeadBlockCache<T>& hc = cache.head[i];
-    ensure(hc.x, Shape{bs, b.n_in});
-    hc.x.view().copy_from(x);
-    ensure(hc.bn_out, Shape{bs, b.n_in});
+    const View<T> bn_w = dev(b.bn_w), bn_b = dev(b.bn_b), rm = dev(b.running_mean),
+                  rv = dev(b.running_var);
+    ensure(hc.x, Shape{bs, b.n_in}, place);
+    copy_in(place, hc.x.view(), x);
+    ensure(hc.bn_out, Shape{bs, b.n_in}, place);
     if (opt.training) {
       if ((opt.sync ? opt.sync->global_bs : bs) < 2)
         throw std::invalid_argument(
             "classifier training: BatchNorm needs at least 2 documents per batch, got 1");
-      ensure(hc.xhat, Shape{bs, b.n_in});
-      ensure(hc.rstd, Shape{b.n_in});
+      ensure(hc.xhat, Shape{bs, b.n_in}, place);
+      ensure(hc.rstd, Shape{b.n_in}, place);
       if (opt.sync) {  // data parallel: the statistics of the global batch (host memory)
-        if (enc_.backend().memory() != nn::Memory::host)
+        if (place || enc_.backend().memory() != nn::Memory::host)
           throw std::invalid_argument("classifier: synchronised BatchNorm runs on host memory only");
-        nn::batchnorm_forward_train_sync<T>(hc.x.view(), b.bn_w, b.bn_b, b.running_mean.view(),
-                                            b.running_var.view(), hc.bn_out.view(),
+        nn::batchnorm_forward_train_sync<T>(hc.x.view(), b.bn_w, b.bn_b, b.running_mean,
+                                            b.running_var, hc.bn_out.view(),
                                             nn::BatchNormCache<T>{hc.xhat.view(), hc.rstd.view()},
                                             opt.sync->sum, opt.sync->global_bs);
       } else {
-        ops().batchnorm_forward_train(hc.x.view(), b.bn_w, b.bn_b, b.running_mean.view(),
-                                       b.running_var.view(), hc.bn_out.view(),
-                                       nn::BatchNormCache<T>{hc.xhat.view(), hc.rstd.view()});
+        ops().batchnorm_forward_train(hc.x.view(), bn_w, bn_b, rm, rv, hc.bn_out.view(),
+                                      nn::BatchNormCache<T>{hc.xhat.view(), hc.rstd.view()});
       }
-      b.num_batches_tracked[0] += 1;
+      b.num_batches_tracked[0] += 1;  // host
       // dropout
       if (opt.reuse_masks) {
         if (present(hc.mask) && hc.mask.shape() != Shape{bs, b.n_in})
@@ -253,23 +316,22 @@ void ClassifierModelT<T>::head_forward(ClassifierCache<T>& cache, const ForwardO
                                       " is " + hc.mask.shape().str());
       } else if (b.p > 0) {
         if (!opt.rng) throw std::invalid_argument("classifier forward: training needs an Rng");
-        ensure(hc.mask, Shape{bs, b.n_in});
+        ensure(hc.mask, Shape{bs, b.n_in}, place);
         ops().dropout_mask(*opt.rng, b.p, hc.mask.view());
       } else {
         hc.mask = Tensor<T>();
       }
       if (present(hc.mask)) ops().dropout_forward(hc.bn_out.view(), hc.mask.view(), hc.bn_out.view());
     } else {
-      ops().batchnorm_forward_eval(hc.x.view(), b.bn_w, b.bn_b, b.running_mean.view(),
-                                    b.running_var.view(), hc.bn_out.view());
+      ops().batchnorm_forward_eval(hc.x.view(), bn_w, bn_b, rm, rv, hc.bn_out.view());
     }
-    ensure(hc.y, Shape{bs, b.n_out});
-    ops().linear_forward(hc.bn_out.view(), b.lin_w, CView<T>(), hc.y.view());
+    ensure(hc.y, Shape{bs, b.n_out}, place);
+    ops().linear_forward(hc.bn_out.view(), dev(b.lin_w), CView<T>(), hc.y.view());
     if (i + 1 < blocks_.size()) ops().relu_forward(hc.y.view(), hc.y.view());
     x = hc.y.view();
   }
-  ensure(cache.logits, Shape{bs, cfg_.n_classes});
-  cache.logits.view().copy_from(x);
+  ensure(cache.logits, Shape{bs, cfg_.n_classes}, place);
+  copy_in(place, cache.logits.view(), x);
 }
 
 template <typename T>
@@ -277,35 +339,36 @@ void ClassifierModelT<T>::backward(ClassifierCache<T>& cache, CView<T> dlogits) 
   if (!cache.training) throw std::invalid_argument("classifier backward: the forward was in eval mode");
   const Index bs = cache.bs, E = cfg_.emb_sz;
   nn::check_shape(dlogits.shape, Shape{bs, cfg_.n_classes}, "classifier backward dlogits");
+  nn::Placement* place = placement();  // dlogits: in the model's memory
   bool enc_trains = false;
   for (int g = 0; g <= (int)cfg_.n_layers; ++g) enc_trains |= group_trainable(g);
   // head, last block first; dy lives in da / db (ping-pong)
   Tensor<T>* bufs[2] = {&cache.da, &cache.db};
   int cur = 0;
-  View<T> dy = scratch(*bufs[cur], Shape{bs, cfg_.n_classes});
-  dy.copy_from(dlogits);
+  View<T> dy = scratch(*bufs[cur], Shape{bs, cfg_.n_classes}, place);
+  copy_in(place, dy, dlogits);
   for (int i = (int)blocks_.size() - 1; i >= 0; --i) {
     Block& b = blocks_[i];
     HeadBlockCache<T>& hc = cache.head[i];
     if (i + 1 < (int)blocks_.size()) ops().relu_backward(hc.y.view(), dy, dy);
-    View<T> dbn = scratch(*bufs[1 - cur], Shape{bs, b.n_in});
-    ops().linear_backward(hc.bn_out.view(), b.lin_w, dy, dbn, b.dlin_w, View<T>());
+    View<T> dbn = scratch(*bufs[1 - cur], Shape{bs, b.n_in}, place);
+    ops().linear_backward(hc.bn_out.view(), dev(b.lin_w), dy, dbn, dev(b.dlin_w), View<T>());
     if (present(hc.mask)) ops().dropout_backward(dbn, hc.mask.view(), dbn);
     const bool need_dx = i > 0 || enc_trains;
-    View<T> dx = need_dx ? scratch(*bufs[cur], Shape{bs, b.n_in}) : View<T>();
+    View<T> dx = need_dx ? scratch(*bufs[cur], Shape{bs, b.n_in}, place) : View<T>();
     if (cache.sync)
       nn::batchnorm_backward_sync<T>(dbn, b.bn_w, nn::BatchNormCache<T>{hc.xhat.view(), hc.rstd.view()},
                                      dx, b.dbn_w, b.dbn_b, cache.sync->sum, cache.sync->global_bs,
                                      cache.sync->share);
     else
-      ops().batchnorm_backward(dbn, b.bn_w, nn::BatchNormCache<T>{hc.xhat.view(), hc.rstd.view()},
-                                dx, b.dbn_w, b.dbn_b);
+      ops().batchnorm_backward(dbn, dev(b.bn_w), nn::BatchNormCache<T>{hc.xhat.view(), hc.rstd.view()},
+                               dx, dev(b.dbn_w), dev(b.dbn_b));
     dy = dx;
   }
   if (!enc_trains) return;
   // pooling → dout [bs, T_kept, E]
   const Index T_kept = cache.T_kept;
-  ensure(cache.dout, Shape{bs, T_kept, E});
+  ensure(cache.dout, Shape{bs, T_kept, E}, place);
   ops().concat_pool_backward(dy, cache.pad.view(), cache.argmax.view(), cache.dout.view(),
                                      cfg_.bptt);
   // each kept chunk: its own truncated-BPTT window
@@ -314,9 +377,9 @@ void ClassifierModelT<T>::backward(ClassifierCache<T>& cache, CView<T> dlogits) 
   for (std::size_t k = 0; k < cache.chunks.size(); ++k) {
     const auto& c = cache.chunks[k];
     if (!c.kept) continue;  // outside max_len: no gradient reaches it (and none crosses chunks)
-    View<T> dco = scratch(cache.chunk_out, Shape{c.real_bs, c.len, E});
-    for (Index b = 0; b < c.real_bs; ++b)
-      std::copy_n(cache.dout.data() + (b * T_kept + c.col) * E, c.len * E, dco.data + b * c.len * E);
+    View<T> dco = scratch(cache.chunk_out, Shape{c.real_bs, c.len, E}, place);
+    copy_rows(place, dco.data, c.len * E, cache.dout.data() + c.col * E, T_kept * E, c.real_bs,
+              c.len * E);
     enc_.backward(cache.enc[k], dco);
   }
 }
@@ -327,10 +390,12 @@ double ClassifierModelT<T>::train_step(CView<TokenId> ids, CView<std::int32_t> t
                                        Index* correct) {
   const Index bs = ids.ndim() == 2 ? ids.dim(0) : 0;
   nn::check_shape(targets.shape, Shape{bs}, "classifier train_step targets");
-  ensure(cache.dlogits, Shape{bs, cfg_.n_classes});
-  // forward writes the logits into cache.logits; reuse dlogits as the output buffer first
-  forward(ids, cache.dlogits.view(), cache, opt);
-  auto r = ops().softmax_ce_forward_backward(cache.logits.view(), targets, cache.dlogits.view());
+  nn::Placement* place = placement();
+  ensure(cache.logits_host, Shape{bs, cfg_.n_classes});
+  forward(ids, cache.logits_host.view(), cache, opt);  // the logits stay in cache.logits too
+  ensure(cache.dlogits, Shape{bs, cfg_.n_classes}, place);
+  auto r = ops().softmax_ce_forward_backward(cache.logits.view(), upload_in(place, cache.targets, targets),
+                                             cache.dlogits.view());
   if (correct) *correct = r.correct;
   backward(cache, cache.dlogits.view());
   return r.loss;
@@ -374,6 +439,7 @@ void concat_pooled(const T* last, const T* mx, const T* sum, Index count, Index 
 
 template <typename T>
 void ClassifierModelT<T>::infer(CView<TokenId> ids, View<T> logits, ClassifierWorkspace<T>& ws) const {
+  require_host("infer");
   const Index n = ids.numel(), E = cfg_.emb_sz;
   if (n == 0) throw std::invalid_argument("classifier: empty document (no tokens)");
   nn::check_shape(logits.shape, Shape{cfg_.n_classes}, "classifier infer logits");
@@ -420,7 +486,7 @@ void ClassifierModelT<T>::head_infer(CView<T> feat, View<T> logits,
   for (std::size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];
     View<T> bn = scratch(*hb[cur], Shape{bs, b.n_in});
-    ops().batchnorm_forward_eval(xin, b.bn_w, b.bn_b, b.running_mean.view(), b.running_var.view(), bn);
+    ops().batchnorm_forward_eval(xin, b.bn_w, b.bn_b, b.running_mean, b.running_var, bn);
     View<T> y = i + 1 < blocks_.size() ? scratch(*hb[1 - cur], Shape{bs, b.n_out})
                                        : View<T>(logits.data, Shape{bs, b.n_out});
     ops().linear_forward(bn, b.lin_w, CView<T>(), y);
@@ -491,6 +557,7 @@ void ClassifierModelT<T>::infer_batch_padded(const std::vector<std::vector<Token
                                              View<T> logits, Index group) const {
   const Index n = (Index)docs.size(), C = cfg_.n_classes;
   nn::check_shape(logits.shape, Shape{n, C}, "classifier infer_batch_padded logits");
+  require_host("infer_batch_padded");
   if (group < 1) throw std::invalid_argument("classifier infer_batch_padded: group must be >= 1");
   if (!enc_.infer_takes_lengths()) {
     infer_batch(docs, logits);
@@ -539,6 +606,7 @@ void ClassifierModelT<T>::infer_batch(const std::vector<std::vector<TokenId>>& d
                                       View<T> logits) const {
   const Index n = (Index)docs.size(), C = cfg_.n_classes;
   nn::check_shape(logits.shape, Shape{n, C}, "classifier infer_batch logits");
+  require_host("infer_batch");
   std::string err;
 #pragma omp parallel for schedule(dynamic, 1)
   for (Index i = 0; i < n; ++i) {
@@ -648,7 +716,7 @@ ClassifierModelT<T> ClassifierModelT<T>::from_bundle(const io::Bundle& bundle,
 std::vector<nn::Param> classifier_params(ClassifierModel& m) {
   const int L = (int)m.config().n_layers;
   std::vector<nn::Param> ps;
-  for (auto& t : m.tensors()) {
+  for (auto& t : m.compute_tensors()) {
     if (t.layer == -2) continue;  // buffers
     int group = t.layer < 0 ? 0 : t.layer == L ? L + 1 : t.layer + 1;
     // encoder tensors: layer -1 embedding, 0..L-1 rnns; head tensors use layer L

@@ -20,6 +20,12 @@
 // (for documents no longer than those seen before). Pooling is streamed: only the running sum /
 // max / last of the kept positions are held, never the [T, E] output.
 //
+// On a backend with its own memory (set_backend, e.g. CUDA) training runs there: parameters,
+// BatchNorm running statistics (they live in the parameter arena), gradients, caches and the
+// carried state; token ids, the pad mask and targets are uploaded per batch, logits come back.
+// tensors() stay host views for files (sync_to_host / sync_to_device, as for the encoder);
+// serving (infer*) runs on the CPU only.
+//
 // Templates over T: float for training/serving, double for finite-difference gradient checks.
 #pragma once
 
@@ -68,7 +74,10 @@ struct ClassifierCache {
   nn::Tensor<TokenId> chunk_ids;     // [real_bs, len] scratch
   nn::Tensor<T> chunk_out;           // [real_bs, len, E] scratch
   nn::Tensor<T> out;                 // [bs, T_kept, E]
-  nn::Tensor<std::uint8_t> pad;      // [bs, T_kept]
+  nn::Tensor<std::uint8_t> pad;      // [bs, T_kept] (the model's memory)
+  std::vector<std::uint8_t> pad_host;  // the same, built on the host
+  nn::Tensor<std::int32_t> targets;  // train_step's targets, uploaded (another memory only)
+  nn::Tensor<T> logits_host;         // train_step's logits on the host
   nn::Tensor<T> pooled;              // [bs, 3E]
   nn::Tensor<std::int32_t> argmax;   // [bs, E]
   std::vector<HeadBlockCache<T>> head;
@@ -110,6 +119,9 @@ class ClassifierModelT {
   // "1.layers.0.0.weight", ".bias", ".running_mean", ".running_var", "1.layers.0.2.weight", ...),
   // in state_dict order. Buffers (BN running stats) have an empty grad and layer = -2.
   std::vector<NamedTensor<T>> tensors();
+  // The same tensors where the ops read them: the device copies after set_backend to a backend
+  // with its own memory (the optimizer takes these), else the tensors() views.
+  std::vector<NamedTensor<T>> compute_tensors();
 
   // Whole arenas of trainable values / gradients (zero_grad = grads().zero()).
   nn::View<T> values() { return enc_.values(); }
@@ -157,8 +169,13 @@ class ClassifierModelT {
   void set_half_recurrent(bool on) { enc_.set_half_recurrent(on); }
   void set_recurrent_precision(RecurrentPrecision p) { enc_.set_recurrent_precision(p); }
   // The backend every op of the model runs on (the encoder's; default: the CPU).
+  // On a backend with its own memory only training runs (serving throws); host tensors are the
+  // copies files use: sync_to_host() before reading them, sync_to_device() after writing them.
   void set_backend(nn::Backend& b) { enc_.set_backend(b); }
   nn::Backend& backend() const { return enc_.backend(); }
+  nn::Placement* placement() const { return enc_.placement(); }
+  void sync_to_host() { enc_.sync_to_host(); }
+  void sync_to_device() { enc_.sync_to_device(); }
 
   // Loads every tensor of a classifier bundle (kind "classifier"); throws io::FormatError /
   // std::invalid_argument naming the tensor on a mismatch. precision f16 / i8 (serving only):
@@ -175,6 +192,9 @@ class ClassifierModelT {
 
  private:
   void head_forward(ClassifierCache<T>& cache, const ForwardOptions& opt);
+  // A head view where the ops read it (enc_.device_of; itself on the CPU).
+  nn::View<T> dev(nn::View<T> v) const { return enc_.device_of(v); }
+  void require_host(const char* what) const;
   // One group of infer_batch_padded: docs by non-increasing length -> logits [n, C].
   void infer_group(const std::vector<const std::vector<TokenId>*>& docs, nn::View<T> logits,
                    ClassifierWorkspace<T>& ws) const;
@@ -187,8 +207,8 @@ class ClassifierModelT {
   struct Block {
     Index n_in = 0, n_out = 0;
     double p = 0;
-    nn::View<T> bn_w, bn_b, dbn_w, dbn_b, lin_w, dlin_w;
-    nn::Tensor<T> running_mean, running_var;
+    nn::View<T> bn_w, bn_b, dbn_w, dbn_b, lin_w, dlin_w;  // host views (encoder arenas)
+    nn::View<T> running_mean, running_var;  // in the value arena too (their gradients unused)
     nn::Tensor<std::int64_t> num_batches_tracked;  // [1]
   };
   std::vector<Block> blocks_;
@@ -198,7 +218,7 @@ class ClassifierModelT {
 
 using ClassifierModel = ClassifierModelT<float>;
 
-// fastai Param list (float model): encoder keys "0.module.*" in groups 0 (embedding) and 1..L
+// fastai Param list (float model, compute_tensors: device views on a device): encoder keys "0.module.*" in groups 0 (embedding) and 1..L
 // (rnn l), head parameters "1.layers.*" in group L+1 (BatchNorm: do_wd = false). BN running
 // stats are buffers and are not listed.
 std::vector<nn::Param> classifier_params(ClassifierModel& m);

@@ -138,6 +138,22 @@ bool bundle_is_backwards(const std::string& path) {
 
 namespace {
 
+// --device: the model's parameters, gradients, optimizer state and caches on that backend
+// (batches are copied per step); "cpu" or empty: nothing to do.
+template <typename Model>
+void place_on_device(Model& m, const RunOptions& o) {
+  if (!o.device.empty() && o.device != "cpu") {
+    if (dist::world().size() > 1)
+      throw std::invalid_argument("--device " + o.device + " trains in one process, not under mpirun");
+    nn::Backend& be = nn::get_backend(o.device);
+    if (!be.set_tf32(o.tf32)) throw std::invalid_argument("--tf32: the " + o.device + " backend has no TF32 mode");
+    m.set_backend(be);
+    if (o.log) o.log(std::string("training on ") + o.device + (o.tf32 ? " (TF32 products)" : ""));
+  } else if (o.tf32) {
+    throw std::invalid_argument("--tf32 needs --device cuda");
+  }
+}
+
 LmStageResult run_lm(const Recipe& r, const Sides& sides, const std::string& pretrained,
                      const std::vector<Stage>& stages, const RunOptions& o, const std::string& dir,
                      bool resume) {
@@ -145,16 +161,7 @@ LmStageResult run_lm(const Recipe& r, const Sides& sides, const std::string& pre
   auto d = prepare_lm_data(sides, r.max_vocab, r.min_freq, o.quiet, o.log);
   AwdLstmLM lm(lm_config(r, d.vocab.size()));
   if (!resume) init_lm(lm, d.vocab, pretrained, r.seed, o.log);
-  if (!o.device.empty() && o.device != "cpu") {
-    if (dist::world().size() > 1)
-      throw std::invalid_argument("--device " + o.device + " trains in one process, not under mpirun");
-    nn::Backend& be = nn::get_backend(o.device);
-    if (!be.set_tf32(o.tf32)) throw std::invalid_argument("--tf32: the " + o.device + " backend has no TF32 mode");
-    lm.set_backend(be);  // parameters uploaded; batches copied per step
-    if (o.log) o.log(std::string("training on ") + o.device + (o.tf32 ? " (TF32 products)" : ""));
-  } else if (o.tf32) {
-    throw std::invalid_argument("--tf32 needs --device cuda");
-  }
+  place_on_device(lm, o);
   LmStageResult res;
   res.lm = train_language_model(lm, d.vocab, d.train, d.valid, r.lm_bs, r.lm_bptt, stages,
                                 train_options(o, dir, r.lm_wd, resume, r));
@@ -210,6 +217,7 @@ ClassifierStageResult train_classifier_from_lm(const Recipe& r_in, const std::st
   nn::Rng rng(r.seed);
   m.init(rng);
   load_encoder_into_classifier(m, lmb);
+  place_on_device(m, o);
   ClassifierStageResult res;
   res.clas = train_classifier(m, vocab, train, sides.train_labels, valid, sides.valid_labels,
                               r.clas_bs, r.classifier_stages(),

@@ -117,6 +117,8 @@ struct Checkpoint {
   nlohmann::json loader;
   double best = -1e300;
   std::string best_model;
+  std::string best_stage;  // where the best score was reached (best_epoch -1: none yet)
+  int best_epoch = -1;
   nlohmann::json provenance;  // what the run is made from (see run_provenance)
   int world_size = 1;         // data-parallel ranks of the run (docs/distributed.md)
   std::vector<nn::Rng::State> rank_rngs;  // every rank's dropout RNG (world_size > 1)
@@ -252,6 +254,10 @@ void write_checkpoint(const std::string& dir, const Checkpoint& c, const std::st
   j["loader"] = c.loader;
   j["best"] = c.best;
   j["best_model"] = c.best_model;
+  if (c.best_epoch >= 0) {
+    j["best_stage"] = c.best_stage;
+    j["best_epoch"] = c.best_epoch;
+  }
   j["provenance"] = c.provenance;
   if (c.in_epoch > 0) {
     j["in_epoch"] = c.in_epoch;
@@ -292,6 +298,8 @@ std::optional<Checkpoint> read_checkpoint(const std::string& dir, const std::str
     c.loader = j.at("loader");
     c.best = j.at("best");
     c.best_model = j.at("best_model");
+    c.best_stage = j.value("best_stage", std::string());  // absent in older checkpoints
+    c.best_epoch = j.value("best_epoch", -1);
     if (j.contains("provenance")) c.provenance = j["provenance"];
     c.in_epoch = j.value("in_epoch", std::int64_t{0});
     if (c.in_epoch < 0) throw std::runtime_error("in_epoch must not be negative");
@@ -517,6 +525,8 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
     }
     if (fs::exists(in_dir("curves.csv"))) curves = Curves::read_csv(in_dir("curves.csv"));
     res.best = ck.best;
+    res.best_stage = ck.best_stage;  // a resumed run reports where its best epoch was
+    res.best_epoch = ck.best_epoch;
     if (!quiet) {
       if (resume_inside)
         std::fprintf(stderr, "resuming from %s: %s epoch %d at batch %lld of %lld (step %lld)\n",
@@ -702,8 +712,8 @@ DriverResult run_stages(const std::vector<Stage>& stages, const TrainOptions& op
       if (sc != m.end() && sc->second > ck.best) {
         ck.best = sc->second;
         if (lead) h.save_model(in_dir("best.safetensors"));
-        res.best_stage = st.name;
-        res.best_epoch = e;
+        res.best_stage = ck.best_stage = st.name;
+        res.best_epoch = ck.best_epoch = e;
       }
       res.best = ck.best;
       if (lead) {
@@ -949,6 +959,7 @@ io::BundleContents classifier_bundle(ClassifierModel& m, const Vocab& vocab,
   b.labels = std::vector<std::string>(kLabels.begin(), kLabels.end());
   b.temperature = kTemperature;
   b.provenance = provenance;
+  m.sync_to_host();  // a model on another backend: its current values
   b.tensors = bundle_tensors(m.tensors(), "classifier", "classifier");
   return b;
 }
@@ -1065,10 +1076,23 @@ ClassifierResult train_classifier(ClassifierModel& m, const Vocab& vocab, const 
     for (std::size_t r = r0; r < r0 + nr; ++r) tokens += (long)b.lengths[r];
     return true;
   };
+  // A model on another backend (it trains there, it does not serve): validation runs on a CPU
+  // copy of its current values, so it scores as the bundle it writes will.
+  std::optional<ClassifierModel> host_copy;
   h.evaluate = [&]() {
     if (valid.empty()) return std::map<std::string, double>{};  // opt.no_validation
     std::vector<int> gold(valid_labels.begin(), valid_labels.end());
-    auto rep = classification_report(gold, classify_documents(m, valid, &comm), labels);
+    const ClassifierModel* scorer = &m;
+    if (m.placement()) {
+      if (!host_copy) host_copy.emplace(m.config());
+      m.sync_to_host();
+      auto src = m.tensors();
+      auto dst = host_copy->tensors();
+      for (std::size_t i = 0; i < dst.size(); ++i) dst[i].value.copy_from(src[i].value);
+      host_copy->encoder().reset();
+      scorer = &*host_copy;
+    }
+    auto rep = classification_report(gold, classify_documents(*scorer, valid, &comm), labels);
     return std::map<std::string, double>{{"valid_accuracy", rep.accuracy},
                                          {"valid_macro_f1", rep.macro_f1},
                                          {"score", rep.macro_f1}};
@@ -1083,9 +1107,10 @@ ClassifierResult train_classifier(ClassifierModel& m, const Vocab& vocab, const 
   h.load_model = [&](const std::string& path) {
     auto bundle = io::Bundle::load(path);
     auto loaded = ClassifierModel::from_bundle(bundle);
-    auto dst = m.tensors();
+    auto dst = m.tensors();  // host views (a model on another backend: uploaded next)
     auto src = loaded.tensors();
     for (size_t i = 0; i < dst.size(); ++i) dst[i].value.copy_from(src[i].value);
+    m.sync_to_device();
   };
 
   auto r = run_stages(stages, opt, h);
