@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# tools/device-train-check.sh — language-model training on the CUDA backend, on a GPU machine:
+# tools/device-train-check.sh — training on the CUDA backend, on a GPU machine:
 #   1. tests/test_cuda_train.cpp (an LM step, its gradients and Adam against the CPU; training
-#      with dropout; device save/load; `pretrain --device cuda` with a checkpoint and --resume),
+#      with dropout; device save/load; `pretrain --device cuda` with a checkpoint and --resume;
+#      classifier steps through the freezing stages against the CPU; `train-classifier --device
+#      cuda` with --resume and CPU serving of its bundle),
 #      then its in-process tests again under compute-sanitizer memcheck where that exists;
 #   2. LM training speed: `pretrain --device cuda` for STEPS batches on CORPUS at the medium
 #      (200/576) and the original (400/1152) sizes, float32 and --tf32; the tokens/s of the last
@@ -31,7 +33,7 @@ CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>
 if [ -n "$CS" ]; then
   say "memcheck (in-process tests)"
   timeout 180 "$CS" --tool memcheck --print-limit 10 "$PREBUILT/test_cuda_train" \
-    --gtest_filter='*WithoutDropout*:*WithDropout*' 2>&1 | tail -n 4
+    --gtest_filter='*WithoutDropout*:*WithDropout*:*ClassifierSteps*' 2>&1 | tail -n 4
 fi
 say "LM training speed, $STEPS batches on $CORPUS"
 printf '%-34s %-6s %12s\n' "sizes" "mode" "tokens/s"

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# tools/device-cv.sh DIR — on a GPU machine: one direction (DIR = fwd or bwd) of issue #22's
+# recipe at SIZE (medium: 200/576, 30,000 words; original: 400/1152, 60,000 words), all of it on
+# the GPU, and its 5-fold cross-validation (docs/cross-validation.md):
+#   1. pretrain on all the general English at hand, fine-tune on the HEP abstracts (the flags of
+#      tools/device-lm.sh; skipped when $WORK has the LM);
+#   2. `cv --device cuda` over the labeled train + valid papers with the medium classifier recipe
+#      (10 last-stage epochs, drop-mult 0.3; the flags of /work/runs-22/run-cv-gpu.sh);
+# The language model never leaves the machine (it is too large to come back); what comes back
+# under $OUT is small: the logs, the LM's curves, cv.json (the summary) and every fold's
+# scores.json and probs.json (for the fwd + bwd ensemble and the hybrid with TF-IDF + LR here).
+# Both steps checkpoint every 2 minutes into $WORK (default /tmp/ic-cv): a call cut by its time
+# limit is continued by the same command while the machine is still warm. TF32=1 adds --tf32.
+# A smoke run on a machine without a GPU: IC=build/inspire-classifier DEVICE=cpu SIZE=tiny
+# EXTRA="--max-steps 2" OUT=/tmp/o tools/device-cv.sh fwd (what comes back is whatever exists,
+# also when a step fails or the time limit cuts it).
+#
+# Sent with the working tree (at most 64 MiB): .devbin/ (inspire-classifier built with
+# -DINSPIRE_CUDA=ON -DINSPIRE_DEFAULT_MODEL=NONE, stripped, and the .so files the machine may
+# lack) and .data/ (the corpora of tools/device-lm.sh plus inspire_labeled.jsonl.xz).
+set -euo pipefail
+DIR=${1:?fwd or bwd}
+OUT=${OUT:?the folder whose files come back}
+SIZE=${SIZE:-medium}
+WORK=${WORK:-/tmp/ic-cv}
+cd "$(dirname "$0")/.."
+IC=${IC:-.devbin/inspire-classifier}
+export LD_LIBRARY_PATH=$PWD/.devbin:$(dirname "$(find / -xdev -name 'libcublas.so.1[0-9]*' 2>/dev/null | head -1)")
+D=$WORK/data
+if [ ! -f $D/.done ]; then
+  mkdir -p $D
+  for f in .data/*.xz; do xz -dc "$f" > "$D/$(basename "${f%.xz}")"; done
+  touch $D/.done
+fi
+case $SIZE in
+  medium) S=(--emb-sz 200 --n-hid 576); V=30000 ;;
+  original) S=(--emb-sz 400 --n-hid 1152); V=60000 ;;
+  tiny) S=(--emb-sz 16 --n-hid 32); V=500 ;;
+  *) echo "device-cv.sh: SIZE must be medium, original or tiny, not '$SIZE'" >&2; exit 2 ;;
+esac
+back=()
+[ "$DIR" = bwd ] && back=(--backwards)
+tf=()
+[ "${TF32:-0}" = 1 ] && tf=(--tf32)
+# shellcheck disable=SC2206  # EXTRA is a list of flags
+C=(--preset small --threads "$(nproc)" --device "${DEVICE:-cuda}" "${tf[@]}" --checkpoint-every 2m "${S[@]}" ${EXTRA:-})
+F=': [0-9]+/[0-9]+ \('  # per-batch progress lines are left out of the logs
+W=$WORK/$SIZE-$DIR
+mkdir -p $W
+resume() { [ -f "$1/checkpoint.json" ] && echo --resume || true; }
+collect() {  # whatever exists, on every exit
+  [ -f $W/lm/curves.csv ] && cp $W/lm/curves.csv "$OUT/lm-curves.csv"
+  for f in $W/cv/fold-*; do
+    [ -d "$f" ] || continue
+    k=$(basename "$f")
+    [ -f "$f/scores.json" ] && cp "$f/scores.json" "$OUT/$k-scores.json"
+    [ -f "$f/member-0/probs.json" ] && cp "$f/member-0/probs.json" "$OUT/$k-probs.json"
+    [ -f "$f/member-0/curves.csv" ] && cp "$f/member-0/curves.csv" "$OUT/$k-curves.csv"
+  done
+  return 0
+}
+trap collect EXIT
+SECONDS=0
+if [ ! -f $W/pre/lm.safetensors ]; then
+  # shellcheck disable=SC2046  # resume prints one flag or nothing
+  $IC pretrain "${C[@]}" "${back[@]}" --epochs 1 --valid-pct 0.01 --max-vocab $V \
+    -d $D/nltk_english.train.txt $D/wiki.valid.tokens $D/wiki.test.tokens $D/imdb_train.jsonl $D/imdb_unsup.jsonl \
+    -o $W/pre $(resume $W/pre) 2>&1 | tr '\r' '\n' | grep -vE "$F" >> "$OUT/pre.log"
+fi
+echo "pretrained after ${SECONDS}s" >> "$OUT/times.log"
+if [ ! -f $W/lm/lm.safetensors ]; then
+  # shellcheck disable=SC2046
+  $IC finetune-lm "${C[@]}" "${back[@]}" --pretrained $W/pre/lm.safetensors --frozen-epochs 1 \
+    --epochs 8 --lr 4e-3 --max-vocab $V -d $D/hep_abstracts_unlabeled.jsonl \
+    -o $W/lm $(resume $W/lm) 2>&1 | tr '\r' '\n' | grep -vE "$F" >> "$OUT/lm.log"
+fi
+echo "fine-tuned after ${SECONDS}s" >> "$OUT/times.log"
+sha256sum $W/lm/lm.safetensors > "$OUT/lm.sha256"
+res=()
+ls $W/cv/fold-*/member-*/checkpoint.json > /dev/null 2>&1 && res=(--resume)
+$IC cv "${C[@]}" --epochs 10 --drop-mult 0.3 -d $D/inspire_labeled.jsonl \
+  --lm $W/lm/lm.safetensors -o $W/cv "${res[@]}" > "$OUT/cv.json" 2> >(tr '\r' '\n' | grep -vE "$F" >> "$OUT/cv.log")
+echo "cross-validated after ${SECONDS}s" >> "$OUT/times.log"
