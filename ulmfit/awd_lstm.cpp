@@ -12,6 +12,7 @@
 #include "nn/embedding.h"
 #include "nn/gemm_kernels.h"
 #include "nn/loss.h"
+#include "nn/placed.h"
 
 namespace ulmfit {
 
@@ -20,50 +21,12 @@ using nn::Shape;
 using nn::Tensor;
 using nn::View;
 
-namespace {
-// A mask tensor that exists (a default Tensor has shape [] and no data: "no dropout").
-template <typename T>
-bool present(const Tensor<T>& t) {
-  return t.data() != nullptr && t.shape().ndim > 0 && t.numel() > 0;
-}
-// `t` in `place`'s memory (nullptr: host) with shape s (zeroed when it changes).
-template <typename T>
-void ensure(Tensor<T>& t, Shape s, nn::Placement* place = nullptr) {
-  if (t.placement() != place) t.place(place);
-  if (t.shape() != s) t.resize(s);
-}
-// A view of `n` leading elements of a scratch tensor, reshaped (grows the tensor if needed).
-template <typename T>
-View<T> scratch(Tensor<T>& t, Shape s, nn::Placement* place = nullptr) {
-  if (t.placement() != place) t.place(place);
-  if (t.numel() < s.numel()) t.resize({s.numel()});
-  return View<T>(t.data(), s);
-}
-// dst = src, both in `place`'s memory (nullptr: host).
-template <typename T>
-void copy_in(nn::Placement* place, View<T> dst, CView<T> src) {
-  if (dst.numel() != src.numel())
-    throw std::invalid_argument("copy: " + src.shape.str() + " into " + dst.shape.str());
-  if (place)
-    place->copy(dst.data, src.data, sizeof(T) * (std::size_t)dst.numel());
-  else
-    dst.copy_from(src);
-}
-template <typename T>
-void zero_in(nn::Placement* place, View<T> v) {
-  if (place)
-    place->zero(v.data, sizeof(T) * (std::size_t)v.numel());
-  else
-    v.zero();
-}
-// Host ids into t (in `place`'s memory); the view the ops read. The host view itself on the CPU.
-CView<TokenId> ids_in(nn::Placement* place, Tensor<TokenId>& t, CView<TokenId> host_ids) {
-  if (!place) return host_ids;
-  ensure(t, host_ids.shape, place);
-  place->upload(t.data(), host_ids.data, sizeof(TokenId) * (std::size_t)host_ids.numel());
-  return t.view();
-}
-}  // namespace
+using nn::placed::copy_in;
+using nn::placed::ensure;
+using nn::placed::present;
+using nn::placed::scratch;
+using nn::placed::upload_in;
+using nn::placed::zero_in;
 
 // ---------------------------------------------------------------------------------------------
 // Config
@@ -460,7 +423,7 @@ void AwdLstmEncoderT<T>::encode(CView<TokenId> ids, AwdLstmState<T>& state, View
   if (cache) {
     cache->bs = bs, cache->sl = sl, cache->training = opt.training;
     if (place) {
-      dids = ids_in(place, cache->ids, ids);
+      dids = upload_in(place, cache->ids, ids);
     } else {
       ensure(cache->ids, Shape{bs, sl});
       cache->ids.view().copy_from(ids);
@@ -473,7 +436,7 @@ void AwdLstmEncoderT<T>::encode(CView<TokenId> ids, AwdLstmState<T>& state, View
     cache->outputs.resize(L);
     cache->lstm.resize(L);
   } else {
-    dids = ids_in(place, ws->ids, ids);
+    dids = upload_in(place, ws->ids, ids);
     x = scratch(ws->a, Shape{bs, sl, E}, place);
   }
   // 1-2. embedding (with whole-row dropout) and input dropout
@@ -638,7 +601,7 @@ double AwdLstmLMT<T>::train_step(CView<TokenId> ids, CView<TokenId> targets,
   nn::Placement* place = enc_.placement();
   ensure(out_, Shape{bs, sl, E}, place);
   enc_.forward(ids, out_.view(), cache, opt);
-  const CView<TokenId> dtargets = ids_in(place, targets_, targets);
+  const CView<TokenId> dtargets = upload_in(place, targets_, targets);
   const View<T> bias = enc_.device_of(bias_), dbias = enc_.device_of(dbias_);
   // output dropout
   auto& om = cache.masks.output;
@@ -690,7 +653,7 @@ double AwdLstmLMT<T>::eval_loss(CView<TokenId> ids, CView<TokenId> targets) {
   nn::Placement* place = enc_.placement();
   ensure(out_, Shape{bs, sl, E}, place);
   enc_.infer(ids, out_.view());
-  const CView<TokenId> dtargets = ids_in(place, targets_, targets);
+  const CView<TokenId> dtargets = upload_in(place, targets_, targets);
   Index chunk = std::max<Index>(1, std::min(chunk_rows, bs * sl));
   ensure(logits_, Shape{chunk * V}, place);
   return enc_.backend().template ops<T>().lm_softmax_ce_forward(out_.view().reshape({bs * sl, E}), enc_.embedding(),

@@ -17,6 +17,7 @@
 #include "nn/linear.h"
 #include "nn/loss.h"
 #include "nn/lstm.h"
+#include "nn/placed.h"
 #include "nn/pooling.h"
 
 namespace ulmfit {
@@ -30,54 +31,14 @@ using nn::View;
 
 
 // ---- helpers ----------------------------------------------------------------------------------
+using nn::placed::copy_in;
+using nn::placed::copy_rows;
+using nn::placed::ensure;
+using nn::placed::present;
+using nn::placed::scratch;
+using nn::placed::upload_in;
+
 namespace {
-// `t` in `place`'s memory (nullptr: host) with shape s (zeroed when it changes).
-template <typename T>
-void ensure(Tensor<T>& t, Shape s, nn::Placement* place = nullptr) {
-  if (t.placement() != place) t.place(place);
-  if (t.shape() != s) t.resize(s);
-}
-// A view of the first s.numel() elements of a grow-only scratch tensor (in `place`'s memory).
-template <typename T>
-View<T> scratch(Tensor<T>& t, Shape s, nn::Placement* place = nullptr) {
-  if (t.placement() != place) t.place(place);
-  if (t.data() == nullptr || t.numel() < s.numel()) t.resize(Shape{std::max<Index>(s.numel(), 1)});
-  return View<T>(t.data(), s);
-}
-// dst = src (same element count), both in `place`'s memory (nullptr: host).
-template <typename T>
-void copy_in(nn::Placement* place, View<T> dst, CView<T> src) {
-  if (dst.numel() != src.numel())
-    throw std::invalid_argument("classifier copy: " + src.shape.str() + " into " + dst.shape.str());
-  if (place)
-    place->copy(dst.data, src.data, sizeof(T) * (std::size_t)dst.numel());
-  else
-    dst.copy_from(src);
-}
-// `rows` rows of n elements: dst + r·dst_stride = src + r·src_stride, in `place`'s memory.
-template <typename T>
-void copy_rows(nn::Placement* place, T* dst, Index dst_stride, const T* src, Index src_stride,
-               Index rows, Index n) {
-  if (place) {
-    place->copy_rows(dst, sizeof(T) * (std::size_t)dst_stride, src, sizeof(T) * (std::size_t)src_stride,
-                     sizeof(T) * (std::size_t)n, (std::size_t)rows);
-    return;
-  }
-  for (Index r = 0; r < rows; ++r) std::copy_n(src + r * src_stride, n, dst + r * dst_stride);
-}
-// Host elements into t, a tensor in `place`'s memory (the host view itself when place is null).
-template <typename E>
-CView<E> upload_in(nn::Placement* place, Tensor<E>& t, CView<E> host) {
-  if (!place) return host;
-  ensure(t, host.shape, place);
-  place->upload(t.data(), host.data, sizeof(E) * (std::size_t)host.numel());
-  return t.view();
-}
-// A default-constructed Tensor has no buffer (and a 0-d shape whose numel() is 1).
-template <typename T>
-bool present(const Tensor<T>& t) {
-  return t.data() != nullptr && t.shape().ndim > 0 && t.numel() > 0;
-}
 // A classifier is built from a config of kind "classifier" (its head's sizes and dropouts).
 void check_classifier_config(const ModelConfig& cfg) {
   if (cfg.kind != "classifier")
@@ -230,10 +191,7 @@ void ClassifierModelT<T>::forward(CView<TokenId> ids, View<T> logits, Classifier
   const std::size_t n_caches = per_chunk ? cache.chunks.size() : 1;
   if (cache.enc.size() < n_caches) cache.enc.resize(n_caches);
   ensure(cache.out, Shape{bs, T_kept, E}, place);
-  if (place)
-    place->zero(cache.out.data(), sizeof(T) * (std::size_t)cache.out.numel());
-  else
-    cache.out.view().zero();
+  nn::placed::zero_in(place, cache.out.view());
   cache.state.reset(cfg_, 0, place);
   for (std::size_t k = 0; k < cache.chunks.size(); ++k) {
     const auto& c = cache.chunks[k];
