@@ -11,6 +11,9 @@
 # scores.json and probs.json (for the fwd + bwd ensemble and the hybrid with TF-IDF + LR here).
 # Both steps checkpoint every 2 minutes into $WORK (default /tmp/ic-cv): a call cut by its time
 # limit is continued by the same command while the machine is still warm. TF32=1 adds --tf32.
+# TESTS=1 first runs .devbin/test_cuda_train (the GPU training tests; exit 1 if one fails);
+# STOP_AFTER=lm stops once the LM is trained (so that one call can hold the tests and the LM,
+# the next the cross-validation: a call may run 10 minutes).
 # A smoke run on a machine without a GPU: IC=build/inspire-classifier DEVICE=cpu SIZE=tiny
 # EXTRA="--max-steps 2" OUT=/tmp/o tools/device-cv.sh fwd (what comes back is whatever exists,
 # also when a step fails or the time limit cuts it).
@@ -61,6 +64,13 @@ collect() {  # whatever exists, on every exit
 }
 trap collect EXIT
 SECONDS=0
+if [ "${TESTS:-0}" = 1 ]; then
+  mkdir -p build-dev && cp "$IC" build-dev/inspire-classifier  # where the tests look for it
+  timeout 300 .devbin/test_cuda_train --gtest_brief=1 2>&1 | tee "$OUT/test_cuda_train.log" | tail -n 30 || true
+  grep -q "PASSED" "$OUT/test_cuda_train.log" && ! grep -q "FAILED" "$OUT/test_cuda_train.log" ||
+    { echo "device-cv.sh: test_cuda_train failed" >&2; exit 1; }
+  echo "tested after ${SECONDS}s" >> "$OUT/times.log"
+fi
 if [ ! -f $W/pre/lm.safetensors ]; then
   # shellcheck disable=SC2046  # resume prints one flag or nothing
   $IC pretrain "${C[@]}" "${back[@]}" --epochs 1 --valid-pct 0.01 --max-vocab $V \
@@ -76,6 +86,7 @@ if [ ! -f $W/lm/lm.safetensors ]; then
 fi
 echo "fine-tuned after ${SECONDS}s" >> "$OUT/times.log"
 sha256sum $W/lm/lm.safetensors > "$OUT/lm.sha256"
+[ "${STOP_AFTER:-}" = lm ] && exit 0
 res=()
 ls $W/cv/fold-*/member-*/checkpoint.json > /dev/null 2>&1 && res=(--resume)
 $IC cv "${C[@]}" --epochs 10 --drop-mult 0.3 -d $D/inspire_labeled.jsonl \
