@@ -218,9 +218,9 @@ class ClassifierModelT {
 
 using ClassifierModel = ClassifierModelT<float>;
 
-// fastai Param list (float model, compute_tensors: device views on a device): encoder keys "0.module.*" in groups 0 (embedding) and 1..L
-// (rnn l), head parameters "1.layers.*" in group L+1 (BatchNorm: do_wd = false). BN running
-// stats are buffers and are not listed.
+// fastai Param list (float model; its compute_tensors(), so device views on a device): encoder
+// keys "0.module.*" in groups 0 (embedding) and 1..L (rnn l), head parameters "1.layers.*" in
+// group L+1 (BatchNorm: do_wd = false). BN running stats are buffers and are not listed.
 std::vector<nn::Param> classifier_params(ClassifierModel& m);
 
 }  // namespace ulmfit
