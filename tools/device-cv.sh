@@ -65,7 +65,8 @@ collect() {  # whatever exists, on every exit
 trap collect EXIT
 SECONDS=0
 if [ "${TESTS:-0}" = 1 ]; then
-  mkdir -p build-dev && cp "$IC" build-dev/inspire-classifier  # where the tests look for it
+  mkdir -p build-dev  # where the tests look for the command
+  [ "$IC" -ef build-dev/inspire-classifier ] || cp "$IC" build-dev/inspire-classifier
   timeout 300 .devbin/test_cuda_train --gtest_brief=1 2>&1 | tee "$OUT/test_cuda_train.log" | tail -n 30 || true
   grep -q "PASSED" "$OUT/test_cuda_train.log" && ! grep -q "FAILED" "$OUT/test_cuda_train.log" ||
     { echo "device-cv.sh: test_cuda_train failed" >&2; exit 1; }
