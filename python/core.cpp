@@ -183,8 +183,8 @@ nb::dict lm_stage_dict(const ulmfit::LmStageResult& r) {
 nb::dict train(const std::vector<std::string>& data, const std::string& out_dir,
                const std::vector<std::string>& lm_data, const std::vector<std::string>& pretrain_data,
                const std::string& pretrained, const std::string& preset, const std::string& recipe_json,
-               bool resume, int threads, std::int64_t max_steps, const std::string& provenance,
-               nb::object log, nb::object progress) {
+               bool resume, int threads, std::int64_t max_steps, const std::string& device,
+               const std::string& provenance, nb::object log, nb::object progress) {
   ulmfit::Recipe r;
   try {
     r = ulmfit::Recipe::from_preset(preset);
@@ -203,6 +203,7 @@ nb::dict train(const std::vector<std::string>& data, const std::string& out_dir,
   o.resume = resume;
   o.quiet = true;  // no progress bars: Python sees the log lines and the epochs
   o.max_steps = max_steps;
+  o.device = device;
   o.provenance = provenance;
   CallbackGuard guard;
   if (!log.is_none())
@@ -429,7 +430,8 @@ NB_MODULE(_core, m) {
 
   m.def("train", &train, nb::arg("data"), nb::arg("out_dir"), nb::arg("lm_data"), nb::arg("pretrain_data"),
         nb::arg("pretrained"), nb::arg("preset"), nb::arg("recipe_json"), nb::arg("resume"), nb::arg("threads"),
-        nb::arg("max_steps"), nb::arg("provenance"), nb::arg("log").none(), nb::arg("progress").none(),
+        nb::arg("max_steps"), nb::arg("device"), nb::arg("provenance"), nb::arg("log").none(),
+        nb::arg("progress").none(),
         "The ULMFiT pipeline (ulmfit/pipeline.h run_pipeline) -> dict; the GIL is released while it runs.");
   m.def("create_dataset", &create_dataset, nb::arg("source"), nb::arg("date_from"), nb::arg("date_to"),
         nb::arg("output"), nb::arg("es_url"), nb::arg("holdingpen_url"), nb::arg("api_url"), nb::arg("username"),

@@ -260,6 +260,8 @@ PipelineResult run_pipeline(const Recipe& r, const PipelineInputs& in, const Run
     ti.pretrained = in.pretrained;
     ti.out_dir = o.out_dir;
     check_training_inputs(ti);
+    // and the device: one this build or machine cannot use fails now, not after pretraining
+    if (!o.device.empty() && o.device != "cpu") (void)nn::get_backend(o.device);
   }
   auto dir = [&](const char* sub) { return (fs::path(o.out_dir) / sub).string(); };
   auto done = [&](const std::string& d) { return fs::exists(fs::path(d) / "lm.safetensors"); };

@@ -35,6 +35,7 @@ def train(
     resume: bool,
     threads: int,
     max_steps: int,
+    device: str,
     provenance: str,
     log: Optional[Callable[[str], Any]],
     progress: Optional[Callable[[str, int, Dict[str, float]], Any]],

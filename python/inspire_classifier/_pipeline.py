@@ -83,6 +83,7 @@ def train(
     progress: Optional[TrainProgress] = None,
     threads: int = 0,
     max_steps: int = 0,
+    device: str = "cpu",
 ) -> Dict[str, Any]:
     """Trains a classifier with the whole ULMFiT pipeline, as ``inspire-classifier train``.
 
@@ -106,6 +107,8 @@ def train(
         threads: compute threads (0 = leave the library's setting: all cores).
         max_steps: stop each training run after this many batches (0 = no limit; for smoke
             tests).
+        device: where the models train: "cpu", or "cuda" / "cuda:N" (a library built with
+            CUDA and a GPU; cuda/README.md). The trained model serves on the CPU.
 
     Returns:
         ``{"model_path": ".../classifier/classifier.safetensors", "out_dir", "recipe" (dict),
@@ -116,7 +119,8 @@ def train(
 
     Raises:
         FileNotFoundError: an input file does not exist.
-        ValueError: bad recipe, preset or data (the library's message).
+        ValueError: bad recipe, preset, data or device (the library's message; a device this
+            library cannot use is refused before anything is read).
         TypeError: an argument has the wrong type.
 
     Log lines (data sizes, vocabulary, stages, warnings) go to the logger "inspire_classifier".
@@ -147,6 +151,10 @@ def train(
     if not isinstance(resume, bool):
         raise TypeError(f"resume must be a bool, got {type(resume).__name__}")
     _callable(progress, "progress")
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a str, got {type(device).__name__}")
+    if not _DEVICE.match(device):
+        raise ValueError(f"device must be cpu, cuda or cuda:N, got {device!r}")
     provenance = json.dumps(
         {
             "command": "inspire_classifier.train (Python)",
@@ -165,6 +173,7 @@ def train(
         resume,
         _int(threads, "threads", 0),
         _int(max_steps, "max_steps", 0),
+        device,
         provenance,
         _log_line,
         progress,
@@ -174,6 +183,7 @@ def train(
 
 
 _DATE = re.compile(r"^\d{4}(-\d{2})?$")
+_DEVICE = re.compile(r"^(cpu|cuda|cuda:\d{1,3})$")
 
 
 def create_dataset(

@@ -115,6 +115,21 @@ def test_train_argument_errors(tmp_path):
         ic.train(data, out_dir=tmp_path / "out", threads="2")
     with pytest.raises(ValueError):
         ic.train([], out_dir=tmp_path / "out")
+    with pytest.raises(TypeError):
+        ic.train(data, out_dir=tmp_path / "out", device=0)
+    with pytest.raises(ValueError, match="cpu, cuda or cuda:N"):
+        ic.train(data, out_dir=tmp_path / "out", device="gpu")
+
+
+def test_train_on_an_unusable_device_fails_before_training(tmp_path, caplog):
+    # This wheel is built without CUDA (or the machine has no GPU): refused with the library's
+    # message before any data is read (no stage logs its data or vocabulary).
+    data = write_sample(tmp_path / "sample.jsonl", 5)
+    caplog.set_level(logging.INFO, logger="inspire_classifier")
+    with pytest.raises(ValueError, match="cuda"):
+        ic.train(data, out_dir=tmp_path / "out", preset="tiny", device="cuda")
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "vocab" not in logged and "data:" not in logged, logged
 
 
 def test_train_bad_data_raises_value_error(tmp_path, caplog):
