@@ -10,7 +10,8 @@
 # under $OUT is small: the logs, the LM's curves, cv.json (the summary) and every fold's
 # scores.json and probs.json (for the fwd + bwd ensemble and the hybrid with TF-IDF + LR here).
 # Both steps checkpoint every 2 minutes into $WORK (default /tmp/ic-cv): a call cut by its time
-# limit is continued by the same command while the machine is still warm. TF32=1 adds --tf32.
+# limit is continued by the same command while the machine is still warm; finished folds are
+# copied to $OUT as they come. TF32=1 adds --tf32.
 # TESTS=1 first runs .devbin/test_cuda_train (the GPU training tests; exit 1 if one fails);
 # STOP_AFTER=lm stops once the LM is trained (so that one call can hold the tests and the LM,
 # the next the cross-validation: a call may run 10 minutes).
@@ -91,5 +92,13 @@ sha256sum $W/lm/lm.safetensors > "$OUT/lm.sha256"
 res=()
 ls $W/cv/fold-*/member-*/checkpoint.json > /dev/null 2>&1 && res=(--resume)
 $IC cv "${C[@]}" --epochs 10 --drop-mult 0.3 -d $D/inspire_labeled.jsonl \
-  --lm $W/lm/lm.safetensors -o $W/cv "${res[@]}" > "$OUT/cv.json" 2> >(tr '\r' '\n' | grep -vE "$F" >> "$OUT/cv.log")
+  --lm $W/lm/lm.safetensors -o $W/cv "${res[@]}" > "$OUT/cv.json" 2> >(tr '\r' '\n' | grep -vE "$F" >> "$OUT/cv.log") &
+cv_pid=$!
+# Every finished fold is copied out within 15 s, so that a call cut hard (the session's device
+# time ending) still brings back the folds done so far.
+while kill -0 $cv_pid 2> /dev/null; do
+  sleep 15
+  collect
+done
+wait $cv_pid
 echo "cross-validated after ${SECONDS}s" >> "$OUT/times.log"
