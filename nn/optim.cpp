@@ -1,5 +1,6 @@
 // nn/optim.cpp — fastai Adam; see nn/optim.h for the update rule.
 #include "nn/optim.h"
+#include "nn/placed.h"
 
 #include <bit>
 #include <cmath>
@@ -102,14 +103,8 @@ void Adam::clear_state() {
 }
 
 void Adam::zero_grad() {
-  Placement* place = arena_.placement();
   for (auto& p : params_)
-    if (!hyper_[p.group].frozen) {
-      if (place)
-        place->zero(p.grad.data, sizeof(float) * (std::size_t)p.grad.numel());
-      else
-        p.grad.zero();
-    }
+    if (!hyper_[p.group].frozen) placed::zero_in(arena_.placement(), p.grad);
 }
 
 ew::AdamScalars adam_scalars(const AdamHyper& h, std::int64_t step, bool do_wd) {

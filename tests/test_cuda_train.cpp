@@ -22,6 +22,7 @@
 
 #include "cli_helpers.h"
 #include "gpu_test_helpers.h"
+#include "train_test_helpers.h"
 #include "io/bundle.h"
 #include "nn/backend.h"
 #include "nn/optim.h"
@@ -231,18 +232,13 @@ TEST(CudaTrain, ClassifierStepsEqualTheCpuThroughEveryStage) {
   fo.rng = &r1, go.rng = &r2;
   // Rows longest first, front padding to whole chunks, then end padding (pad = 1), as batched.
   const std::vector<Index> lens = {23, 19, 12, 9, 6, 4};
-  const Index sl = 25;
   for (int freeze : {-1, -2, 0}) {
     for (auto* m : {&cpu, &gpu}) m->freeze_to(freeze);
     for (auto* a : {&ca, &ga}) a->freeze_to(freeze);
     for (int step = 0; step < 3; ++step) {
-      Tensor<std::int32_t> ids({(Index)lens.size(), sl}), y({(Index)lens.size()});
-      for (Index b = 0; b < (Index)lens.size(); ++b) {
-        const Index front = (sl - lens[b]) / cfg.bptt * cfg.bptt;
-        for (Index i = 0; i < sl; ++i)
-          ids[b * sl + i] = i < front || i >= front + lens[b] ? 1 : (std::int32_t)(2 + data.next_u64() % 59);
-        y[b] = (std::int32_t)(data.next_u64() % 3);
-      }
+      const Tensor<std::int32_t> ids = padded_batch(lens, cfg.bptt, 2, 59, data);  // 25 columns
+      Tensor<std::int32_t> y({(Index)lens.size()});
+      for (Index b = 0; b < (Index)lens.size(); ++b) y[b] = (std::int32_t)(data.next_u64() % 3);
       ca.zero_grad();
       ga.zero_grad();
       const double lc = cpu.train_step(ids.view(), y.view(), cc, fo);
@@ -310,7 +306,7 @@ TEST(CudaTrain, TrainClassifierOnTheDeviceResumesAndWritesABundleTheCpuServes) {
   ASSERT_TRUE(fs::exists(dir / "c" / "checkpoint.json")) << out;
   out = clitest::run(base + " --resume", &rc, true);
   ASSERT_EQ(WEXITSTATUS(rc), 0) << out;
-  // The bundle serves on the CPU: finite weights, and predict gives every paper a label.
+  // The bundle serves on the CPU: finite weights, and validate scores it.
   auto b = io::Bundle::load((dir / "c" / "classifier.safetensors").string());
   auto m = ClassifierModel::from_bundle(b);
   for (auto& t : m.tensors())

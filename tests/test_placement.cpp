@@ -230,20 +230,6 @@ std::vector<float> weights(ClassifierModel& m) {
   return w;
 }
 
-// A padded batch as the loader makes it: rows longest first, front padding to a multiple of
-// bptt, end padding up to it (pad = 1).
-Tensor<std::int32_t> padded_batch(const std::vector<Index>& lens, Index bptt, Rng& r) {
-  const Index longest = lens[0];
-  const Index sl = (longest + bptt - 1) / bptt * bptt;
-  Tensor<std::int32_t> t({(Index)lens.size(), sl});
-  for (Index b = 0; b < (Index)lens.size(); ++b) {
-    const Index front = (sl - lens[b]) / bptt * bptt;
-    for (Index i = 0; i < sl; ++i)
-      t[b * sl + i] = i < front || i >= front + lens[b] ? 1 : (std::int32_t)(9 + r.below(31));
-  }
-  return t;
-}
-
 }  // namespace
 
 // The classifier's steps on the placed backend through every freezing stage (head only, then
@@ -279,7 +265,7 @@ TEST(Placement, ClassifierStepsAndAdamAreBitwiseTheCpus) {
     cpu.freeze_to(freeze), dev.freeze_to(freeze);
     ca.freeze_to(freeze), ga.freeze_to(freeze);
     for (int k = 0; k < 3; ++k, ++step) {
-      auto ids = padded_batch({17, 14, 9, 5}, cfg.bptt, data);
+      auto ids = padded_batch({17, 14, 9, 5}, cfg.bptt, 9, 31, data);
       Tensor<std::int32_t> y({4});
       for (Index b = 0; b < 4; ++b) y[b] = (std::int32_t)data.below(3);
       ca.zero_grad();
@@ -300,7 +286,7 @@ TEST(Placement, ClassifierStepsAndAdamAreBitwiseTheCpus) {
   EXPECT_EQ(gc.head.at(0).xhat.placement(), &be.place);
   EXPECT_EQ(ga.save_state(), ca.save_state());
   // Eval mode on a padded batch (running statistics, no dropout).
-  auto ids = padded_batch({11, 8, 3}, cfg.bptt, data);
+  auto ids = padded_batch({11, 8, 3}, cfg.bptt, 9, 31, data);
   Tensor<float> lc({3, cfg.n_classes}), lg({3, cfg.n_classes});
   const ForwardOptions eval{false, nullptr, false};
   cpu.forward(ids.view(), lc.view(), cc, eval);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "nn/rng.h"
+#include "nn/tensor.h"
 #include "ulmfit/data.h"
 #include "ulmfit/train.h"
 #include "ulmfit/vocab.h"
@@ -28,6 +29,21 @@ inline ulmfit::TrainOptions kill_options(const std::filesystem::path& dir, bool 
     if (step == kill_at) throw std::runtime_error("killed");
   };
   return o;
+}
+
+// A classifier batch as the loader pads it: rows of lens[b] tokens, longest first; each front-padded
+// by whole bptt chunks and end-padded to the longest row rounded up to a chunk (pad = 1); the
+// tokens drawn uniformly from [first, first + count).
+inline nn::Tensor<std::int32_t> padded_batch(const std::vector<nn::Index>& lens, nn::Index bptt,
+                                             std::int32_t first, std::uint64_t count, nn::Rng& r) {
+  const nn::Index sl = (lens[0] + bptt - 1) / bptt * bptt;
+  nn::Tensor<std::int32_t> t({(nn::Index)lens.size(), sl});
+  for (nn::Index b = 0; b < (nn::Index)lens.size(); ++b) {
+    const nn::Index front = (sl - lens[b]) / bptt * bptt;
+    for (nn::Index i = 0; i < sl; ++i)
+      t[b * sl + i] = i < front || i >= front + lens[b] ? 1 : first + (std::int32_t)r.below(count);
+  }
+  return t;
 }
 
 // A tiny problem for the training-loop tests: random documents of 5..24 tokens over a vocabulary

@@ -39,8 +39,8 @@ struct RunOptions {
   std::int64_t checkpoint_every_steps = 0;
   double checkpoint_every_s = 0;
   std::string provenance;    // stored in the bundles; see make_provenance()
-  // Where the language model trains: "cpu", or "cuda[:N]" (nn::get_backend; LM training only:
-  // pretrain and finetune-lm, one process).
+  // Where the models train: "cpu", or "cuda[:N]" (nn::get_backend; every training stage, in one
+  // process; the trained models serve on the CPU).
   std::string device = "cpu";
   bool tf32 = false;  // with a CUDA device: TF32 tensor-core GEMMs (Backend::set_tf32)
   // train_classifier_from_lm: train on the train AND valid records, with no validation (the last

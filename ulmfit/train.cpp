@@ -15,6 +15,7 @@
 #include "io/sha256.h"
 #include "nn/loss.h"
 #include "nn/optim.h"
+#include "nn/placed.h"
 #include "ulmfit/labels.h"
 #include "ulmfit/name_map.h"
 #include "ulmfit/progress.h"
@@ -375,7 +376,7 @@ std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vect
   nn::Placement* place = lm.encoder().placement();
   nn::Tensor<float> out, ws;
   nn::Tensor<TokenId> tgd;
-  out.place(place), ws.place(place), tgd.place(place);
+  out.place(place), ws.place(place);
   ws.resize({V * 64});
   double loss_sum = 0;
   std::int64_t correct = 0, n = 0;
@@ -392,12 +393,7 @@ std::pair<double, double> evaluate_language_model(AwdLstmLM& lm, const std::vect
     }
     Index rows = (Index)(b.bs * b.seq_len);
     nn::CView<TokenId> ids(b.x.data(), {(Index)b.bs, (Index)b.seq_len});
-    nn::CView<TokenId> tg(b.y.data(), {rows});
-    if (place) {
-      tgd.resize({rows});
-      place->upload(tgd.data(), b.y.data(), sizeof(TokenId) * (std::size_t)rows);
-      tg = tgd.view();
-    }
+    const nn::CView<TokenId> tg = nn::placed::upload_in(place, tgd, nn::CView<TokenId>(b.y.data(), {rows}));
     out.resize({(Index)b.bs, (Index)b.seq_len, E});
     lm.encoder().infer(ids, out.view());
     auto r = lm.encoder().backend().f32().lm_softmax_ce_forward(
@@ -981,6 +977,16 @@ void load_encoder_into_classifier(ClassifierModel& m, const io::Bundle& src) {
   load_tensors(m.encoder().tensors(), "encoder", src);
 }
 
+namespace {
+// Every tensor's values (host views, BatchNorm statistics included) from `from` into `to`, two
+// classifiers of the same config.
+void copy_weights(ClassifierModel& to, ClassifierModel& from) {
+  auto dst = to.tensors();
+  auto src = from.tensors();
+  for (std::size_t i = 0; i < dst.size(); ++i) dst[i].value.copy_from(src[i].value);
+}
+}  // namespace
+
 ClassifierResult train_classifier(ClassifierModel& m, const Vocab& vocab, const std::vector<Doc>& train,
                             const std::vector<std::int32_t>& train_labels,
                             const std::vector<Doc>& valid,
@@ -1086,9 +1092,7 @@ ClassifierResult train_classifier(ClassifierModel& m, const Vocab& vocab, const 
     if (m.placement()) {
       if (!host_copy) host_copy.emplace(m.config());
       m.sync_to_host();
-      auto src = m.tensors();
-      auto dst = host_copy->tensors();
-      for (std::size_t i = 0; i < dst.size(); ++i) dst[i].value.copy_from(src[i].value);
+      copy_weights(*host_copy, m);
       host_copy->encoder().reset();
       scorer = &*host_copy;
     }
@@ -1107,9 +1111,7 @@ ClassifierResult train_classifier(ClassifierModel& m, const Vocab& vocab, const 
   h.load_model = [&](const std::string& path) {
     auto bundle = io::Bundle::load(path);
     auto loaded = ClassifierModel::from_bundle(bundle);
-    auto dst = m.tensors();  // host views (a model on another backend: uploaded next)
-    auto src = loaded.tensors();
-    for (size_t i = 0; i < dst.size(); ++i) dst[i].value.copy_from(src[i].value);
+    copy_weights(m, loaded);  // into host views (a model on another backend: uploaded next)
     m.sync_to_device();
   };
 
