@@ -1,7 +1,8 @@
 // ctest-labels: data
 // K-fold cross-validation (ulmfit/cv.h): the folds are those of tools/reference/cv_peers.py (so our
 // recipe and the peers are scored on the same papers), grouped and stratified; a tiny run scores
-// every fold, writes its files atomically, and a re-run reads the scored folds back.
+// every fold, writes its files atomically, and a re-run reads the scored folds back; the LM step
+// inside each fold reads only the training folds' texts and keeps the LM's vocabulary.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "cli_helpers.h"
+#include "io/bundle.h"
 #include "nn/backend.h"
 #include "ulmfit/classifier.h"
 #include "ulmfit/cv.h"
@@ -298,6 +300,95 @@ TEST(CrossValidate, FitAllTrainsOnTrainAndValidWithoutValidation) {
     ADD_FAILURE() << "trained without validation data";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("no validation"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+// ULMFiT's LM step inside each fold (--fold-lm-epochs): the LM is fine-tuned, label-free, on the
+// training folds' texts only, keeps its vocabulary, and the fold's classifier is trained on it.
+TEST(CrossValidate, FoldLmStepFineTunesOnTheTrainingFoldsOnly) {
+  ASSERT_TRUE(fs::exists(clitest::kData)) << clitest::kData;
+  nn::set_num_threads(1);
+  fs::path dir = clitest::fresh_dir("cv_fold_lm");
+  const TinyCvSetup setup(dir);
+  RunOptions o;
+  o.quiet = true;
+  CvOptions cv;
+  cv.lms = {setup.lm};
+  cv.k = 3;
+  cv.only_folds = {1};
+  o.out_dir = (dir / "plain").string();
+  auto plain = cross_validate(setup.r, setup.data, cv, o);
+
+  cv.fold_lm_epochs = 1;
+  o.out_dir = (dir / "fold_lm").string();
+  std::vector<std::string> log;
+  o.log = [&](const std::string& l) { log.push_back(l); };
+  auto stepped = cross_validate(setup.r, setup.data, cv, o);
+  ASSERT_EQ(stepped.folds.size(), 1u);
+  const std::size_t train_docs = stepped.folds[0].train_docs;
+  EXPECT_EQ(train_docs + stepped.folds[0].test_docs, 36u);
+  // The LM read the training folds' texts, 1 in 10 held out for its validation.
+  const std::string want = "fine-tuned on " + std::to_string(train_docs - train_docs / 10) +
+                           " training-fold texts (" + std::to_string(train_docs / 10) + " validate)";
+  EXPECT_TRUE(std::any_of(log.begin(), log.end(),
+                          [&](const std::string& l) { return l.find(want) != std::string::npos; }))
+      << "no log line with: " << want;
+  const fs::path lm = dir / "fold_lm" / "fold-1" / "member-0" / "lm" / "lm.safetensors";
+  ASSERT_TRUE(fs::exists(lm));
+  auto before = io::Bundle::load(setup.lm), after = io::Bundle::load(lm.string());
+  EXPECT_EQ(after.vocab(), before.vocab());  // kept, not rebuilt from the fold's texts
+  auto a = after.tensor("0.encoder.weight"), b = before.tensor("0.encoder.weight");
+  ASSERT_EQ(a.numel(), b.numel());
+  EXPECT_FALSE(std::equal(a.data, a.data + a.numel(), b.data)) << "the LM step did not train";
+  // ... and the classifier trained on it: other probabilities than without the step.
+  auto probs = [](const fs::path& p) {
+    nlohmann::json j;
+    std::ifstream(p) >> j;
+    return j;
+  };
+  EXPECT_NE(probs(dir / "fold_lm" / "fold-1" / "member-0" / "probs.json"),
+            probs(dir / "plain" / "fold-1" / "member-0" / "probs.json"));
+
+  // A fold whose member is re-run uses the LM already fine-tuned.
+  fs::remove(dir / "fold_lm" / "fold-1" / "scores.json");
+  fs::remove(dir / "fold_lm" / "fold-1" / "member-0" / "probs.json");
+  const auto stamp = fs::last_write_time(lm);
+  auto again = cross_validate(setup.r, setup.data, cv, o);
+  EXPECT_EQ(fs::last_write_time(lm), stamp);
+  EXPECT_DOUBLE_EQ(again.folds[0].members[0].macro_f1, stepped.folds[0].members[0].macro_f1);
+
+  cv.fold_lm_epochs = -1;
+  EXPECT_THROW(cross_validate(setup.r, setup.data, cv, o), std::invalid_argument);
+  fs::remove_all(dir);
+}
+
+// finetune-lm --keep-vocab: the pretrained LM's vocabulary as it is, whatever the data's counts.
+TEST(FinetuneKeepVocab, KeepsThePretrainedVocabulary) {
+  ASSERT_TRUE(fs::exists(clitest::kData)) << clitest::kData;
+  nn::set_num_threads(1);
+  fs::path dir = clitest::fresh_dir("cv_keep_vocab");
+  const TinyCvSetup setup(dir);
+  Recipe r = setup.r;
+  r.max_vocab = 30;  // a vocabulary built from the data would be this small
+  r.lm_frozen_epochs = 0;
+  RunOptions o;
+  o.quiet = true;
+  o.max_steps = 2;
+  o.out_dir = (dir / "kept").string();
+  auto kept = finetune_language_model(r, {setup.data}, setup.lm, o, /*keep_vocab=*/true);
+  o.out_dir = (dir / "built").string();
+  auto built = finetune_language_model(r, {setup.data}, setup.lm, o);
+  const auto pre = io::Bundle::load(setup.lm).vocab();
+  EXPECT_EQ(io::Bundle::load(kept.lm.model_path).vocab(), pre);
+  EXPECT_EQ(kept.vocab_size, pre.size());
+  EXPECT_LT(built.vocab_size, pre.size());
+  o.out_dir = (dir / "none").string();
+  try {
+    finetune_language_model(r, {setup.data}, "", o, true);
+    ADD_FAILURE() << "kept the vocabulary of no LM";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("--pretrained"), std::string::npos) << e.what();
   }
   fs::remove_all(dir);
 }

@@ -160,7 +160,7 @@ struct LmArgs {
   double drop_mult = 0.7, wd = 1e-7;
   int frozen_epochs = -1, epochs = -1;
   double frozen_lr = 1e-2, lr = 1e-3;
-  bool backwards = false;
+  bool backwards = false, keep_vocab = false;
 
   void add(CLI::App& app, bool pretrain) {
     app.add_option("-d,--data", data,
@@ -192,6 +192,10 @@ struct LmArgs {
       app.add_option("--frozen-lr", frozen_lr, "peak lr of the frozen stage")->capture_default_str();
       app.add_option("--epochs", epochs, "unfrozen epochs (default: preset's; original 15)");
       app.add_option("--lr", lr, "peak lr of the unfrozen stage")->capture_default_str();
+      app.add_flag("--keep-vocab", keep_vocab,
+                   "keep the vocabulary of --pretrained (sizes and direction too) instead of "
+                   "building one from -d: as `cv --fold-lm-epochs` does (--max-vocab and "
+                   "--min-freq then do nothing)");
     }
   }
   // The recipe with these flags applied (0 / -1: the preset's value).
@@ -248,7 +252,7 @@ int run_lm(int argc, char** argv, bool pretrain) {
     res = pretrain_language_model(r, a.data, o);
   } else {
     r.backwards = a.backwards || bundle_is_backwards(a.pretrained);
-    res = finetune_language_model(r, a.data, a.pretrained, o);
+    res = finetune_language_model(r, a.data, a.pretrained, o, a.keep_vocab);
   }
   print_json_result(lm_json(res));
   return 0;
@@ -410,6 +414,16 @@ int run_cv(int argc, char** argv) {
       ->required();
   app.add_option("-k,--folds", k, "number of folds")->capture_default_str()->check(CLI::Range(2, 50));
   app.add_option("--fold", only, "run only these folds (0-based; default: all)");
+  int fold_lm_epochs = 0;
+  double fold_lm_lr = 2e-3;
+  app.add_option("--fold-lm-epochs", fold_lm_epochs,
+                 "ULMFiT's LM step inside each fold: fine-tune each --lm on the training folds' "
+                 "texts (no labels; its vocabulary kept) for N epochs before the classifier, as "
+                 "`train` fine-tunes on the labeled texts (default 0: the --lm as given)")
+      ->check(CLI::Range(0, 1000));
+  app.add_option("--fold-lm-lr", fold_lm_lr, "learning rate of that LM step (one cycle)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
   if (com.threads > 0) nn::set_num_threads(com.threads);
   if (a.data.size() != 1) throw std::runtime_error("cv reads one labeled file (-d), got " + std::to_string(a.data.size()));
@@ -422,11 +436,14 @@ int run_cv(int argc, char** argv) {
   cv.lms = lms;
   cv.k = k;
   cv.only_folds = only;
+  cv.fold_lm_epochs = fold_lm_epochs;
+  cv.fold_lm_lr = fold_lm_lr;
   auto res = cross_validate(r, a.data[0], cv, com.options(argc, argv, a.data));
   nlohmann::json j = res.to_json();
   j["recipe"] = r.to_json();
   j["lms"] = lms;
   j["k"] = k;
+  if (fold_lm_epochs > 0) j["fold_lm"] = {{"epochs", fold_lm_epochs}, {"lr", fold_lm_lr}};
   const std::string path = com.out + "/cv.json";
   const std::string text = j.dump(1) + "\n";
   io::write_file_atomically(path, text.data(), text.size());

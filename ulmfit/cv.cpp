@@ -210,6 +210,29 @@ std::vector<ClassProbs> read_probs(const std::string& path, std::size_t rows) {
   return p;
 }
 
+// cv.fold_lm_epochs of fine-tuning of `lm` on the training folds' `texts` into `dir` (skipped
+// when dir/lm.safetensors exists; resumed from its checkpoint with o.resume). Returns the LM's path.
+std::string fold_lm(const Recipe& r, const CvOptions& cv, const std::string& lm,
+                    const std::vector<std::string>& texts, const std::string& dir, const RunOptions& o) {
+  const std::string path = (fs::path(dir) / "lm.safetensors").string();
+  if (fs::exists(path)) return path;
+  Sides s;  // every tenth text validates
+  for (std::size_t i = 0; i < texts.size(); ++i) (i % 10 == 9 ? s.valid : s.train).push_back(texts[i]);
+  Recipe lr = r;
+  lr.lm_frozen_epochs = 0;
+  lr.lm_epochs = cv.fold_lm_epochs;
+  lr.lm_lr = cv.fold_lm_lr;
+  RunOptions lo = o;
+  lo.out_dir = dir;
+  lo.resume = o.resume && fs::exists(fs::path(dir) / "checkpoint.json");
+  if (o.log)
+    o.log("LM step: " + lm + " fine-tuned on " + std::to_string(s.train.size()) +
+          " training-fold texts (" + std::to_string(s.valid.size()) + " validate) for " +
+          std::to_string(cv.fold_lm_epochs) + " epoch(s) into " + dir);
+  auto res = finetune_language_model_keep_vocab(lr, s, lm, lo);
+  return res.lm.model_path;
+}
+
 }  // namespace
 
 json CvResult::summary() const {
@@ -250,6 +273,10 @@ CvResult cross_validate(const Recipe& r, const std::string& data, const CvOption
                                   std::to_string(cv.k - 1) + ")");
   for (auto& lm : cv.lms)
     if (!fs::exists(lm)) throw std::runtime_error(lm + ": no such file");
+  if (cv.fold_lm_epochs < 0)
+    throw std::invalid_argument("--fold-lm-epochs must be >= 0, got " + std::to_string(cv.fold_lm_epochs));
+  if (cv.fold_lm_epochs > 0 && !(cv.fold_lm_lr > 0))
+    throw std::invalid_argument("--fold-lm-lr must be > 0, got " + std::to_string(cv.fold_lm_lr));
 
   const std::vector<std::string> labels(kLabels.begin(), kLabels.end());
   std::vector<io::Record> recs;
@@ -333,10 +360,12 @@ CvResult cross_validate(const Recipe& r, const std::string& data, const CvOption
       if (fs::exists(probs_path)) {
         p = read_probs(probs_path, gold.size());
       } else {
+        std::string lm = cv.lms[m];
+        if (cv.fold_lm_epochs > 0) lm = fold_lm(r, cv, lm, sides.train, (mdir / "lm").string(), o);
         RunOptions mo = o;
         mo.out_dir = mdir.string();
         mo.resume = o.resume && fs::exists(mdir / "checkpoint.json");
-        auto tr = train_classifier_from_lm(r, cv.lms[m], sides, mo);
+        auto tr = train_classifier_from_lm(r, lm, sides, mo);
         // The model after the last epoch: the scored fold chose nothing.
         Classifier clf = Classifier::load(tr.clas.last_model_path);
         p = raw_probabilities(clf, sides.valid, o.quiet);

@@ -45,6 +45,13 @@ struct CvOptions {
   int k = 5;
   std::vector<int> only_folds;   // run these folds only (empty: all)
   int threads = 0;               // OpenMP threads for scoring (0: as set)
+  // ULMFiT's LM step inside each fold (0: none): before its classifier, each --lm is fine-tuned,
+  // label-free, on the TRAINING folds' texts for this many one-cycle epochs at fold_lm_lr
+  // (no frozen stage; the LM's vocabulary is kept), into fold-<j>/member-<m>/lm/. One text in
+  // ten is held out as its validation (for watching; the last epoch's LM is used). The scored
+  // fold's texts are never read, as a new paper is not by the shipped model's LM.
+  int fold_lm_epochs = 0;
+  double fold_lm_lr = 2e-3;
 };
 
 // One contender's figures on one fold.

@@ -154,11 +154,19 @@ void place_on_device(Model& m, const RunOptions& o) {
   }
 }
 
+// `keep`: numericalise with this vocabulary instead of building one from the text.
 LmStageResult run_lm(const Recipe& r, const Sides& sides, const std::string& pretrained,
                      const std::vector<Stage>& stages, const RunOptions& o, const std::string& dir,
-                     bool resume) {
+                     bool resume, const Vocab* keep = nullptr) {
   r.validate();
-  auto d = prepare_lm_data(sides, r.max_vocab, r.min_freq, o.quiet, o.log);
+  LmData d;
+  if (keep) {
+    d.vocab = *keep;
+    d.train = numericalize_all(tokenize_all(sides.train, TokenizeMode::Train, o.quiet), d.vocab);
+    d.valid = numericalize_all(tokenize_all(sides.valid, TokenizeMode::Train, o.quiet), d.vocab);
+  } else {
+    d = prepare_lm_data(sides, r.max_vocab, r.min_freq, o.quiet, o.log);
+  }
   AwdLstmLM lm(lm_config(r, d.vocab.size()));
   if (!resume) init_lm(lm, d.vocab, pretrained, r.seed, o.log);
   place_on_device(lm, o);
@@ -181,11 +189,30 @@ LmStageResult pretrain_language_model(const Recipe& r, const std::vector<std::st
 }
 
 LmStageResult finetune_language_model(const Recipe& r, const std::vector<std::string>& data,
-                                      const std::string& pretrained, const RunOptions& o) {
+                                      const std::string& pretrained, const RunOptions& o,
+                                      bool keep_vocab) {
   r.validate();
+  if (keep_vocab && pretrained.empty())
+    throw std::invalid_argument("--keep-vocab keeps the vocabulary of --pretrained: give one");
   auto sides = read_sides(data, r.valid_pct, r.seed, false, o.log);
+  if (keep_vocab) return finetune_language_model_keep_vocab(r, sides, pretrained, o);
   return run_lm(r, sides, pretrained, r.finetune_stages(!pretrained.empty()), o, o.out_dir,
                 o.resume);
+}
+
+LmStageResult finetune_language_model_keep_vocab(const Recipe& r_in, const Sides& sides,
+                                                 const std::string& pretrained, const RunOptions& o) {
+  r_in.validate();
+  if (sides.train.empty()) throw std::invalid_argument("LM fine-tuning: no training text");
+  auto b = io::Bundle::load(pretrained);
+  const Vocab vocab = Vocab::from_itos(b.vocab());
+  Recipe r = r_in;  // sizes and direction are the bundle's
+  const auto& c = b.config();
+  r.emb_sz = c.emb_sz;
+  r.n_hid = c.n_hid;
+  r.n_layers = c.n_layers;
+  r.backwards = c.backwards;
+  return run_lm(r, sides, pretrained, r.finetune_stages(true), o, o.out_dir, o.resume, &vocab);
 }
 
 ClassifierStageResult train_classifier_from_lm(const Recipe& r_in, const std::string& lm_path,

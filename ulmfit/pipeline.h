@@ -81,9 +81,19 @@ struct LmStageResult {
 LmStageResult pretrain_language_model(const Recipe& r, const std::vector<std::string>& data,
                                       const RunOptions& o);
 // Fine-tuning on `data` (valid share recipe.valid_pct), from `pretrained` (empty: from scratch,
-// then the frozen stage is skipped). Writes <out_dir>/lm.safetensors.
+// then the frozen stage is skipped). Writes <out_dir>/lm.safetensors. `keep_vocab`: the
+// vocabulary of `pretrained` as it is (finetune_language_model_keep_vocab below).
 LmStageResult finetune_language_model(const Recipe& r, const std::vector<std::string>& data,
-                                      const std::string& pretrained, const RunOptions& o);
+                                      const std::string& pretrained, const RunOptions& o,
+                                      bool keep_vocab = false);
+
+// Fine-tuning on texts already read (`sides`; labels are not read), keeping the vocabulary of
+// `pretrained`: no token is added or dropped, so text outside `sides` is read exactly as the
+// pretrained LM reads it (cross_validate's per-fold LM step). Sizes and direction come from the
+// bundle; stages recipe.finetune_stages(true) (lm_frozen_epochs 0 for none frozen). Writes
+// <out_dir>/lm.safetensors (the last epoch's); o.resume continues from <out_dir>/checkpoint.json.
+LmStageResult finetune_language_model_keep_vocab(const Recipe& r, const Sides& sides,
+                                                 const std::string& pretrained, const RunOptions& o);
 
 struct ClassifierStageResult {
   ClassifierResult clas;
