@@ -13,6 +13,8 @@
 # limit is continued by the same command while the machine is still warm; finished folds are
 # copied to $OUT as they come. TF32=1 adds --tf32.
 # TESTS=1 first runs .devbin/test_cuda_train (the GPU training tests; exit 1 if one fails);
+# CV_EXTRA: more flags for `cv` alone (e.g. "--fold-lm-epochs 1": ULMFiT's LM step on each fold's
+# training texts), into $WORK/$SIZE-$DIR/${CV_DIR:-cv} (give another CV_DIR for another cv run).
 # STOP_AFTER=lm stops once the LM is trained (so that one call can hold the tests and the LM,
 # the next the cross-validation: a call may run 10 minutes).
 # A smoke run on a machine without a GPU: IC=build/inspire-classifier DEVICE=cpu SIZE=tiny
@@ -50,11 +52,12 @@ tf=()
 C=(--preset small --threads "$(nproc)" --device "${DEVICE:-cuda}" "${tf[@]}" --checkpoint-every 2m "${S[@]}" ${EXTRA:-})
 F=': [0-9]+/[0-9]+ \('  # per-batch progress lines are left out of the logs
 W=$WORK/$SIZE-$DIR
+CV=$W/${CV_DIR:-cv}
 mkdir -p $W
 resume() { [ -f "$1/checkpoint.json" ] && echo --resume || true; }
 collect() {  # whatever exists, on every exit
   [ -f $W/lm/curves.csv ] && cp $W/lm/curves.csv "$OUT/lm-curves.csv"
-  for f in $W/cv/fold-*; do
+  for f in $CV/fold-*; do
     [ -d "$f" ] || continue
     k=$(basename "$f")
     [ -f "$f/scores.json" ] && cp "$f/scores.json" "$OUT/$k-scores.json"
@@ -90,9 +93,10 @@ echo "fine-tuned after ${SECONDS}s" >> "$OUT/times.log"
 sha256sum $W/lm/lm.safetensors > "$OUT/lm.sha256"
 [ "${STOP_AFTER:-}" = lm ] && exit 0
 res=()
-ls $W/cv/fold-*/member-*/checkpoint.json > /dev/null 2>&1 && res=(--resume)
-$IC cv "${C[@]}" --epochs 10 --drop-mult 0.3 -d $D/inspire_labeled.jsonl \
-  --lm $W/lm/lm.safetensors -o $W/cv "${res[@]}" > "$OUT/cv.json" 2> >(tr '\r' '\n' | grep -vE "$F" >> "$OUT/cv.log") &
+ls $CV/fold-*/member-*/checkpoint.json > /dev/null 2>&1 && res=(--resume)
+# shellcheck disable=SC2086  # CV_EXTRA is a list of flags
+$IC cv "${C[@]}" --epochs 10 --drop-mult 0.3 ${CV_EXTRA:-} -d $D/inspire_labeled.jsonl \
+  --lm $W/lm/lm.safetensors -o $CV "${res[@]}" > "$OUT/cv.json" 2> >(tr '\r' '\n' | grep -vE "$F" >> "$OUT/cv.log") &
 cv_pid=$!
 # Every finished fold is copied out within 15 s, so that a call cut hard (the session's device
 # time ending) still brings back the folds done so far.
