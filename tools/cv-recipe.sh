@@ -83,7 +83,9 @@ done
 clas=()
 [[ -n ${CLAS_EPOCHS:-} ]] && clas=(--epochs "$CLAS_EPOCHS")
 resume=()
-ls "$OUT"/cv/fold-*/member-*/checkpoint.json >/dev/null 2>&1 && resume=(--resume)
+# a fold stopped in its classifier or in its LM step (--fold-lm-epochs)
+compgen -G "$OUT/cv/fold-*/member-*/checkpoint.json" >/dev/null ||
+  compgen -G "$OUT/cv/fold-*/member-*/lm/checkpoint.json" >/dev/null && resume=(--resume)
 echo "== cv" >&2
 lms=()
 for dir in $DIRS; do lms+=(--lm "$OUT/lm-$dir/lm.safetensors"); done

@@ -93,7 +93,9 @@ echo "fine-tuned after ${SECONDS}s" >> "$OUT/times.log"
 sha256sum $W/lm/lm.safetensors > "$OUT/lm.sha256"
 [ "${STOP_AFTER:-}" = lm ] && exit 0
 res=()
-ls $CV/fold-*/member-*/checkpoint.json > /dev/null 2>&1 && res=(--resume)
+# a fold stopped in its classifier or in its LM step (--fold-lm-epochs)
+compgen -G "$CV/fold-*/member-*/checkpoint.json" > /dev/null ||
+  compgen -G "$CV/fold-*/member-*/lm/checkpoint.json" > /dev/null && res=(--resume)
 # shellcheck disable=SC2086  # CV_EXTRA is a list of flags
 $IC cv "${C[@]}" --epochs 10 --drop-mult 0.3 ${CV_EXTRA:-} -d $D/inspire_labeled.jsonl \
   --lm $W/lm/lm.safetensors -o $CV "${res[@]}" > "$OUT/cv.json" 2> >(tr '\r' '\n' | grep -vE "$F" >> "$OUT/cv.log") &
