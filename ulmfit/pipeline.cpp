@@ -154,6 +154,16 @@ void place_on_device(Model& m, const RunOptions& o) {
   }
 }
 
+// The recipe with the model sizes and direction of `c` (a bundle's config).
+Recipe with_sizes_of(const Recipe& r_in, const ModelConfig& c) {
+  Recipe r = r_in;
+  r.emb_sz = c.emb_sz;
+  r.n_hid = c.n_hid;
+  r.n_layers = c.n_layers;
+  r.backwards = c.backwards;
+  return r;
+}
+
 // `keep`: numericalise with this vocabulary instead of building one from the text.
 LmStageResult run_lm(const Recipe& r, const Sides& sides, const std::string& pretrained,
                      const std::vector<Stage>& stages, const RunOptions& o, const std::string& dir,
@@ -206,12 +216,7 @@ LmStageResult finetune_language_model_keep_vocab(const Recipe& r_in, const Sides
   if (sides.train.empty()) throw std::invalid_argument("LM fine-tuning: no training text");
   auto b = io::Bundle::load(pretrained);
   const Vocab vocab = Vocab::from_itos(b.vocab());
-  Recipe r = r_in;  // sizes and direction are the bundle's
-  const auto& c = b.config();
-  r.emb_sz = c.emb_sz;
-  r.n_hid = c.n_hid;
-  r.n_layers = c.n_layers;
-  r.backwards = c.backwards;
+  const Recipe r = with_sizes_of(r_in, b.config());
   return run_lm(r, sides, pretrained, r.finetune_stages(true), o, o.out_dir, o.resume, &vocab);
 }
 
@@ -226,13 +231,10 @@ ClassifierStageResult train_classifier_from_lm(const Recipe& r_in, const std::st
   auto valid = numericalize_all(tok_valid, vocab, true);
   for (auto l : sides.train_labels)
     if (l < 0) throw std::runtime_error("a training record has no label");
-  // Sizes and direction are the LM's; the recipe stored in the bundle says so.
-  Recipe r = r_in;
+  // Sizes and direction are the LM's (a classifier reads text in its LM's direction); the recipe
+  // stored in the bundle says so.
+  const Recipe r = with_sizes_of(r_in, lmb.config());
   const auto& mc = lmb.config();
-  r.emb_sz = mc.emb_sz;
-  r.n_hid = mc.n_hid;
-  r.n_layers = mc.n_layers;
-  r.backwards = mc.backwards;  // a classifier reads text in its LM's direction
   ModelConfig cc = ModelConfig::classifier((Index)vocab.size(), r.clas_drop_mult);
   cc.emb_sz = mc.emb_sz;
   cc.n_hid = mc.n_hid;
