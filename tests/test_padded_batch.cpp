@@ -2,9 +2,12 @@
 // tests/test_padded_batch.cpp — batched serving of documents of different lengths: nn::lstm_infer
 // with `lengths` against each row run alone, and ClassifierModel::infer_batch_padded against
 // infer() one document at a time (double: to rounding; float: to 1e-5), forward and backwards
-// models, documents longer than max_len (the pooling window), groups of any size.
+// models, documents longer than max_len (the pooling window), groups of any size; and
+// ClassifierModel::pooled_batch (document embeddings) against the pooled features of the
+// training path's eval-mode forward (concat_pool over a batch of one).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -163,4 +166,51 @@ TEST(PaddedBatch, BadDocumentsAreNamed) {
   docs[1] = {2, 60};  // outside the vocabulary
   EXPECT_THROW(m.infer_batch_padded(docs, out.view()), std::invalid_argument);
   EXPECT_THROW(m.infer_batch_padded(docs, out.view(), 0), std::invalid_argument);
+}
+
+// pooled_batch is the head's input that infer_batch_padded computes: checked against another
+// path, the training forward in eval mode (SentenceEncoder chunks + concat_pool_forward) on each
+// document alone, which fills cache.pooled. A backwards model's forward reads the ids as given,
+// so it gets the document reversed, as its data loader does.
+template <typename T>
+void check_pooled(bool backwards, double tol) {
+  ClassifierModelT<T> m(small_config(backwards));
+  Rng rng(backwards ? 13 : 12);
+  m.init(rng);
+  auto docs = random_docs(17, backwards ? 41 : 40);
+  const Index n = (Index)docs.size(), F = 3 * m.config().emb_sz;
+  ulmfit::ClassifierCache<T> cache;
+  ulmfit::ForwardOptions eval;
+  eval.training = false;
+  std::vector<T> want(n * F);
+  for (Index i = 0; i < n; ++i) {
+    std::vector<TokenId> d = docs[i];
+    if (backwards) std::reverse(d.begin(), d.end());
+    Tensor<T> logits({1, 3});
+    m.forward(CView<TokenId>(d.data(), Shape{1, (Index)d.size()}), logits.view(), cache, eval);
+    ASSERT_EQ(cache.pooled.numel(), F);
+    std::copy_n(cache.pooled.data(), F, want.data() + i * F);
+  }
+  for (Index group : {Index(1), Index(5), Index(64)}) {
+    Tensor<T> got({n, F});
+    m.pooled_batch(docs, got.view(), group);
+    for (Index i = 0; i < n * F; ++i)
+      ASSERT_NEAR(got[i], want[i], tol * (1 + std::fabs((double)want[i])))
+          << "group " << group << " doc " << i / F << " (" << docs[i / F].size()
+          << " tokens) feature " << i % F;
+  }
+  Tensor<T> wrong({n, F + 1});
+  EXPECT_THROW(m.pooled_batch(docs, wrong.view()), std::invalid_argument);
+  docs[2].clear();
+  Tensor<T> got({n, F});
+  EXPECT_THROW(m.pooled_batch(docs, got.view()), std::invalid_argument);
+}
+
+TEST(PaddedBatch, PooledFeaturesEqualTheTrainingPathsDouble) {
+  check_pooled<double>(false, 1e-12);
+  check_pooled<double>(true, 1e-12);
+}
+TEST(PaddedBatch, PooledFeaturesEqualTheTrainingPathsFloat) {
+  check_pooled<float>(false, 1e-5);
+  check_pooled<float>(true, 1e-5);
 }

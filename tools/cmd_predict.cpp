@@ -1,8 +1,10 @@
-// tools/cmd_predict.cpp — `predict-coreness` (one paper) and `predict` (JSON Lines, streamed).
+// tools/cmd_predict.cpp — `predict-coreness` (one paper), `predict` (JSON Lines, streamed) and
+// `embed` (the same input, a document vector per paper).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <omp.h>
 
 #include <chrono>
 #include <cstring>
@@ -310,6 +312,137 @@ int run_predict(int argc, char** argv) {
   return bad ? 1 : 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// embed --model M [--input records.jsonl] [--output out.jsonl] [--member K] [--batch N]
+// ---------------------------------------------------------------------------------------------
+int run_embed(int argc, char** argv) {
+  CLI::App app(
+      "Document vectors: for every record of a JSON Lines file (as `predict` reads them), the "
+      "vector a classifier's head reads: [last, max, mean] of the encoder's last layer over the "
+      "pooled tokens (3 x emb_sz numbers, 1200 at INSPIRE's size). The model may be a language "
+      "model (its encoder never saw a label) or a classifier. Writes one JSON line per good "
+      "record, in input order: {\"id\": ..., \"vector\": [...]} (\"line\" instead of \"id\" when "
+      "a record has none). Bad lines are reported on stderr and skipped; the exit code is then 1.",
+      "inspire-classifier embed");
+  std::string input = "-", output = "-", model;
+  std::size_t member = 0, max_line_bytes = 8u << 20;
+  int threads = 0, chunk = 256, batch = 32;
+  bool quiet = false;
+  app.add_option("-m,--model", model, "model bundle (.safetensors): a language model or a classifier")
+      ->required();
+  app.add_option("-i,--input", input, "JSON Lines input, plain or gzip ('-' = stdin)")
+      ->capture_default_str();
+  app.add_option("-o,--output", output,
+                 "JSON Lines output ('-' = stdout; a file is written atomically)")
+      ->capture_default_str();
+  app.add_option("--member", member, "which classifier of an ensemble bundle")->capture_default_str();
+  app.add_option("-t,--threads", threads, "threads (0 = all cores)")->capture_default_str();
+  app.add_option("--chunk", chunk, "records read and embedded together")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--batch", batch, "papers padded together through the model (longest first)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--max-line-bytes", max_line_bytes,
+                 "longest input line read; a longer one is reported as a bad line and skipped")
+      ->capture_default_str();
+  app.add_flag("-q,--quiet", quiet, "no progress or summary on stderr");
+  if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+  if (threads > 0) omp_set_num_threads(threads);
+
+  if (output != "-") io::check_output_path(output);
+  io::LineReader reader(input, max_line_bytes);
+  const std::string in_name = reader.name();
+  const auto emb = ulmfit::Embedder::load(model, member);
+  const std::size_t dim = emb.dim();
+  long good = 0, bad = 0;
+  auto t0 = std::chrono::steady_clock::now(), last = t0;
+  auto progress = [&](bool final_line) {
+    auto now = std::chrono::steady_clock::now();
+    if (quiet || (!final_line && std::chrono::duration<double>(now - last).count() < 10.0)) return;
+    last = now;
+    const double el = std::chrono::duration<double>(now - t0).count();
+    std::fprintf(stderr, "embed: %ld records, %ld bad, %.1f s, %.1f records/s\n", good, bad, el,
+                 el > 0 ? good / el : 0.0);
+  };
+  auto process = [&](std::ostream& out) {
+    std::vector<Item> items;
+    std::vector<std::vector<std::int32_t>> ids;
+    std::vector<std::size_t> which;  // ids[k] is items[which[k]]
+    std::string line;
+    char num[32];
+    for (bool eof = false; !eof;) {
+      items.clear();
+      while (items.size() < static_cast<std::size_t>(chunk)) {
+        bool too_long = false;
+        if (!reader.next(line, too_long)) {
+          eof = true;
+          break;
+        }
+        if (!too_long && line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        items.emplace_back();
+        items.back().line = static_cast<long>(reader.line_no());
+        if (too_long)
+          items.back().error = "line longer than " + std::to_string(max_line_bytes) +
+                               " bytes (see --max-line-bytes)";
+        else
+          parse_line(line, items.back());
+      }
+      ids.clear();
+      which.clear();
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        Item& it = items[i];
+        if (!it.error.empty()) continue;
+        try {
+          auto v = it.joined ? emb.encode_text(it.paper.title)
+                             : emb.encode_paper(it.paper.title, it.paper.abstract);
+          if (v.empty()) throw std::invalid_argument("no tokens in the text");
+          ids.push_back(std::move(v));
+          which.push_back(i);
+        } catch (const std::exception& e) {
+          it.error = e.what();
+        }
+      }
+      const auto vec = emb.embed_batch(ids, batch);
+      for (std::size_t k = 0; k < which.size(); ++k) {
+        Item& it = items[which[k]];
+        std::string& s = it.output;
+        s = "{";
+        if (it.id)
+          s += "\"id\": " + it.id->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        else
+          s += "\"line\": " + std::to_string(it.line);
+        s += ", \"vector\": [";
+        for (std::size_t j = 0; j < dim; ++j) {
+          std::snprintf(num, sizeof num, j ? ", %.7g" : "%.7g", static_cast<double>(vec[k * dim + j]));
+          s += num;
+        }
+        s += "]}";
+      }
+      for (auto& it : items) {
+        if (!it.error.empty()) {
+          ++bad;
+          cli::warning(in_name + ":" + std::to_string(it.line) + ": " + it.error + " (skipped)");
+          continue;
+        }
+        out << it.output << '\n';
+        ++good;
+      }
+      out.flush();
+      if (!out) throw std::runtime_error("cannot write the output (disk full or closed pipe?)");
+      progress(false);
+    }
+  };
+  if (output == "-") {
+    std::ios::sync_with_stdio(false);
+    process(std::cout);
+  } else {
+    io::write_file_atomically(output, process);
+  }
+  progress(true);
+  return bad ? 1 : 0;
+}
+
 }  // namespace
 
 // (A hyphenated name cannot go through the INSPIRE_COMMAND macro's token pasting.)
@@ -318,3 +451,5 @@ static ::cli::Registrar inspire_cmd_registrar_predict_coreness(
     run_predict_coreness, 30);
 INSPIRE_COMMAND_ORDERED(predict, "Classify a JSON Lines file of papers (streamed, multi-threaded)",
                         run_predict, 31);
+INSPIRE_COMMAND_ORDERED(embed, "Document vectors from a language model or classifier (JSON Lines)",
+                        run_embed, 32);

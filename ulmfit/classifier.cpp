@@ -16,6 +16,7 @@
 #include "ulmfit/default_model.h"
 #include "ulmfit/labels.h"
 #include "ulmfit/tokenizer.h"
+#include "ulmfit/train.h"
 #include "ulmfit/vocab.h"
 
 
@@ -92,6 +93,24 @@ std::array<float, 3> softmax3(const std::array<float, 3>& z) {
   for (int i = 0; i < 3; ++i) s += (p[i] = std::exp(z[i] - m));
   for (auto& x : p) x /= s;
   return p;
+}
+
+// Classifier::encode_paper (and Embedder's): predict_coreness's checks, cut, join, encode.
+std::vector<std::int32_t> encode_paper_with(const Vocab& vocab, std::size_t cap,
+                                            std::string_view title, std::string_view abstract) {
+  // Name the field and the offset in it (the tokenizer would only see the joined text).
+  for (auto [name, field] : {std::pair{"title", title}, std::pair{"abstract", abstract}})
+    if (auto off = first_invalid_utf8(field); off != std::string_view::npos)
+      throw std::invalid_argument(std::string("invalid UTF-8 in the ") + name + " (byte offset " +
+                                  std::to_string(off) + ")");
+  // Cut before joining too, so that a huge abstract is never copied whole.
+  std::string text = join_title_abstract(std::string(truncate_utf8(title, cap)),
+                                         std::string(truncate_utf8(abstract, cap)));
+  try {
+    return vocab.numericalize(tokenize(truncate_utf8(text, cap), TokenizeMode::Predict));
+  } catch (const TextError& e) {
+    throw std::invalid_argument(std::string("invalid text: ") + e.what());
+  }
 }
 
 }  // namespace
@@ -211,20 +230,7 @@ std::vector<std::array<float, 3>> Classifier::probabilities_batch(
 
 std::vector<std::int32_t> Classifier::encode_paper(std::string_view title,
                                                    std::string_view abstract) const {
-  // Name the field and the offset in it (the tokenizer would only see the joined text).
-  for (auto [name, field] : {std::pair{"title", title}, std::pair{"abstract", abstract}})
-    if (auto off = first_invalid_utf8(field); off != std::string_view::npos)
-      throw std::invalid_argument(std::string("invalid UTF-8 in the ") + name + " (byte offset " +
-                                  std::to_string(off) + ")");
-  // Cut before joining too, so that a huge abstract is never copied whole.
-  const std::size_t cap = impl_->max_text_bytes;
-  std::string text = join_title_abstract(std::string(truncate_utf8(title, cap)),
-                                         std::string(truncate_utf8(abstract, cap)));
-  try {
-    return encode(truncate_utf8(text, cap));
-  } catch (const TextError& e) {
-    throw std::invalid_argument(std::string("invalid text: ") + e.what());
-  }
+  return encode_paper_with(impl_->vocab, impl_->max_text_bytes, title, abstract);
 }
 
 namespace {
@@ -323,5 +329,68 @@ std::size_t Classifier::n_members() const { return impl_->models.size(); }
 const std::vector<double>& Classifier::class_weights() const { return impl_->class_weights; }
 const std::string& Classifier::source() const { return impl_->source; }
 std::size_t Classifier::max_text_bytes() const { return impl_->max_text_bytes; }
+
+// ---- Embedder ---------------------------------------------------------------------------------
+
+struct Embedder::Impl {
+  Vocab vocab;
+  std::string kind;
+  std::size_t max_text_bytes = LoadOptions::kDefaultMaxTextBytes;
+  std::optional<ClassifierModel> model;  // a language model's encoder under an unused head
+};
+
+Embedder Embedder::load(const std::string& path, std::size_t member, std::size_t max_text_bytes) {
+  if (max_text_bytes == 0) throw std::invalid_argument("max_text_bytes must be at least 1");
+  auto bundle = io::Bundle::load(path);
+  auto impl = std::make_shared<Impl>();
+  impl->kind = bundle.config().kind;
+  impl->max_text_bytes = max_text_bytes;
+  impl->vocab = Vocab::from_itos(bundle.vocab());
+  if (impl->kind == "classifier") {
+    impl->model.emplace(ClassifierModel::from_bundle(bundle, RecurrentPrecision::f32, member));
+  } else if (impl->kind == "lm" || impl->kind == "encoder") {
+    if (member != 0)
+      throw std::invalid_argument(path + ": a language model has one encoder, no member " +
+                                  std::to_string(member));
+    // The classifier's pooling (bptt 72, max_len 1440: fastai's) over the LM's encoder; the head
+    // is never run, so its (zero) initial values do not matter.
+    const auto& c = bundle.config();
+    ModelConfig cc = ModelConfig::classifier(c.vocab_size);
+    cc.emb_sz = c.emb_sz;
+    cc.n_hid = c.n_hid;
+    cc.n_layers = c.n_layers;
+    cc.backwards = c.backwards;
+    cc.pad_idx = c.pad_idx;
+    impl->model.emplace(cc);
+    load_encoder_into_classifier(*impl->model, bundle);
+  } else {
+    throw std::invalid_argument(path + ": this bundle holds a \"" + impl->kind +
+                                "\" model; embeddings come from a language model, an encoder or a classifier");
+  }
+  return Embedder(std::move(impl));
+}
+
+std::size_t Embedder::dim() const { return 3 * static_cast<std::size_t>(impl_->model->config().emb_sz); }
+const std::string& Embedder::kind() const { return impl_->kind; }
+bool Embedder::backwards() const { return impl_->model->config().backwards; }
+
+std::vector<std::int32_t> Embedder::encode_paper(std::string_view title,
+                                                 std::string_view abstract) const {
+  return encode_paper_with(impl_->vocab, impl_->max_text_bytes, title, abstract);
+}
+
+std::vector<std::int32_t> Embedder::encode_text(std::string_view text) const {
+  return impl_->vocab.numericalize(
+      tokenize(truncate_utf8(text, impl_->max_text_bytes), TokenizeMode::Predict));
+}
+
+std::vector<float> Embedder::embed_batch(const std::vector<std::vector<std::int32_t>>& ids,
+                                         int batch) const {
+  if (batch < 1) throw std::invalid_argument("batch must be at least 1, got " + std::to_string(batch));
+  const nn::Index n = static_cast<nn::Index>(ids.size()), d = static_cast<nn::Index>(dim());
+  std::vector<float> out(ids.size() * dim());
+  impl_->model->pooled_batch(ids, nn::View<float>(out.data(), nn::Shape{n, d}), batch);
+  return out;
+}
 
 }  // namespace ulmfit

@@ -165,4 +165,35 @@ class Classifier {
   std::shared_ptr<const Impl> impl_;
 };
 
+// Document embeddings (`inspire-classifier embed`): for each paper, the vector the classifier's
+// head reads, [last, max, mean] of the encoder's last LSTM layer over the positions the classifier
+// pools (the last 1440 tokens, in 72-token chunks): 3 x emb_sz floats (1200 at INSPIRE's size).
+// From a classifier bundle (member K of an ensemble), or from a language model (or encoder)
+// bundle, whose encoder has never seen a label: features for another model (e.g. a linear one)
+// or for similarity search. Papers are encoded exactly as Classifier::encode_paper does. Immutable after
+// loading; const calls may run concurrently.
+class Embedder {
+ public:
+  // Throws io::FormatError / std::runtime_error naming the file; std::invalid_argument for a
+  // member the bundle lacks or a bundle kind other than "lm" / "classifier".
+  static Embedder load(const std::string& path, std::size_t member = 0,
+                       std::size_t max_text_bytes = LoadOptions::kDefaultMaxTextBytes);
+  std::size_t dim() const;           // 3 x emb_sz
+  const std::string& kind() const;   // the bundle's: "lm" or "classifier"
+  bool backwards() const;            // a backward model (reads each paper last token first)
+  std::vector<std::int32_t> encode_paper(std::string_view title, std::string_view abstract) const;
+  std::vector<std::int32_t> encode_text(std::string_view text) const;
+  // The papers' vectors, row-major [ids.size() x dim()], padded through the model in groups of
+  // up to `batch` (ClassifierModel::pooled_batch; each row as if alone, to ~1e-6). Throws
+  // std::invalid_argument naming the document (index) on an empty or out-of-vocabulary one.
+  std::vector<float> embed_batch(const std::vector<std::vector<std::int32_t>>& ids,
+                                 int batch = 32) const;
+
+  struct Impl;
+
+ private:
+  explicit Embedder(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<const Impl> impl_;
+};
+
 }  // namespace ulmfit

@@ -456,7 +456,7 @@ void ClassifierModelT<T>::head_infer(CView<T> feat, View<T> logits,
 
 template <typename T>
 void ClassifierModelT<T>::infer_group(const std::vector<const std::vector<TokenId>*>& docs,
-                                      View<T> logits, ClassifierWorkspace<T>& ws) const {
+                                      View<T> out, ClassifierWorkspace<T>& ws, bool head) const {
   const Index bs = (Index)docs.size(), E = cfg_.emb_sz;
   if (bs == 0) return;
   std::vector<const TokenId*> rows(bs);  // each document in the model's reading order
@@ -493,8 +493,9 @@ void ClassifierModelT<T>::infer_group(const std::vector<const std::vector<TokenI
     }
     ws.state.resize(cfg_, active);  // finished rows leave (their pooled values are kept)
     View<T> y = scratch(ws.y, Shape{active, blen, E});
+    // (a backend without padded rows only gets groups of one document: nothing to pad)
     enc_.infer(CView<TokenId>(ws.ids.data(), Shape{active, blen}), ws.state, y, ws.enc,
-               ws.lengths.data());
+               enc_.infer_takes_lengths() ? ws.lengths.data() : nullptr);
     for (Index b = 0; b < active; ++b) {
       const T* yb = y.data + b * blen * E;
       ws.count[b] += pool_block(yb, ws.lengths[b], i, len(b), E, cfg_, sum.data + b * E,
@@ -503,33 +504,52 @@ void ClassifierModelT<T>::infer_group(const std::vector<const std::vector<TokenI
         std::copy_n(yb + (ws.lengths[b] - 1) * E, E, last.data + b * E);
     }
   }
-  View<T> f = scratch(ws.feat, Shape{bs, 3 * E});  // [last, max, avg] per row
+  // [last, max, avg] per row: the head's input, or the output itself (pooled_batch)
+  View<T> f = head ? scratch(ws.feat, Shape{bs, 3 * E}) : out;
   for (Index b = 0; b < bs; ++b)
     concat_pooled(last.data + b * E, mx.data + b * E, sum.data + b * E, ws.count[b], E,
                   f.data + b * 3 * E);
-  head_infer(f, logits, ws);
+  if (head) head_infer(f, out, ws);
 }
 
 template <typename T>
 void ClassifierModelT<T>::infer_batch_padded(const std::vector<std::vector<TokenId>>& docs,
                                              View<T> logits, Index group) const {
-  const Index n = (Index)docs.size(), C = cfg_.n_classes;
-  nn::check_shape(logits.shape, Shape{n, C}, "classifier infer_batch_padded logits");
+  nn::check_shape(logits.shape, Shape{(Index)docs.size(), cfg_.n_classes},
+                  "classifier infer_batch_padded logits");
   require_host("infer_batch_padded");
   if (group < 1) throw std::invalid_argument("classifier infer_batch_padded: group must be >= 1");
   if (!enc_.infer_takes_lengths()) {
     infer_batch(docs, logits);
     return;
   }
+  run_groups(docs, logits, group, true, "infer_batch_padded");
+}
+
+template <typename T>
+void ClassifierModelT<T>::pooled_batch(const std::vector<std::vector<TokenId>>& docs,
+                                       View<T> feats, Index group) const {
+  nn::check_shape(feats.shape, Shape{(Index)docs.size(), 3 * cfg_.emb_sz},
+                  "classifier pooled_batch features");
+  require_host("pooled_batch");
+  run_groups(docs, feats, enc_.infer_takes_lengths() ? group : 1, false, "pooled_batch");
+}
+
+template <typename T>
+void ClassifierModelT<T>::run_groups(const std::vector<std::vector<TokenId>>& docs, View<T> out,
+                                     Index group, bool head, const char* what) const {
+  const Index n = (Index)docs.size(), W = out.ndim() == 2 ? out.dim(1) : 0;
+  if (group < 1)
+    throw std::invalid_argument(std::string("classifier ") + what + ": group must be >= 1");
   for (Index i = 0; i < n; ++i) {
     if (docs[i].empty())
-      throw std::invalid_argument("classifier infer_batch_padded: document " + std::to_string(i) +
-                                  ": empty document (no tokens)");
+      throw std::invalid_argument(std::string("classifier ") + what + ": document " +
+                                  std::to_string(i) + ": empty document (no tokens)");
     try {
       enc_.check_ids(CView<TokenId>(docs[i].data(), Shape{1, (Index)docs[i].size()}));
     } catch (const std::exception& e) {
-      throw std::invalid_argument("classifier infer_batch_padded: document " + std::to_string(i) +
-                                  ": " + e.what());
+      throw std::invalid_argument(std::string("classifier ") + what + ": document " +
+                                  std::to_string(i) + ": " + e.what());
     }
   }
   std::vector<Index> order(n);
@@ -537,14 +557,14 @@ void ClassifierModelT<T>::infer_batch_padded(const std::vector<std::vector<Token
   std::stable_sort(order.begin(), order.end(),
                    [&](Index a, Index b) { return docs[a].size() > docs[b].size(); });
   thread_local ClassifierWorkspace<T> ws;
-  Tensor<T> out;
+  Tensor<T> res;
   for (Index g0 = 0; g0 < n; g0 += group) {
     const Index g1 = std::min(n, g0 + group);
     std::vector<const std::vector<TokenId>*> grp;
     for (Index k = g0; k < g1; ++k) grp.push_back(&docs[order[k]]);
-    View<T> lg = scratch(out, Shape{g1 - g0, C});
-    infer_group(grp, lg, ws);
-    for (Index k = g0; k < g1; ++k) std::copy_n(lg.data + (k - g0) * C, C, logits.data + order[k] * C);
+    View<T> r = scratch(res, Shape{g1 - g0, W});
+    infer_group(grp, r, ws, head);
+    for (Index k = g0; k < g1; ++k) std::copy_n(r.data + (k - g0) * W, W, out.data + order[k] * W);
   }
 }
 

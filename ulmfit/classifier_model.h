@@ -165,6 +165,12 @@ class ClassifierModelT {
   // without padded rows (lstm_infer_takes_lengths) fall back to infer_batch.
   void infer_batch_padded(const std::vector<std::vector<TokenId>>& docs, nn::View<T> logits,
                           Index group = 32) const;
+  // The head's input for each document instead of its logits: [last, max, avg] of the last LSTM
+  // layer's outputs over the pooled positions (feats [n_docs, 3 * emb_sz]), as
+  // infer_batch_padded computes it on the way; the head (and its random init, for a model made
+  // from a language model's encoder) plays no part. A document embedding (`embed`).
+  void pooled_batch(const std::vector<std::vector<TokenId>>& docs, nn::View<T> feats,
+                    Index group = 32) const;
   // Serving precision of the LSTMs' recurrent weights (AwdLstmEncoderT::set_recurrent_precision).
   void set_half_recurrent(bool on) { enc_.set_half_recurrent(on); }
   void set_recurrent_precision(RecurrentPrecision p) { enc_.set_recurrent_precision(p); }
@@ -195,9 +201,14 @@ class ClassifierModelT {
   // A head view where the ops read it (enc_.device_of; itself on the CPU).
   nn::View<T> dev(nn::View<T> v) const { return enc_.device_of(v); }
   void require_host(const char* what) const;
-  // One group of infer_batch_padded: docs by non-increasing length -> logits [n, C].
-  void infer_group(const std::vector<const std::vector<TokenId>*>& docs, nn::View<T> logits,
-                   ClassifierWorkspace<T>& ws) const;
+  // One group of infer_batch_padded: docs by non-increasing length -> logits [n, C] (head), or
+  // their pooled features [n, 3E] (!head).
+  void infer_group(const std::vector<const std::vector<TokenId>*>& docs, nn::View<T> out,
+                   ClassifierWorkspace<T>& ws, bool head = true) const;
+  // infer_batch_padded / pooled_batch: checks every document, then groups of up to `group`
+  // documents (longest first) through infer_group, rows back in input order.
+  void run_groups(const std::vector<std::vector<TokenId>>& docs, nn::View<T> out, Index group,
+                  bool head, const char* what) const;
   // The head on pooled features [bs, 3E] -> logits [bs, C] (eval: batchnorm, linear, ReLU).
   void head_infer(nn::CView<T> feat, nn::View<T> logits, ClassifierWorkspace<T>& ws) const;
   nn::Ops<T>& ops() const { return enc_.backend().template ops<T>(); }
