@@ -6,19 +6,25 @@
 #      tools/device-lm.sh; skipped when $WORK has the LM);
 #   2. `cv --device cuda` over the labeled train + valid papers with the medium classifier recipe
 #      (10 last-stage epochs, drop-mult 0.3; the flags of /work/runs-22/run-cv-gpu.sh);
+#   (between 1 and 2, with PROBE=1, the default: the LM's document vectors of the labeled papers
+#   (`embed`) + logistic regression on the same folds, tools/reference/cv_features.py --only
+#   vec-lr: a 1-minute screen of the LM whose figure comes back even if the CV does not finish)
 # The language model never leaves the machine (it is too large to come back); what comes back
-# under $OUT is small: the logs, the LM's curves, cv.json (the summary) and every fold's
-# scores.json and probs.json (for the fwd + bwd ensemble and the hybrid with TF-IDF + LR here).
+# is ONE file, $OUT/report-$SIZE-$DIR.tgz (the machine returns at most 8 files): the logs, the
+# LM's curves, probe.json, cv.json (the summary) and every fold's scores.json, probs.json and
+# curves (fold-K-*; for the fwd + bwd ensemble and the hybrid with TF-IDF + LR here).
+# Unpack with `tar -xzf report-SIZE-DIR.tgz -C DEST`.
 # Both steps checkpoint every 2 minutes into $WORK (default /tmp/ic-cv): a call cut by its time
 # limit is continued by the same command while the machine is still warm; finished folds are
-# copied to $OUT as they come. TF32=1 adds --tf32.
+# packed into the report as they come. TF32=1 adds --tf32.
 # TESTS=1 first runs .devbin/test_cuda_train (the GPU training tests; exit 1 if one fails);
 # CV_EXTRA: more flags for `cv` alone (e.g. "--fold-lm-epochs 1": ULMFiT's LM step on each fold's
 # training texts), into $WORK/$SIZE-$DIR/${CV_DIR:-cv} (give another CV_DIR for another cv run).
 # STOP_AFTER=lm stops once the LM is trained (so that one call can hold the tests and the LM,
 # the next the cross-validation: a call may run 10 minutes).
 # A smoke run on a machine without a GPU: IC=build/inspire-classifier DEVICE=cpu SIZE=tiny
-# EXTRA="--max-steps 2" OUT=/tmp/o tools/device-cv.sh fwd (what comes back is whatever exists,
+# EXTRA="--max-steps 2" OUT=/tmp/o PYTHON=<a python with scikit-learn> tools/device-cv.sh fwd
+# (what comes back is whatever exists,
 # also when a step fails or the time limit cuts it).
 #
 # Sent with the working tree (at most 64 MiB): .devbin/ (inspire-classifier built with
@@ -53,17 +59,21 @@ C=(--preset small --threads "$(nproc)" --device "${DEVICE:-cuda}" "${tf[@]}" --c
 F=': [0-9]+/[0-9]+ \('  # per-batch progress lines are left out of the logs
 W=$WORK/$SIZE-$DIR
 CV=$W/${CV_DIR:-cv}
-mkdir -p $W
+R=$W/report-${CV_DIR:-cv}  # what comes back, packed by collect()
+mkdir -p $W $R
 resume() { [ -f "$1/checkpoint.json" ] && echo --resume || true; }
 collect() {  # whatever exists, on every exit
-  [ -f $W/lm/curves.csv ] && cp $W/lm/curves.csv "$OUT/lm-curves.csv"
+  [ -f $W/lm/curves.csv ] && cp $W/lm/curves.csv "$R/lm-curves.csv"
   for f in $CV/fold-*; do
     [ -d "$f" ] || continue
     k=$(basename "$f")
-    [ -f "$f/scores.json" ] && cp "$f/scores.json" "$OUT/$k-scores.json"
-    [ -f "$f/member-0/probs.json" ] && cp "$f/member-0/probs.json" "$OUT/$k-probs.json"
-    [ -f "$f/member-0/curves.csv" ] && cp "$f/member-0/curves.csv" "$OUT/$k-curves.csv"
+    [ -f "$f/scores.json" ] && cp "$f/scores.json" "$R/$k-scores.json"
+    [ -f "$f/member-0/probs.json" ] && cp "$f/member-0/probs.json" "$R/$k-probs.json"
+    [ -f "$f/member-0/curves.csv" ] && cp "$f/member-0/curves.csv" "$R/$k-curves.csv"
   done
+  # one file, renamed into place: a call cut while packing still returns the last whole report
+  tar -czf "$W/report.tgz" -C "$R" . && cp "$W/report.tgz" "$OUT/report.tmp" &&
+    mv "$OUT/report.tmp" "$OUT/report-$SIZE-$DIR.tgz"
   return 0
 }
 trap collect EXIT
@@ -71,26 +81,33 @@ SECONDS=0
 if [ "${TESTS:-0}" = 1 ]; then
   mkdir -p build-dev  # where the tests look for the command
   [ "$IC" -ef build-dev/inspire-classifier ] || cp "$IC" build-dev/inspire-classifier
-  timeout 300 .devbin/test_cuda_train --gtest_brief=1 2>&1 | tee "$OUT/test_cuda_train.log" | tail -n 30 || true
-  grep -q "PASSED" "$OUT/test_cuda_train.log" && ! grep -q "FAILED" "$OUT/test_cuda_train.log" ||
+  timeout 300 .devbin/test_cuda_train --gtest_brief=1 2>&1 | tee "$R/test_cuda_train.log" | tail -n 30 || true
+  grep -q "PASSED" "$R/test_cuda_train.log" && ! grep -q "FAILED" "$R/test_cuda_train.log" ||
     { echo "device-cv.sh: test_cuda_train failed" >&2; exit 1; }
-  echo "tested after ${SECONDS}s" >> "$OUT/times.log"
+  echo "tested after ${SECONDS}s" >> "$R/times.log"
 fi
 if [ ! -f $W/pre/lm.safetensors ]; then
   # shellcheck disable=SC2046  # resume prints one flag or nothing
   $IC pretrain "${C[@]}" "${back[@]}" --epochs 1 --valid-pct 0.01 --max-vocab $V \
     -d $D/nltk_english.train.txt $D/wiki.valid.tokens $D/wiki.test.tokens $D/imdb_train.jsonl $D/imdb_unsup.jsonl \
-    -o $W/pre $(resume $W/pre) 2>&1 | tr '\r' '\n' | grep -vE "$F" >> "$OUT/pre.log"
+    -o $W/pre $(resume $W/pre) 2>&1 | tr '\r' '\n' | grep -vE "$F" >> "$R/pre.log"
 fi
-echo "pretrained after ${SECONDS}s" >> "$OUT/times.log"
+echo "pretrained after ${SECONDS}s" >> "$R/times.log"
 if [ ! -f $W/lm/lm.safetensors ]; then
   # shellcheck disable=SC2046
   $IC finetune-lm "${C[@]}" "${back[@]}" --pretrained $W/pre/lm.safetensors --frozen-epochs 1 \
     --epochs 8 --lr 4e-3 --max-vocab $V -d $D/hep_abstracts_unlabeled.jsonl \
-    -o $W/lm $(resume $W/lm) 2>&1 | tr '\r' '\n' | grep -vE "$F" >> "$OUT/lm.log"
+    -o $W/lm $(resume $W/lm) 2>&1 | tr '\r' '\n' | grep -vE "$F" >> "$R/lm.log"
 fi
-echo "fine-tuned after ${SECONDS}s" >> "$OUT/times.log"
-sha256sum $W/lm/lm.safetensors > "$OUT/lm.sha256"
+echo "fine-tuned after ${SECONDS}s" >> "$R/times.log"
+sha256sum $W/lm/lm.safetensors > "$R/lm.sha256"
+if [ "${PROBE:-1}" = 1 ] && [ ! -f "$R/probe.json" ]; then
+  $IC embed -q --threads "$(nproc)" -m $W/lm/lm.safetensors -i $D/inspire_labeled.jsonl -o $W/vectors.jsonl &&
+    ${PYTHON:-python3} tools/reference/cv_features.py $W/vectors.jsonl --data $D/inspire_labeled.jsonl \
+      --only vec-lr --json "$R/probe.json" > "$R/probe.log" 2>&1 ||
+    echo "device-cv.sh: the probe failed (probe.log)" >&2
+  echo "probed after ${SECONDS}s" >> "$R/times.log"
+fi
 [ "${STOP_AFTER:-}" = lm ] && exit 0
 res=()
 # a fold stopped in its classifier or in its LM step (--fold-lm-epochs)
@@ -98,7 +115,7 @@ compgen -G "$CV/fold-*/member-*/checkpoint.json" > /dev/null ||
   compgen -G "$CV/fold-*/member-*/lm/checkpoint.json" > /dev/null && res=(--resume)
 # shellcheck disable=SC2086  # CV_EXTRA is a list of flags
 $IC cv "${C[@]}" --epochs 10 --drop-mult 0.3 ${CV_EXTRA:-} -d $D/inspire_labeled.jsonl \
-  --lm $W/lm/lm.safetensors -o $CV "${res[@]}" > "$OUT/cv.json" 2> >(tr '\r' '\n' | grep -vE "$F" >> "$OUT/cv.log") &
+  --lm $W/lm/lm.safetensors -o $CV "${res[@]}" > "$R/cv.json" 2> >(tr '\r' '\n' | grep -vE "$F" >> "$R/cv.log") &
 cv_pid=$!
 # Every finished fold is copied out within 15 s, so that a call cut hard (the session's device
 # time ending) still brings back the folds done so far.
@@ -107,4 +124,4 @@ while kill -0 $cv_pid 2> /dev/null; do
   collect
 done
 wait $cv_pid
-echo "cross-validated after ${SECONDS}s" >> "$OUT/times.log"
+echo "cross-validated after ${SECONDS}s" >> "$R/times.log"
