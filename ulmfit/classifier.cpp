@@ -365,12 +365,15 @@ Embedder Embedder::load(const std::string& path, std::size_t member, std::size_t
     load_encoder_into_classifier(*impl->model, bundle);
   } else {
     throw std::invalid_argument(path + ": this bundle holds a \"" + impl->kind +
-                                "\" model; embeddings come from a language model, an encoder or a classifier");
+                                "\" model; vectors come from a language model, an encoder or a "
+                                "classifier");
   }
   return Embedder(std::move(impl));
 }
 
-std::size_t Embedder::dim() const { return 3 * static_cast<std::size_t>(impl_->model->config().emb_sz); }
+std::size_t Embedder::dim() const {
+  return 3 * static_cast<std::size_t>(impl_->model->config().emb_sz);
+}
 const std::string& Embedder::kind() const { return impl_->kind; }
 bool Embedder::backwards() const { return impl_->model->config().backwards; }
 

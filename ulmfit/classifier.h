@@ -170,16 +170,16 @@ class Classifier {
 // pools (the last 1440 tokens, in 72-token chunks): 3 x emb_sz floats (1200 at INSPIRE's size).
 // From a classifier bundle (member K of an ensemble), or from a language model (or encoder)
 // bundle, whose encoder has never seen a label: features for another model (e.g. a linear one)
-// or for similarity search. Papers are encoded exactly as Classifier::encode_paper does. Immutable after
-// loading; const calls may run concurrently.
+// or for similarity search. Papers are encoded exactly as Classifier::encode_paper does.
+// Immutable after loading; const calls may run concurrently.
 class Embedder {
  public:
   // Throws io::FormatError / std::runtime_error naming the file; std::invalid_argument for a
-  // member the bundle lacks or a bundle kind other than "lm" / "classifier".
+  // member the bundle lacks or a bundle kind other than "lm" / "encoder" / "classifier".
   static Embedder load(const std::string& path, std::size_t member = 0,
                        std::size_t max_text_bytes = LoadOptions::kDefaultMaxTextBytes);
   std::size_t dim() const;           // 3 x emb_sz
-  const std::string& kind() const;   // the bundle's: "lm" or "classifier"
+  const std::string& kind() const;   // the bundle's: "lm", "encoder" or "classifier"
   bool backwards() const;            // a backward model (reads each paper last token first)
   std::vector<std::int32_t> encode_paper(std::string_view title, std::string_view abstract) const;
   std::vector<std::int32_t> encode_text(std::string_view text) const;
