@@ -1,5 +1,5 @@
 // python/core.cpp — inspire_classifier._core: the nanobind binding of the C++ predict API
-// (ulmfit/classifier.h), of the fastai learner import (ulmfit/fastai_import.h), of the training
+// (ulmfit/classifier.h: Classifier, and Embedder for document vectors), of the fastai learner import (ulmfit/fastai_import.h), of the training
 // pipeline (ulmfit/pipeline.h) and of create-dataset (harvest/harvest.h).
 //
 // The Python package (python/inspire_classifier/__init__.py) checks and normalises the
@@ -108,6 +108,31 @@ class Model {
  private:
   std::shared_ptr<std::string> bytes_;  // declared first: destroyed after clf_
   std::unique_ptr<ulmfit::Classifier> clf_;
+};
+
+// A loaded Embedder (document vectors; ulmfit/classifier.h) of a model bundle.
+class EmbedModel {
+ public:
+  EmbedModel(const std::string& path, std::size_t member) {
+    std::error_code ec;
+    auto st = std::filesystem::status(path, ec);
+    if (!std::filesystem::exists(st))
+      throw FileNotFound(path + ": no such model file (expected a language model or classifier "
+                                "bundle .safetensors)");
+    if (std::filesystem::is_directory(st))
+      throw IsADirectory(path + ": is a directory, not a model file");
+    try {
+      emb_ = std::make_unique<ulmfit::Embedder>(ulmfit::Embedder::load(path, member));
+    } catch (const std::bad_alloc&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw nb::value_error(e.what());  // format, kind, member
+    }
+  }
+  const ulmfit::Embedder& emb() const { return *emb_; }
+
+ private:
+  std::unique_ptr<ulmfit::Embedder> emb_;
 };
 
 std::string as_string(nb::handle h, const char* what) {
@@ -427,6 +452,50 @@ NB_MODULE(_core, m) {
           "A list of (title, abstract) tuples of UTF-8 bytes -> a list of dicts, in input order, "
           "computed in parallel (threads <= 0: all cores); batch > 1 pads that many papers "
           "together.");
+
+  nb::class_<EmbedModel>(m, "EmbedModel", "A loaded model for document vectors (immutable).")
+      .def(nb::init<const std::string&, std::size_t>(), nb::arg("path"), nb::arg("member"),
+           nb::call_guard<nb::gil_scoped_release>(),
+           "Loads a language model, encoder or classifier bundle (member K of an ensemble).")
+      .def_prop_ro("dim", [](const EmbedModel& s) { return s.emb().dim(); })
+      .def_prop_ro("kind", [](const EmbedModel& s) { return s.emb().kind(); })
+      .def(
+          "embed_batch",
+          [](const EmbedModel& s, nb::list papers, int batch) {
+            std::vector<std::pair<std::string, std::string>> in;
+            in.reserve(papers.size());
+            for (nb::handle item : papers) {
+              if (!PyTuple_Check(item.ptr()) || PyTuple_GET_SIZE(item.ptr()) != 2)
+                throw nb::type_error("papers must be a list of (title, abstract) tuples");
+              nb::tuple t = nb::borrow<nb::tuple>(item);
+              in.emplace_back(as_string(t[0], "title"), as_string(t[1], "abstract"));
+            }
+            std::vector<float> v;
+            {
+              nb::gil_scoped_release release;
+              std::vector<std::vector<std::int32_t>> ids;
+              ids.reserve(in.size());
+              for (std::size_t i = 0; i < in.size(); ++i) {
+                try {
+                  ids.push_back(s.emb().encode_paper(in[i].first, in[i].second));
+                } catch (const std::invalid_argument& e) {
+                  throw std::invalid_argument("papers[" + std::to_string(i) + "]: " + e.what());
+                }
+              }
+              v = s.emb().embed_batch(ids, batch);
+            }
+            const std::size_t d = s.emb().dim();
+            nb::list result;
+            for (std::size_t i = 0; i < in.size(); ++i) {
+              nb::list row;
+              for (std::size_t j = 0; j < d; ++j) row.append(nb::float_(static_cast<double>(v[i * d + j])));
+              result.append(row);
+            }
+            return result;
+          },
+          nb::arg("papers"), nb::arg("batch"),
+          "A list of (title, abstract) tuples of UTF-8 bytes -> a list of vectors (lists of "
+          "floats), in input order.");
 
   m.def("train", &train, nb::arg("data"), nb::arg("out_dir"), nb::arg("lm_data"), nb::arg("pretrain_data"),
         nb::arg("pretrained"), nb::arg("preset"), nb::arg("recipe_json"), nb::arg("resume"), nb::arg("threads"),

@@ -10,7 +10,8 @@ torch, fastai or NumPy::
     # {'prediction': 'core', 'scores': {'rejected': 0.0177, 'non_core': 0.0177, 'core': 0.9647}}
 
 The scores are the ``inspire-classifier predict-coreness`` command's (the same float values).
-Training and dataset creation are functions too: :func:`train` (the ULMFiT pipeline) and
+Document vectors (a model's encoder output, for linear models or similarity search) come from
+:class:`Embedder`. Training and dataset creation are functions too: :func:`train` (the ULMFiT pipeline) and
 :func:`create_dataset` (gather labeled data from INSPIRE); their progress goes to the logger
 ``"inspire_classifier"`` and to an optional callback.
 """
@@ -23,6 +24,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 __all__ = [
     "Classifier",
+    "Embedder",
     "Prediction",
     "Paper",
     "has_default_model",
@@ -90,6 +92,54 @@ def _check_threads(threads: object) -> int:
     if threads < 0:
         raise ValueError(f"threads must be >= 0 (0 = all cores), got {threads}")
     return threads
+
+
+def _check_batch(batch: object) -> int:
+    if isinstance(batch, bool) or not isinstance(batch, int):
+        raise TypeError(f"batch must be an int, got {type(batch).__name__}")
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    return batch
+
+
+def _pairs(papers: object) -> List[Tuple[bytes, bytes]]:
+    """Papers ((title, abstract) pairs or mappings) as (title, abstract) UTF-8 bytes pairs."""
+    if isinstance(papers, (str, bytes, Mapping)):
+        raise TypeError("papers must be a list of (title, abstract) pairs or dicts")
+    try:
+        items = list(papers)
+    except TypeError:
+        raise TypeError(
+            f"papers must be an iterable of papers, got {type(papers).__name__}"
+        ) from None
+    pairs: List[Tuple[bytes, bytes]] = []
+    for i, paper in enumerate(items):
+        if isinstance(paper, Mapping):
+            missing = [k for k in ("title", "abstract") if k not in paper]
+            if missing:
+                raise ValueError(f"papers[{i}]: missing key {missing[0]!r}")
+            title, abstract = paper["title"], paper["abstract"]
+        elif isinstance(paper, Sequence) and not isinstance(paper, (str, bytes)):
+            if len(paper) != 2:
+                raise ValueError(
+                    f"papers[{i}]: expected a (title, abstract) pair, got {len(paper)} items"
+                )
+            title, abstract = paper[0], paper[1]
+        else:
+            raise TypeError(
+                f"papers[{i}] must be a (title, abstract) pair or a dict, "
+                f"got {type(paper).__name__}"
+            )
+        t = _text(title, f"papers[{i}] title")
+        a = _text(abstract, f"papers[{i}] abstract")
+        for what, given, b in (("title", title, t), ("abstract", abstract, a)):
+            if not isinstance(given, str):  # bytes: name the paper if not UTF-8
+                try:
+                    b.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise ValueError(f"papers[{i}] {what} is not valid UTF-8: {e}") from None
+        pairs.append((t, a))
+    return pairs
 
 
 class Classifier:
@@ -227,43 +277,61 @@ class Classifier:
         ``predict --batch``): faster for bulk work, scores within about 1e-6 of one at a time.
         """
         n_threads = self._threads if threads is None else _check_threads(threads)
-        if isinstance(batch, bool) or not isinstance(batch, int):
-            raise TypeError(f"batch must be an int, got {type(batch).__name__}")
-        if batch < 1:
-            raise ValueError(f"batch must be at least 1, got {batch}")
-        if isinstance(papers, (str, bytes, Mapping)):
-            raise TypeError("papers must be a list of (title, abstract) pairs or dicts")
-        try:
-            items = list(papers)
-        except TypeError:
-            raise TypeError(
-                f"papers must be an iterable of papers, got {type(papers).__name__}"
-            ) from None
-        pairs: List[Tuple[bytes, bytes]] = []
-        for i, paper in enumerate(items):
-            if isinstance(paper, Mapping):
-                missing = [k for k in ("title", "abstract") if k not in paper]
-                if missing:
-                    raise ValueError(f"papers[{i}]: missing key {missing[0]!r}")
-                title, abstract = paper["title"], paper["abstract"]
-            elif isinstance(paper, Sequence) and not isinstance(paper, (str, bytes)):
-                if len(paper) != 2:
-                    raise ValueError(
-                        f"papers[{i}]: expected a (title, abstract) pair, got {len(paper)} items"
-                    )
-                title, abstract = paper[0], paper[1]
-            else:
-                raise TypeError(
-                    f"papers[{i}] must be a (title, abstract) pair or a dict, "
-                    f"got {type(paper).__name__}"
-                )
-            t = _text(title, f"papers[{i}] title")
-            a = _text(abstract, f"papers[{i}] abstract")
-            for what, given, b in (("title", title, t), ("abstract", abstract, a)):
-                if not isinstance(given, str):  # bytes: name the paper if not UTF-8
-                    try:
-                        b.decode("utf-8")
-                    except UnicodeDecodeError as e:
-                        raise ValueError(f"papers[{i}] {what} is not valid UTF-8: {e}") from None
-            pairs.append((t, a))
+        batch = _check_batch(batch)
+        pairs = _pairs(papers)
         return self._model.predict_batch(pairs, n_threads, batch)
+
+
+class Embedder:
+    """Document vectors: for each paper, the vector a classifier's head reads.
+
+    ``[last, max, mean]`` of the encoder's last LSTM layer over the pooled tokens: 3 x emb_sz
+    floats (1200 at INSPIRE's size), as ``inspire-classifier embed`` writes them. The model may
+    be a language model (its encoder never saw a label), an encoder, or a classifier
+    (``member`` K of an ensemble). Papers are tokenized exactly as :class:`Classifier` does.
+
+    Raises:
+        FileNotFoundError: ``model_path`` does not exist.
+        ValueError: the file is not a valid model of those kinds, or has no such member.
+        TypeError: an argument has the wrong type.
+    """
+
+    def __init__(self, model_path: Union[str, "os.PathLike[str]"], *, member: int = 0) -> None:
+        if not isinstance(model_path, (str, os.PathLike)):
+            raise TypeError(
+                f"model_path must be a str or an os.PathLike, got {type(model_path).__name__}"
+            )
+        path = os.fspath(model_path)
+        if not isinstance(path, str):
+            raise TypeError("model_path must be a str path, not bytes")
+        if path == "":
+            raise ValueError("model_path is empty")
+        if isinstance(member, bool) or not isinstance(member, int):
+            raise TypeError(f"member must be an int, got {type(member).__name__}")
+        if member < 0:
+            raise ValueError(f"member must be >= 0, got {member}")
+        self._model = _core.EmbedModel(path, member)
+
+    @property
+    def dim(self) -> int:
+        """The length of every vector (3 x the model's emb_sz)."""
+        return self._model.dim
+
+    @property
+    def kind(self) -> str:
+        """The bundle's kind: ``'lm'``, ``'encoder'`` or ``'classifier'``."""
+        return self._model.kind
+
+    def __repr__(self) -> str:
+        return f"Embedder(kind={self.kind!r}, dim={self.dim})"
+
+    def embed(self, title: Union[str, bytes], abstract: Union[str, bytes]) -> List[float]:
+        """One paper's vector (a list of :attr:`dim` floats)."""
+        return self._model.embed_batch([(_text(title, "title"), _text(abstract, "abstract"))], 1)[0]
+
+    def embed_batch(self, papers: Iterable[Paper], *, batch: int = 32) -> List[List[float]]:
+        """Many papers' vectors, in input order (GIL released; up to ``batch`` papers padded
+        together through the model, each as if alone to about 1e-6). Papers as for
+        :meth:`Classifier.predict_coreness_batch`."""
+        return self._model.embed_batch(_pairs(papers), _check_batch(batch))
+
