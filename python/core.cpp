@@ -59,6 +59,16 @@ bool is_torch_file(const std::string& path) {
   return in.gcount() >= 1 && static_cast<unsigned char>(head[0]) == 0x80;
 }
 
+// FileNotFound / IsADirectory for a path that is not a file (`expected`: what it should hold).
+void check_model_path(const std::string& path, const char* expected) {
+  std::error_code ec;
+  auto st = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(st))
+    throw FileNotFound(path + ": no such model file (expected " + expected + ")");
+  if (std::filesystem::is_directory(st))
+    throw IsADirectory(path + ": is a directory, not a model file");
+}
+
 // A loaded model. A learner is converted to a bundle in memory; `bytes` keeps that bundle alive
 // for as long as the classifier that points into it.
 class Model {
@@ -77,13 +87,7 @@ class Model {
       clf_ = std::make_unique<ulmfit::Classifier>(ulmfit::Classifier::load_or_default("", opt));
       return;
     }
-    std::error_code ec;
-    auto st = std::filesystem::status(path, ec);
-    if (!std::filesystem::exists(st))
-      throw FileNotFound(path + ": no such model file (expected a model bundle .safetensors or "
-                                "a fastai learner .h5/.pkl)");
-    if (std::filesystem::is_directory(st))
-      throw IsADirectory(path + ": is a directory, not a model file");
+    check_model_path(path, "a model bundle .safetensors or a fastai learner .h5/.pkl");
     try {
       if (is_torch_file(path)) {
         // Imported in memory by our own pickle reader: no code in the file is ever run.
@@ -114,13 +118,7 @@ class Model {
 class EmbedModel {
  public:
   EmbedModel(const std::string& path, std::size_t member) {
-    std::error_code ec;
-    auto st = std::filesystem::status(path, ec);
-    if (!std::filesystem::exists(st))
-      throw FileNotFound(path + ": no such model file (expected a language model or classifier "
-                                "bundle .safetensors)");
-    if (std::filesystem::is_directory(st))
-      throw IsADirectory(path + ": is a directory, not a model file");
+    check_model_path(path, "a language model or classifier bundle .safetensors");
     try {
       emb_ = std::make_unique<ulmfit::Embedder>(ulmfit::Embedder::load(path, member));
     } catch (const std::bad_alloc&) {

@@ -114,6 +114,45 @@ std::string output_line(const ulmfit::Classifier& clf, const Item& it,
   return s + clf.to_json(p).substr(1);
 }
 
+// Reads up to `chunk` records into `items` (blank lines skipped; a line too long or not a paper
+// becomes an item with its error). Returns false at the end of the input.
+bool read_chunk(io::LineReader& reader, std::vector<Item>& items, int chunk,
+                std::size_t max_line_bytes) {
+  items.clear();
+  std::string line;
+  while (items.size() < static_cast<std::size_t>(chunk)) {
+    bool too_long = false;
+    if (!reader.next(line, too_long)) return false;
+    if (!too_long && line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank
+    items.emplace_back();
+    items.back().line = static_cast<long>(reader.line_no());
+    if (too_long)
+      items.back().error = "line longer than " + std::to_string(max_line_bytes) +
+                           " bytes (see --max-line-bytes)";
+    else
+      parse_line(line, items.back());
+  }
+  return true;
+}
+
+// Writes the good items' output lines in order and reports the bad ones on stderr (named by
+// `in_name`:line); counts both.
+void write_chunk(std::ostream& out, const std::vector<Item>& items, const std::string& in_name,
+                 bool tty, long& good, long& bad) {
+  for (const auto& it : items) {
+    if (!it.error.empty()) {
+      ++bad;
+      if (tty) std::fputc('\n', stderr);
+      cli::warning(in_name + ":" + std::to_string(it.line) + ": " + it.error + " (skipped)");
+      continue;
+    }
+    out << it.output << '\n';
+    ++good;
+  }
+  out.flush();
+  if (!out) throw std::runtime_error("cannot write the output (disk full or closed pipe?)");
+}
+
 // Sharded predict (mpirun, docs/distributed.md): the results of items [b, e) to one buffer and
 // back: per item its output line and its error (one of them empty), length-prefixed.
 void put_str(std::string& buf, const std::string& s) {
@@ -189,7 +228,7 @@ int run_predict(int argc, char** argv) {
   const std::string in_name = reader.name();
   auto clf = ulmfit::Classifier::load_or_default(model, load_opt);
 
-  long line_no = 0, good = 0, bad = 0, shown = -1;
+  long good = 0, bad = 0, shown = -1;
   const bool tty = !quiet && ::isatty(STDERR_FILENO);
   auto t0 = std::chrono::steady_clock::now(), last = t0;
   auto progress = [&](bool final_line) {
@@ -210,29 +249,8 @@ int run_predict(int argc, char** argv) {
   auto process = [&](std::ostream& out) {
     std::vector<Item> items;
     items.reserve(static_cast<std::size_t>(chunk));
-    std::string line;
-    bool eof = false;
-    while (!eof) {
-      items.clear();
-      while (items.size() < static_cast<std::size_t>(chunk)) {
-        bool too_long = false;
-        if (!reader.next(line, too_long)) {
-          eof = true;
-          break;
-        }
-        line_no = static_cast<long>(reader.line_no());
-        if (too_long) {
-          items.emplace_back();
-          items.back().line = line_no;
-          items.back().error = "line longer than " + std::to_string(max_line_bytes) +
-                               " bytes (see --max-line-bytes)";
-          continue;
-        }
-        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank
-        items.emplace_back();
-        items.back().line = line_no;
-        parse_line(line, items.back());
-      }
+    for (bool more = true; more;) {
+      more = read_chunk(reader, items, chunk, max_line_bytes);
       const dist::Range mine = dist::share(items.size(), rank, nranks);
       const long i0 = static_cast<long>(mine.begin), i1 = static_cast<long>(mine.end);
       // This rank's share: each record encoded alone (a bad one fails alone), then through the
@@ -278,18 +296,7 @@ int run_predict(int argc, char** argv) {
         }
         if (!lead) continue;
       }
-      for (auto& it : items) {
-        if (!it.error.empty()) {
-          ++bad;
-          if (tty) std::fputc('\n', stderr);
-          cli::warning(in_name + ":" + std::to_string(it.line) + ": " + it.error + " (skipped)");
-          continue;
-        }
-        out << it.output << '\n';
-        ++good;
-      }
-      out.flush();
-      if (!out) throw std::runtime_error("cannot write the output (disk full or closed pipe?)");
+      write_chunk(out, items, in_name, tty, good, bad);
       progress(false);
     }
   };
@@ -369,25 +376,9 @@ int run_embed(int argc, char** argv) {
     std::vector<Item> items;
     std::vector<std::vector<std::int32_t>> ids;
     std::vector<std::size_t> which;  // ids[k] is items[which[k]]
-    std::string line;
     char num[32];
-    for (bool eof = false; !eof;) {
-      items.clear();
-      while (items.size() < static_cast<std::size_t>(chunk)) {
-        bool too_long = false;
-        if (!reader.next(line, too_long)) {
-          eof = true;
-          break;
-        }
-        if (!too_long && line.find_first_not_of(" \t\r") == std::string::npos) continue;
-        items.emplace_back();
-        items.back().line = static_cast<long>(reader.line_no());
-        if (too_long)
-          items.back().error = "line longer than " + std::to_string(max_line_bytes) +
-                               " bytes (see --max-line-bytes)";
-        else
-          parse_line(line, items.back());
-      }
+    for (bool more = true; more;) {
+      more = read_chunk(reader, items, chunk, max_line_bytes);
       ids.clear();
       which.clear();
       for (std::size_t i = 0; i < items.size(); ++i) {
@@ -419,17 +410,7 @@ int run_embed(int argc, char** argv) {
         }
         s += "]}";
       }
-      for (auto& it : items) {
-        if (!it.error.empty()) {
-          ++bad;
-          cli::warning(in_name + ":" + std::to_string(it.line) + ": " + it.error + " (skipped)");
-          continue;
-        }
-        out << it.output << '\n';
-        ++good;
-      }
-      out.flush();
-      if (!out) throw std::runtime_error("cannot write the output (disk full or closed pipe?)");
+      write_chunk(out, items, in_name, false, good, bad);
       progress(false);
     }
   };

@@ -25,7 +25,7 @@ Needs scikit-learn and numpy.
 import argparse, json, os, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cv_peers import choose, make_folds, scores, summary  # noqa: E402
+from cv_peers import choose, make_folds, report, scores, write_json  # noqa: E402
 from fasttext_baseline import norm, text_of  # noqa: E402
 
 
@@ -115,15 +115,9 @@ def main():
             per_fold.append(scores([labels[i] for i in te], pred))
             chosen.append(p)
             print("  %s fold %d: macro-F1 %.4f (chose %s)" % (name, j, per_fold[-1]["macro_f1"], p), flush=True)
-        s = summary(per_fold)
-        results[name] = {"summary": s, "per_fold": per_fold, "chosen": chosen}
-        print("%-14s acc %.4f +- %.4f   macro-F1 %.4f +- %.4f   F1 non_core %.4f  core %.4f   (%.0f s)" % (
-            name, s["accuracy"][0], s["accuracy"][1], s["macro_f1"][0], s["macro_f1"][1],
-            s["f1_non_core"][0], s["f1_core"][0], time.time() - t0), flush=True)
+        results[name] = report(name, per_fold, chosen, t0, width=14)
     if a.json:
-        with open(a.json + ".tmp", "w") as f:
-            json.dump(results, f, indent=1, default=str)
-        os.replace(a.json + ".tmp", a.json)
+        write_json(a.json, results)
 
 
 if __name__ == "__main__":

@@ -152,6 +152,22 @@ def summary(per_fold):
     return out
 
 
+def report(name, per_fold, chosen, t0, width=10):
+    """Prints a contender's summary line; returns its results entry."""
+    s = summary(per_fold)
+    print("%-*s acc %.4f +- %.4f   macro-F1 %.4f +- %.4f   F1 non_core %.4f  core %.4f   (%.0f s)" % (
+        width, name, s["accuracy"][0], s["accuracy"][1], s["macro_f1"][0], s["macro_f1"][1],
+        s["f1_non_core"][0], s["f1_core"][0], time.time() - t0), flush=True)
+    return {"summary": s, "per_fold": per_fold, "chosen": chosen}
+
+
+def write_json(path, results):
+    """`results` to `path` atomically (a temp file, then a rename)."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    os.replace(path + ".tmp", path)
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(os.path.dirname(here))
@@ -192,17 +208,11 @@ def main():
                 pred = fit([texts[i] for i in tr], [labels[i] for i in tr], p)([texts[i] for i in te])
                 per_fold.append(scores([labels[i] for i in te], pred))
                 chosen.append(p)
-            s = summary(per_fold)
-            results[name] = {"summary": s, "per_fold": per_fold, "chosen": chosen}
-            print("%-10s acc %.4f +- %.4f   macro-F1 %.4f +- %.4f   F1 non_core %.4f  core %.4f   (%.0f s)" % (
-                name, s["accuracy"][0], s["accuracy"][1], s["macro_f1"][0], s["macro_f1"][1],
-                s["f1_non_core"][0], s["f1_core"][0], time.time() - t0), flush=True)
+            results[name] = report(name, per_fold, chosen, t0)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if a.json:
-        with open(a.json + ".tmp", "w") as f:
-            json.dump(results, f, indent=1, default=str)
-        os.replace(a.json + ".tmp", a.json)
+        write_json(a.json, results)
 
 
 if __name__ == "__main__":
