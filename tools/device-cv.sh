@@ -25,7 +25,7 @@
 # CV_EXTRA: more flags for `cv` alone (e.g. "--fold-lm-epochs 1": ULMFiT's LM step on each fold's
 # training texts), into $WORK/$SIZE-$DIR/${CV_DIR:-cv} (give another CV_DIR for another cv run).
 # LM_EPOCHS: unfrozen HEP fine-tuning epochs (default 8; on the medium LM 6 more epochs at 2e-3
-# took the probe from 0.725 to 0.740, docs/cross-validation.md). Another value needs another
+# took the probe from 0.725 to 0.739, docs/cross-validation.md). Another value needs another
 # WORK (the LM step is skipped when $WORK has an LM).
 # STOP_AFTER=lm stops once the LM is trained (so that one call can hold the tests and the LM,
 # the next the cross-validation: a call may run 10 minutes).
