@@ -95,6 +95,12 @@ std::array<float, 3> softmax3(const std::array<float, 3>& z) {
   return p;
 }
 
+// Classifier::encode_text (and Embedder's): the text cut at `cap` bytes, tokenized as predict does.
+std::vector<std::int32_t> encode_text_with(const Vocab& vocab, std::size_t cap,
+                                           std::string_view text) {
+  return vocab.numericalize(tokenize(truncate_utf8(text, cap), TokenizeMode::Predict));
+}
+
 // Classifier::encode_paper (and Embedder's): predict_coreness's checks, cut, join, encode.
 std::vector<std::int32_t> encode_paper_with(const Vocab& vocab, std::size_t cap,
                                             std::string_view title, std::string_view abstract) {
@@ -107,7 +113,7 @@ std::vector<std::int32_t> encode_paper_with(const Vocab& vocab, std::size_t cap,
   std::string text = join_title_abstract(std::string(truncate_utf8(title, cap)),
                                          std::string(truncate_utf8(abstract, cap)));
   try {
-    return vocab.numericalize(tokenize(truncate_utf8(text, cap), TokenizeMode::Predict));
+    return encode_text_with(vocab, cap, text);
   } catch (const TextError& e) {
     throw std::invalid_argument(std::string("invalid text: ") + e.what());
   }
@@ -196,7 +202,7 @@ std::string_view truncate_utf8(std::string_view text, std::size_t max_bytes) {
 }
 
 std::vector<std::int32_t> Classifier::encode_text(std::string_view text) const {
-  return encode(truncate_utf8(text, impl_->max_text_bytes));
+  return encode_text_with(impl_->vocab, impl_->max_text_bytes, text);
 }
 
 Prediction Classifier::predict_text(std::string_view text) const {
@@ -355,11 +361,7 @@ Embedder Embedder::load(const std::string& path, std::size_t member, std::size_t
     // The classifier's pooling (bptt 72, max_len 1440: fastai's) over the LM's encoder; the head
     // is never run, so its (zero) initial values do not matter.
     const auto& c = bundle.config();
-    ModelConfig cc = ModelConfig::classifier(c.vocab_size);
-    cc.emb_sz = c.emb_sz;
-    cc.n_hid = c.n_hid;
-    cc.n_layers = c.n_layers;
-    cc.backwards = c.backwards;
+    ModelConfig cc = classifier_config_over(c, c.vocab_size, io::kInspireClasDropMult);
     cc.pad_idx = c.pad_idx;
     impl->model.emplace(cc);
     load_encoder_into_classifier(*impl->model, bundle);
@@ -383,8 +385,7 @@ std::vector<std::int32_t> Embedder::encode_paper(std::string_view title,
 }
 
 std::vector<std::int32_t> Embedder::encode_text(std::string_view text) const {
-  return impl_->vocab.numericalize(
-      tokenize(truncate_utf8(text, impl_->max_text_bytes), TokenizeMode::Predict));
+  return encode_text_with(impl_->vocab, impl_->max_text_bytes, text);
 }
 
 std::vector<float> Embedder::embed_batch(const std::vector<std::vector<std::int32_t>>& ids,

@@ -234,12 +234,7 @@ ClassifierStageResult train_classifier_from_lm(const Recipe& r_in, const std::st
   // Sizes and direction are the LM's (a classifier reads text in its LM's direction); the recipe
   // stored in the bundle says so.
   const Recipe r = with_sizes_of(r_in, lmb.config());
-  const auto& mc = lmb.config();
-  ModelConfig cc = ModelConfig::classifier((Index)vocab.size(), r.clas_drop_mult);
-  cc.emb_sz = mc.emb_sz;
-  cc.n_hid = mc.n_hid;
-  cc.n_layers = mc.n_layers;
-  cc.backwards = mc.backwards;
+  ModelConfig cc = classifier_config_over(lmb.config(), (Index)vocab.size(), r.clas_drop_mult);
   cc.bptt = r.clas_bptt;
   cc.max_len = r.clas_max_len;
   ClassifierModel m(cc);

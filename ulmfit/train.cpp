@@ -960,6 +960,16 @@ io::BundleContents classifier_bundle(ClassifierModel& m, const Vocab& vocab,
   return b;
 }
 
+ModelConfig classifier_config_over(const ModelConfig& encoder, std::int64_t vocab_size,
+                                   double drop_mult) {
+  ModelConfig cc = ModelConfig::classifier(vocab_size, drop_mult);
+  cc.emb_sz = encoder.emb_sz;
+  cc.n_hid = encoder.n_hid;
+  cc.n_layers = encoder.n_layers;
+  cc.backwards = encoder.backwards;
+  return cc;
+}
+
 void load_encoder_into_classifier(ClassifierModel& m, const io::Bundle& src) {
   const auto& c = src.config();
   const auto& a = m.config();

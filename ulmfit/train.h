@@ -155,6 +155,10 @@ std::vector<int> classify_documents(const ClassifierModel& m, const std::vector<
 // Bundle contents for a classifier (kind "classifier", labels, temperature 0.25).
 io::BundleContents classifier_bundle(ClassifierModel& m, const Vocab& vocab,
                                      const std::string& provenance);
+// A classifier's config (fastai's head, dropouts times drop_mult, bptt 72 / max_len 1440) over an
+// encoder with `encoder`'s sizes and direction: what load_encoder_into_classifier fills.
+ModelConfig classifier_config_over(const ModelConfig& encoder, std::int64_t vocab_size,
+                                   double drop_mult);
 // Copies an LM / encoder bundle's encoder weights into the classifier (sizes must match).
 void load_encoder_into_classifier(ClassifierModel& m, const io::Bundle& lm_or_encoder);
 
