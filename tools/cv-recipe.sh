@@ -15,10 +15,11 @@
 # CV_ARGS (more `cv` flags, e.g. "--drop-mult 0.3"), CKPT_EVERY (20m; steps or a duration),
 # PRE_DATA (the pretraining corpus: "nltk", the default, 3.7 M words; or "all": NLTK, WikiText-2
 # and IMDb, 27 M words), PRE_ARGS (more `pretrain` flags, e.g. "--valid-pct 0.02"), LM_ARGS
-# (more `finetune-lm` flags), SIZE_ARGS (model sizes for every step, e.g. "--emb-sz 200 --n-hid 576").
+# (more `finetune-lm` flags), SIZE_ARGS (model sizes for every step, e.g. "--emb-sz 200 --n-hid 576"),
+# STOP_AFTER=lm (stop once the LMs are trained: probe them with `embed` before a long CV).
 set -euo pipefail
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 [[ $# -ge 1 && $1 != -h && $1 != --help ]] || { usage; exit 2; }
 OUT=$1
 shift
@@ -79,6 +80,11 @@ for dir in $DIRS; do
     --pretrained "$OUT/pre-$dir/lm.safetensors" --frozen-epochs 1 --epochs "${LM_EPOCHS:-4}" \
     --lr "${LM_LR:-4e-3}" ${LM_ARGS:-} -d "$U"
 done
+
+if [[ ${STOP_AFTER:-} == lm ]]; then
+  echo "== STOP_AFTER=lm: the LMs are trained; cv not run" >&2
+  exit 0
+fi
 
 clas=()
 [[ -n ${CLAS_EPOCHS:-} ]] && clas=(--epochs "$CLAS_EPOCHS")
