@@ -46,6 +46,10 @@ case ${PRE_DATA:-nltk} in
           "$GE/imdb/imdb_test.jsonl.gz" "$GE/imdb/imdb_unsup.jsonl.gz") ;;
   *) echo "cv-recipe.sh: PRE_DATA must be nltk or all, not '$PRE_DATA'" >&2; exit 2 ;;
 esac
+case ${STOP_AFTER:-} in
+  '' | lm) ;;
+  *) echo "cv-recipe.sh: STOP_AFTER must be lm or unset, not '$STOP_AFTER'" >&2; exit 2 ;;
+esac
 for f in "$IC" "$L" "$U" "${G[@]}"; do
   [[ -e $f ]] || { echo "cv-recipe.sh: missing $f" >&2; exit 1; }
 done
