@@ -13,7 +13,7 @@ Usage: layer_vectors.py LM.safetensors tokens.jsonl OUT_PREFIX
   writes OUT_PREFIX-l0.jsonl, OUT_PREFIX-l1.jsonl, ... (one per layer)
 Needs numpy. About 10 minutes for the 4,862 labeled papers with the medium LM on one core.
 """
-import json, struct, sys
+import json, os, struct, sys
 import numpy as np
 
 lm_path, tok_path, prefix = sys.argv[1:4]
@@ -56,7 +56,6 @@ def sig(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-outs = [open("%s-l%d.jsonl" % (prefix, l), "w") for l in range(len(layers))]
 order = sorted(range(len(docs)), key=lambda i: -len(docs[i][1]))
 B = 128
 res = [[None] * len(docs) for _ in layers]
@@ -90,7 +89,9 @@ for g0 in range(0, len(order), B):
             res[l][i] = feats[r]
         x = y
     print("%d/%d" % (min(g0 + B, len(order)), len(order)), file=sys.stderr, flush=True)
-for l, out in enumerate(outs):
-    for i, (did, _) in enumerate(docs):
-        out.write(json.dumps({"id": did, "vector": [round(float(v), 7) for v in res[l][i]]}) + "\n")
-    out.close()
+for l in range(len(layers)):  # each file whole or not at all: a temp file, then a rename
+    path = "%s-l%d.jsonl" % (prefix, l)
+    with open(path + ".tmp", "w") as out:
+        for i, (did, _) in enumerate(docs):
+            out.write(json.dumps({"id": did, "vector": [round(float(v), 7) for v in res[l][i]]}) + "\n")
+    os.replace(path + ".tmp", path)
