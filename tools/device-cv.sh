@@ -42,6 +42,21 @@ DIR=${1:?fwd or bwd}
 OUT=${OUT:?the folder whose files come back}
 SIZE=${SIZE:-medium}
 WORK=${WORK:-/tmp/ic-cv}
+case $DIR in
+  fwd | bwd) ;;
+  *) echo "device-cv.sh: DIR must be fwd or bwd, not '$DIR'" >&2; exit 2 ;;
+esac
+case ${STOP_AFTER:-} in
+  '' | lm) ;;
+  *) echo "device-cv.sh: STOP_AFTER must be lm or unset, not '$STOP_AFTER'" >&2; exit 2 ;;
+esac
+case $SIZE in
+  medium) S=(--emb-sz 200 --n-hid 576); V=30000 ;;
+  original) S=(--emb-sz 400 --n-hid 1152); V=60000 ;;
+  large) S=(--emb-sz 400 --n-hid 1152); V=30000 ;;  # the original's sizes, a shippable vocabulary
+  tiny) S=(--emb-sz 16 --n-hid 32); V=500 ;;
+  *) echo "device-cv.sh: SIZE must be medium, large, original or tiny, not '$SIZE'" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 IC=${IC:-.devbin/inspire-classifier}
 export LD_LIBRARY_PATH=$PWD/.devbin:$(dirname "$(find / -xdev -name 'libcublas.so.1[0-9]*' 2>/dev/null | head -1)")
@@ -51,13 +66,6 @@ if [ ! -f $D/.done ]; then
   for f in .data/*.xz; do xz -dc "$f" > "$D/$(basename "${f%.xz}")"; done
   touch $D/.done
 fi
-case $SIZE in
-  medium) S=(--emb-sz 200 --n-hid 576); V=30000 ;;
-  original) S=(--emb-sz 400 --n-hid 1152); V=60000 ;;
-  large) S=(--emb-sz 400 --n-hid 1152); V=30000 ;;  # the original's sizes, a shippable vocabulary
-  tiny) S=(--emb-sz 16 --n-hid 32); V=500 ;;
-  *) echo "device-cv.sh: SIZE must be medium, large, original or tiny, not '$SIZE'" >&2; exit 2 ;;
-esac
 back=()
 [ "$DIR" = bwd ] && back=(--backwards)
 tf=()

@@ -16,6 +16,10 @@
 set -euo pipefail
 DIR=${1:?fwd or bwd}
 OUT=${OUT:?the folder whose files come back}
+case $DIR in
+  fwd | bwd) ;;
+  *) echo "device-lm.sh: DIR must be fwd or bwd, not '$DIR'" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 B=.devbin
 export LD_LIBRARY_PATH=$PWD/$B:$(dirname "$(find / -xdev -name 'libcublas.so.13' 2>/dev/null | head -1)")

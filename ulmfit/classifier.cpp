@@ -95,10 +95,15 @@ std::array<float, 3> softmax3(const std::array<float, 3>& z) {
   return p;
 }
 
-// Classifier::encode_text (and Embedder's): the text cut at `cap` bytes, tokenized as predict does.
+// Classifier::encode: the text tokenized as predict does and numericalized, uncut.
+std::vector<std::int32_t> encode_with(const Vocab& vocab, std::string_view text) {
+  return vocab.numericalize(tokenize(text, TokenizeMode::Predict));
+}
+
+// Classifier::encode_text (and Embedder's): the text cut at `cap` bytes, then encode_with.
 std::vector<std::int32_t> encode_text_with(const Vocab& vocab, std::size_t cap,
                                            std::string_view text) {
-  return vocab.numericalize(tokenize(truncate_utf8(text, cap), TokenizeMode::Predict));
+  return encode_with(vocab, truncate_utf8(text, cap));
 }
 
 // Classifier::encode_paper (and Embedder's): predict_coreness's checks, cut, join, encode.
@@ -166,7 +171,7 @@ Classifier Classifier::load_or_default(const std::string& path, const LoadOption
 }
 
 std::vector<std::int32_t> Classifier::encode(std::string_view text) const {
-  return impl_->vocab.numericalize(tokenize(text, TokenizeMode::Predict));
+  return encode_with(impl_->vocab, text);
 }
 
 std::array<float, 3> Classifier::probabilities(const std::vector<std::int32_t>& ids) const {
