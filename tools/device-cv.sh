@@ -27,6 +27,8 @@
 # LM_EPOCHS: unfrozen HEP fine-tuning epochs (default 8; on the medium LM 6 more epochs at 2e-3
 # took the probe from 0.725 to 0.739, docs/cross-validation.md). Another value needs another
 # WORK (the LM step is skipped when $WORK has an LM).
+# FOLDS_AT_ONCE: how many folds train side by side, as `cv --fold K` processes (default 5 on the
+# GPU, 1 elsewhere; below).
 # STOP_AFTER=lm stops once the LM is trained (so that one call can hold the tests and the LM,
 # the next the cross-validation: a call may run 10 minutes).
 # A smoke run on a machine without a GPU: IC=build/inspire-classifier DEVICE=cpu SIZE=tiny
@@ -71,7 +73,7 @@ back=()
 tf=()
 [ "${TF32:-0}" = 1 ] && tf=(--tf32)
 # shellcheck disable=SC2206  # EXTRA is a list of flags
-C=(--preset small --threads "$(nproc)" --device "${DEVICE:-cuda}" "${tf[@]}" --checkpoint-every 2m "${S[@]}" ${EXTRA:-})
+C=(--preset small --device "${DEVICE:-cuda}" "${tf[@]}" --checkpoint-every 2m "${S[@]}" ${EXTRA:-})
 F=': [0-9]+/[0-9]+ \('  # per-batch progress lines are left out of the logs
 W=$WORK/$SIZE-$DIR
 CV=$W/${CV_DIR:-cv}
@@ -104,14 +106,14 @@ if [ "${TESTS:-0}" = 1 ]; then
 fi
 if [ ! -f $W/pre/lm.safetensors ]; then
   # shellcheck disable=SC2046  # resume prints one flag or nothing
-  $IC pretrain "${C[@]}" "${back[@]}" --epochs 1 --valid-pct 0.01 --max-vocab $V \
+  $IC pretrain "${C[@]}" --threads "$(nproc)" "${back[@]}" --epochs 1 --valid-pct 0.01 --max-vocab $V \
     -d $D/nltk_english.train.txt $D/wiki.valid.tokens $D/wiki.test.tokens $D/imdb_train.jsonl $D/imdb_unsup.jsonl \
     -o $W/pre $(resume $W/pre) 2>&1 | tr '\r' '\n' | grep -vE "$F" >> "$R/pre.log"
 fi
 echo "pretrained after ${SECONDS}s" >> "$R/times.log"
 if [ ! -f $W/lm/lm.safetensors ]; then
   # shellcheck disable=SC2046
-  $IC finetune-lm "${C[@]}" "${back[@]}" --pretrained $W/pre/lm.safetensors --frozen-epochs 1 \
+  $IC finetune-lm "${C[@]}" --threads "$(nproc)" "${back[@]}" --pretrained $W/pre/lm.safetensors --frozen-epochs 1 \
     --epochs "${LM_EPOCHS:-8}" --lr 4e-3 --max-vocab $V -d $D/hep_abstracts_unlabeled.jsonl \
     -o $W/lm $(resume $W/lm) 2>&1 | tr '\r' '\n' | grep -vE "$F" >> "$R/lm.log"
 fi
@@ -125,19 +127,42 @@ if [ "${PROBE:-1}" = 1 ] && [ ! -f "$R/probe.json" ]; then
   echo "probed after ${SECONDS}s" >> "$R/times.log"
 fi
 [ "${STOP_AFTER:-}" = lm ] && exit 0
-res=()
-# a fold stopped in its classifier or in its LM step (--fold-lm-epochs)
-compgen -G "$CV/fold-*/member-*/checkpoint.json" > /dev/null ||
-  compgen -G "$CV/fold-*/member-*/lm/checkpoint.json" > /dev/null && res=(--resume)
-# shellcheck disable=SC2086  # CV_EXTRA is a list of flags
-$IC cv "${C[@]}" --epochs 10 --drop-mult 0.3 ${CV_EXTRA:-} -d $D/inspire_labeled.jsonl \
-  --lm $W/lm/lm.safetensors -o $CV "${res[@]}" > "$R/cv.json" 2> >(tr '\r' '\n' | grep -vE "$F" >> "$R/cv.log") &
-cv_pid=$!
+# shellcheck disable=SC2206  # CV_EXTRA is a list of flags
+cv=($IC cv "${C[@]}" --epochs 10 --drop-mult 0.3 ${CV_EXTRA:-} -d $D/inspire_labeled.jsonl
+  --lm $W/lm/lm.safetensors -o $CV)
+cv_resume() {  # --resume when a fold stopped in its classifier or in its LM step (--fold-lm-epochs)
+  if compgen -G "$CV/fold-*/member-*/checkpoint.json" > /dev/null ||
+    compgen -G "$CV/fold-*/member-*/lm/checkpoint.json" > /dev/null; then echo --resume; fi
+}
 # Every finished fold is copied out within 15 s, so that a call cut hard (the session's device
 # time ending) still brings back the folds done so far.
-while kill -0 $cv_pid 2> /dev/null; do
-  sleep 15
-  collect
-done
-wait $cv_pid
+watch() {  # watch PID...: collect every 15 s until all have ended; their failures are reported
+  local p alive=1
+  while [ $alive = 1 ]; do
+    sleep 15
+    collect
+    alive=0
+    for p in "$@"; do kill -0 "$p" 2> /dev/null && alive=1; done
+  done
+  for p in "$@"; do wait "$p" || echo "device-cv.sh: a cv process failed (its log is in the report)" >&2; done
+}
+# FOLDS_AT_ONCE folds train side by side as `cv --fold K` processes (default 5 on the GPU: one
+# process leaves it idle while the CPU scores each epoch's validation, among other gaps; 1
+# elsewhere), each with
+# nproc / FOLDS_AT_ONCE threads, logging to cv-fold-K.log. Then one `cv` reads every scored fold
+# back, trains any fold still unscored (one that failed), and writes the table and cv.json.
+at_once=${FOLDS_AT_ONCE:-$([ "${DEVICE:-cuda}" = cuda ] && echo 5 || echo 1)}
+if [ "$at_once" -gt 1 ]; then
+  th=$(( $(nproc) / at_once )); [ $th -ge 1 ] || th=1
+  pids=()
+  for k in 0 1 2 3 4; do
+    # shellcheck disable=SC2046  # cv_resume prints one flag or nothing
+    "${cv[@]}" $(cv_resume) --threads $th --fold $k > /dev/null 2> >(tr '\r' '\n' | grep -vE "$F" >> "$R/cv-fold-$k.log") &
+    pids+=($!)
+    if [ ${#pids[@]} -ge "$at_once" ] || [ $k = 4 ]; then watch "${pids[@]}"; pids=(); fi
+  done
+fi
+# shellcheck disable=SC2046
+"${cv[@]}" $(cv_resume) --threads "$(nproc)" > "$R/cv.json" 2> >(tr '\r' '\n' | grep -vE "$F" >> "$R/cv.log") &
+watch $!
 echo "cross-validated after ${SECONDS}s" >> "$R/times.log"

@@ -13,7 +13,8 @@
 # them. Each part is skipped when it exists (delete it to redo it).
 # --smoke: then runs device-cv.sh with those very programs and files on this machine's CPU, at a
 # tiny size and 2 steps per stage (DEVICE=cpu SIZE=tiny), the GPU tests included (they skip
-# without a GPU): a run of a few minutes that fails here rather than on the GPU machine.
+# without a GPU) and the folds side by side as on the GPU: a run of a minute that fails here
+# rather than on the GPU machine.
 # PYTHON: a python with scikit-learn for the smoke run's probe (default python3).
 # It ends by printing what would travel (at most 64 MiB with the working tree) and the commands.
 set -euo pipefail
@@ -78,10 +79,11 @@ if [ $SMOKE = 1 ]; then
   s=$(mktemp -d)
   mkdir "$s/out"  # the device tool's $OUT exists
   echo "== smoke run of device-cv.sh on the CPU (tiny size, 2 steps a stage) in $s" >&2
+  # 5 folds at once, as on the GPU
   IC=.devbin/inspire-classifier DEVICE=cpu SIZE=tiny EXTRA="--max-steps 2" OUT=$s/out WORK=$s/work \
-    TESTS=1 tools/device-cv.sh fwd < /dev/null
+    TESTS=1 FOLDS_AT_ONCE=5 tools/device-cv.sh fwd < /dev/null
   tar -tzf "$s/out/report-tiny-fwd.tgz" | sort > "$s/contents"
-  for f in probe.json cv.json fold-4-scores.json fold-4-probs.json test_cuda_train.log; do
+  for f in probe.json cv.json fold-4-scores.json fold-4-probs.json cv-fold-4.log test_cuda_train.log; do
     grep -qx "./$f" "$s/contents" ||
       { echo "device-prep.sh: the smoke run's report lacks $f (see $s)" >&2; exit 1; }
   done
