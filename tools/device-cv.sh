@@ -52,6 +52,10 @@ case ${STOP_AFTER:-} in
   '' | lm) ;;
   *) echo "device-cv.sh: STOP_AFTER must be lm or unset, not '$STOP_AFTER'" >&2; exit 2 ;;
 esac
+case ${FOLDS_AT_ONCE:-1} in
+  [1-5]) ;;
+  *) echo "device-cv.sh: FOLDS_AT_ONCE must be 1 to 5, not '$FOLDS_AT_ONCE'" >&2; exit 2 ;;
+esac
 case $SIZE in
   medium) S=(--emb-sz 200 --n-hid 576); V=30000 ;;
   original) S=(--emb-sz 400 --n-hid 1152); V=60000 ;;
@@ -136,21 +140,22 @@ cv_resume() {  # --resume when a fold stopped in its classifier or in its LM ste
 }
 # Every finished fold is copied out within 15 s, so that a call cut hard (the session's device
 # time ending) still brings back the folds done so far.
-watch() {  # watch PID...: collect every 15 s until all have ended; their failures are reported
-  local p alive=1
+watch() {  # watch PID...: collect every 15 s until all have ended; status 1 if one failed
+  local p alive=1 rc=0
   while [ $alive = 1 ]; do
     sleep 15
     collect
     alive=0
     for p in "$@"; do kill -0 "$p" 2> /dev/null && alive=1; done
   done
-  for p in "$@"; do wait "$p" || echo "device-cv.sh: a cv process failed (its log is in the report)" >&2; done
+  for p in "$@"; do wait "$p" || rc=1; done
+  return $rc
 }
 # FOLDS_AT_ONCE folds train side by side as `cv --fold K` processes (default 5 on the GPU: one
 # process leaves it idle while the CPU scores each epoch's validation, among other gaps; 1
-# elsewhere), each with
-# nproc / FOLDS_AT_ONCE threads, logging to cv-fold-K.log. Then one `cv` reads every scored fold
-# back, trains any fold still unscored (one that failed), and writes the table and cv.json.
+# elsewhere), each with nproc / FOLDS_AT_ONCE threads, logging to cv-fold-K.log. Then one `cv`
+# reads every scored fold back, trains any fold still unscored (one whose process failed), and
+# writes the table and cv.json; its failure is the script's.
 at_once=${FOLDS_AT_ONCE:-$([ "${DEVICE:-cuda}" = cuda ] && echo 5 || echo 1)}
 if [ "$at_once" -gt 1 ]; then
   th=$(( $(nproc) / at_once )); [ $th -ge 1 ] || th=1
@@ -159,7 +164,10 @@ if [ "$at_once" -gt 1 ]; then
     # shellcheck disable=SC2046  # cv_resume prints one flag or nothing
     "${cv[@]}" $(cv_resume) --threads $th --fold $k > /dev/null 2> >(tr '\r' '\n' | grep -vE "$F" >> "$R/cv-fold-$k.log") &
     pids+=($!)
-    if [ ${#pids[@]} -ge "$at_once" ] || [ $k = 4 ]; then watch "${pids[@]}"; pids=(); fi
+    if [ ${#pids[@]} -ge "$at_once" ] || [ $k = 4 ]; then
+      watch "${pids[@]}" || echo "device-cv.sh: a fold's cv failed (cv-fold-K.log); the last cv retries it" >&2
+      pids=()
+    fi
   done
 fi
 # shellcheck disable=SC2046
