@@ -10,11 +10,12 @@
 #   .data/    the corpora, xz -9: the general English that `pretrain` reads, the unlabeled HEP
 #             abstracts and the labeled papers;
 # both named in .git/info/exclude, so that git ignores them and the device tool's `carry` sends
-# them. Each part is skipped when it exists (delete it to redo it).
+# them. The programs are rebuilt (incrementally) on every run, so that .devbin/ is never older
+# than the sources; .data/ is made once (delete it to redo it).
 # --smoke: then runs device-cv.sh with those very programs and files on this machine's CPU, at a
 # tiny size and 2 steps per stage (DEVICE=cpu SIZE=tiny), the GPU tests included (they skip
-# without a GPU) and the folds side by side as on the GPU: a run of a minute that fails here
-# rather than on the GPU machine.
+# without a GPU) and the folds side by side as on the GPU: a run of about two minutes that fails
+# here rather than on the GPU machine.
 # PYTHON: a python with scikit-learn for the smoke run's probe (default python3).
 # It ends by printing what would travel (at most 64 MiB with the working tree) and the commands.
 set -euo pipefail
@@ -36,25 +37,23 @@ for p in .devbin .data; do
   grep -qx "/$p/" .git/info/exclude 2> /dev/null || echo "/$p/" >> .git/info/exclude
 done
 
-if [ ! -x .devbin/inspire-classifier ] || [ ! -x .devbin/test_cuda_train ]; then
-  command -v nvcc > /dev/null || [ -x /usr/local/cuda/bin/nvcc ] ||
-    { echo "device-prep.sh: nvcc not found (neither on PATH nor /usr/local/cuda/bin)" >&2; exit 1; }
-  nvcc_bin=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
-  echo "== building the CUDA programs in build-dev/ (sm_${CUDA_ARCH:-90}; nvcc is slow)" >&2
-  cmake -S . -B build-dev -DCMAKE_BUILD_TYPE=Release -DINSPIRE_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc_bin" \
-    -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" -DINSPIRE_BENCH=OFF -DINSPIRE_DEFAULT_MODEL=NONE > /dev/null
-  cmake --build build-dev -j"$(nproc)" --target inspire-classifier test_cuda_train
-  rm -rf .devbin.tmp && mkdir .devbin.tmp
-  for p in inspire-classifier test_cuda_train; do strip -o ".devbin.tmp/$p" "build-dev/$p"; done
-  # the runtime libraries the GPU machine may lack; cuBLAS is large and found there
-  # (device-cv.sh puts the directory of its libcublas on LD_LIBRARY_PATH)
-  for lib in libgomp.so.1 libcudart.so.13; do
-    path=$(ldd build-dev/inspire-classifier | awk -v l="$lib" '$1 == l { print $3 }')
-    [ -n "$path" ] || { echo "device-prep.sh: build-dev/inspire-classifier does not link $lib" >&2; exit 1; }
-    cp -L "$path" ".devbin.tmp/$lib"
-  done
-  rm -rf .devbin && mv .devbin.tmp .devbin
-fi
+command -v nvcc > /dev/null || [ -x /usr/local/cuda/bin/nvcc ] ||
+  { echo "device-prep.sh: nvcc not found (neither on PATH nor /usr/local/cuda/bin)" >&2; exit 1; }
+nvcc_bin=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+echo "== building the CUDA programs in build-dev/ (sm_${CUDA_ARCH:-90}; nvcc is slow)" >&2
+cmake -S . -B build-dev -DCMAKE_BUILD_TYPE=Release -DINSPIRE_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc_bin" \
+  -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" -DINSPIRE_BENCH=OFF -DINSPIRE_DEFAULT_MODEL=NONE > /dev/null
+cmake --build build-dev -j"$(nproc)" --target inspire-classifier test_cuda_train
+rm -rf .devbin.tmp && mkdir .devbin.tmp
+for p in inspire-classifier test_cuda_train; do strip -o ".devbin.tmp/$p" "build-dev/$p"; done
+# the runtime libraries the GPU machine may lack; cuBLAS is large and found there
+# (device-cv.sh puts the directory of its libcublas on LD_LIBRARY_PATH)
+for lib in libgomp.so.1 libcudart.so.13; do
+  path=$(ldd build-dev/inspire-classifier | awk -v l="$lib" '$1 == l { print $3 }')
+  [ -n "$path" ] || { echo "device-prep.sh: build-dev/inspire-classifier does not link $lib" >&2; exit 1; }
+  cp -L "$path" ".devbin.tmp/$lib"
+done
+rm -rf .devbin && mv .devbin.tmp .devbin
 
 if [ ! -f .data/.done ]; then
   echo "== compressing the corpora into .data/ (xz -9)" >&2
@@ -91,8 +90,10 @@ if [ $SMOKE = 1 ]; then
   echo "== smoke run: passed" >&2
 fi
 
-# what travels: the tracked and the untracked, not ignored, files, plus the carried folders
-tree=$(git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- 2> /dev/null | tail -n 1 | cut -f1)
+# what travels: the tracked and the untracked, not ignored, files, plus the carried folders (du
+# fails on a tracked file moved aside, and still counts the others)
+tree=$({ git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- 2> /dev/null || true; } |
+  tail -n 1 | cut -f1)
 carried=$(du -sb .devbin .data | awk '{ s += $1 } END { print s }')
 mib() { echo $(( ($1 + 1048575) / 1048576 )); }
 echo "travels: $(mib "$tree") MiB of working tree + $(mib "$carried") MiB in .devbin and .data =" \
