@@ -304,6 +304,40 @@ TEST(CrossValidate, FitAllTrainsOnTrainAndValidWithoutValidation) {
   fs::remove_all(dir);
 }
 
+// cv --no-watch: the fold is not scored after every epoch, and nothing else changes: the same
+// probabilities (training never reads the fold), no per-epoch scores in the curves.
+TEST(CrossValidate, UnwatchedFoldScoresTheSameWithoutPerEpochScores) {
+  ASSERT_TRUE(fs::exists(clitest::kData)) << clitest::kData;
+  nn::set_num_threads(1);
+  fs::path dir = clitest::fresh_dir("cv_no_watch");
+  TinyCvSetup setup(dir);
+  setup.r.clas_epochs = 2;  // more than one epoch, so that the watched run scores in between
+  RunOptions o;
+  o.quiet = true;
+  CvOptions cv;
+  cv.lms = {setup.lm};
+  cv.k = 3;
+  cv.only_folds = {2};
+  o.out_dir = (dir / "watched").string();
+  auto watched = cross_validate(setup.r, setup.data, cv, o);
+  cv.watch = false;
+  o.out_dir = (dir / "unwatched").string();
+  auto unwatched = cross_validate(setup.r, setup.data, cv, o);
+  auto text = [](const fs::path& p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const fs::path member = fs::path("fold-2") / "member-0";
+  const std::string probs = text(dir / "watched" / member / "probs.json");
+  ASSERT_FALSE(probs.empty());
+  EXPECT_EQ(text(dir / "unwatched" / member / "probs.json"), probs);
+  EXPECT_DOUBLE_EQ(unwatched.folds[0].members[0].macro_f1, watched.folds[0].members[0].macro_f1);
+  EXPECT_EQ(unwatched.folds[0].test_docs, watched.folds[0].test_docs);
+  EXPECT_NE(text(dir / "watched" / member / "curves.csv").find("valid_macro_f1"), std::string::npos);
+  EXPECT_EQ(text(dir / "unwatched" / member / "curves.csv").find("valid_macro_f1"), std::string::npos);
+  fs::remove_all(dir);
+}
+
 // ULMFiT's LM step inside each fold (--fold-lm-epochs): the LM is fine-tuned, label-free, on the
 // training folds' texts only, keeps its vocabulary, and the fold's classifier is trained on it.
 TEST(CrossValidate, FoldLmStepFineTunesOnTheTrainingFoldsOnly) {

@@ -424,6 +424,12 @@ int run_cv(int argc, char** argv) {
   app.add_option("--fold-lm-lr", fold_lm_lr, "learning rate of that LM step (one cycle)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  bool no_watch = false;
+  app.add_flag("--no-watch", no_watch,
+               "do not score the fold after every epoch (those scores are for watching only); it "
+               "is scored once, after the last epoch, as always, with the same result. Saves the "
+               "per-epoch scoring, which runs on the CPU and with --device cuda can take longer "
+               "than the training");
   if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
   if (com.threads > 0) nn::set_num_threads(com.threads);
   if (a.data.size() != 1) throw std::runtime_error("cv reads one labeled file (-d), got " + std::to_string(a.data.size()));
@@ -438,6 +444,7 @@ int run_cv(int argc, char** argv) {
   cv.only_folds = only;
   cv.fold_lm_epochs = fold_lm_epochs;
   cv.fold_lm_lr = fold_lm_lr;
+  cv.watch = !no_watch;
   auto res = cross_validate(r, a.data[0], cv, com.options(argc, argv, a.data));
   nlohmann::json j = res.to_json();
   j["recipe"] = r.to_json();

@@ -132,7 +132,9 @@ if [ "${PROBE:-1}" = 1 ] && [ ! -f "$R/probe.json" ]; then
 fi
 [ "${STOP_AFTER:-}" = lm ] && exit 0
 # shellcheck disable=SC2206  # CV_EXTRA is a list of flags
-cv=($IC cv "${C[@]}" --epochs 10 --drop-mult 0.3 ${CV_EXTRA:-} -d $D/inspire_labeled.jsonl
+# --no-watch: the folds are not scored after every epoch (that scoring runs on the CPU, and would
+# take longer than the training on the GPU); each is scored after its last epoch, as always
+cv=($IC cv "${C[@]}" --no-watch --epochs 10 --drop-mult 0.3 ${CV_EXTRA:-} -d $D/inspire_labeled.jsonl
   --lm $W/lm/lm.safetensors -o $CV)
 cv_resume() {  # --resume when a fold stopped in its classifier or in its LM step (--fold-lm-epochs)
   if compgen -G "$CV/fold-*/member-*/checkpoint.json" > /dev/null ||

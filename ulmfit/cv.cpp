@@ -365,7 +365,13 @@ CvResult cross_validate(const Recipe& r, const std::string& data, const CvOption
         RunOptions mo = o;
         mo.out_dir = mdir.string();
         mo.resume = o.resume && fs::exists(mdir / "checkpoint.json");
-        auto tr = train_classifier_from_lm(r, lm, sides, mo);
+        Sides unwatched;  // the training side alone: no per-epoch scores of the fold
+        if (!cv.watch) {
+          unwatched.train = sides.train;
+          unwatched.train_labels = sides.train_labels;
+          mo.fit_all = true;  // here: no validation (the training side is given, not merged)
+        }
+        auto tr = train_classifier_from_lm(r, lm, cv.watch ? sides : unwatched, mo);
         // The model after the last epoch: the scored fold chose nothing.
         Classifier clf = Classifier::load(tr.clas.last_model_path);
         p = raw_probabilities(clf, sides.valid, o.quiet);

@@ -52,6 +52,12 @@ struct CvOptions {
   // fold's texts are never read, as a new paper is not by the shipped model's LM.
   int fold_lm_epochs = 0;
   double fold_lm_lr = 2e-3;
+  // Whether the fold is also scored after every epoch while its classifier trains (the
+  // classifier's validation: for watching only, it chooses nothing). Off, the fold is scored
+  // once, after the last epoch, as it always is, and training is unchanged (the same
+  // probabilities): what is saved is the per-epoch scoring, on a CPU copy of the model, which on
+  // --device cuda can take longer than the training itself.
+  bool watch = true;
 };
 
 // One contender's figures on one fold.
