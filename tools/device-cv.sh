@@ -132,7 +132,7 @@ if [ "${PROBE:-1}" = 1 ] && [ ! -f "$R/probe.json" ]; then
 fi
 [ "${STOP_AFTER:-}" = lm ] && exit 0
 # shellcheck disable=SC2206  # CV_EXTRA is a list of flags
-# --no-watch: the folds are not scored after every epoch (that scoring runs on the CPU, and would
+# --no-watch: the folds are not scored after every epoch (that scoring runs on the CPU and could
 # take longer than the training on the GPU); each is scored after its last epoch, as always
 cv=($IC cv "${C[@]}" --no-watch --epochs 10 --drop-mult 0.3 ${CV_EXTRA:-} -d $D/inspire_labeled.jsonl
   --lm $W/lm/lm.safetensors -o $CV)
