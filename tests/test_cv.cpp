@@ -179,6 +179,15 @@ struct TinyCvSetup {
   }
 };
 
+// cv of one fold of three, one classifier on the setup's LM.
+CvOptions one_fold_of_three(const TinyCvSetup& setup, int fold) {
+  CvOptions cv;
+  cv.lms = {setup.lm};
+  cv.k = 3;
+  cv.only_folds = {fold};
+  return cv;
+}
+
 TEST(CrossValidate, TinyRunScoresEveryFoldAndReadsThemBack) {
   ASSERT_TRUE(fs::exists(clitest::kData)) << clitest::kData;
   nn::set_num_threads(1);
@@ -314,10 +323,7 @@ TEST(CrossValidate, UnwatchedFoldScoresTheSameWithoutPerEpochScores) {
   setup.r.clas_epochs = 2;  // more than one epoch, so that the watched run scores in between
   RunOptions o;
   o.quiet = true;
-  CvOptions cv;
-  cv.lms = {setup.lm};
-  cv.k = 3;
-  cv.only_folds = {2};
+  CvOptions cv = one_fold_of_three(setup, 2);
   o.out_dir = (dir / "watched").string();
   auto watched = cross_validate(setup.r, setup.data, cv, o);
   cv.watch = false;
@@ -347,10 +353,7 @@ TEST(CrossValidate, FoldLmStepFineTunesOnTheTrainingFoldsOnly) {
   const TinyCvSetup setup(dir);
   RunOptions o;
   o.quiet = true;
-  CvOptions cv;
-  cv.lms = {setup.lm};
-  cv.k = 3;
-  cv.only_folds = {1};
+  CvOptions cv = one_fold_of_three(setup, 1);
   o.out_dir = (dir / "plain").string();
   auto plain = cross_validate(setup.r, setup.data, cv, o);
 
