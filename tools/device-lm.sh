@@ -5,7 +5,8 @@
 # fine-tuning on the HEP abstracts (1 frozen + 8 epochs at 4e-3); DIR is fwd or bwd (--backwards).
 # The flags are those of tools/cv-recipe.sh with PRE_DATA=all and the medium sizes.
 #
-# What the GPU machine is sent (its working tree travels with at most 64 MiB) is prepared here:
+# What the GPU machine is sent (its working tree travels with at most 64 MiB) is prepared here,
+# by tools/device-prep.sh (the same .devbin/ and .data/ as tools/device-cv.sh's):
 #   .devbin/  inspire-classifier built with -DINSPIRE_CUDA=ON -DINSPIRE_DEFAULT_MODEL=NONE
 #             (stripped) and the .so files it needs that the machine may lack
 #   .data/    the corpora recompressed with xz -9 (35 MB): nltk_english.train.txt.xz,
